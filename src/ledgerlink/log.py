@@ -67,8 +67,11 @@ def redact(
     with _secrets_lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     return {
-        key: (_mask_text(value, secrets) if key == "event" and isinstance(value, str)
-              else _redact_value(key, value, secrets))
+        key: (
+            _mask_text(value, secrets)
+            if key == "event" and isinstance(value, str)
+            else _redact_value(key, value, secrets)
+        )
         for key, value in event_dict.items()
     }
 

@@ -13,6 +13,7 @@ Connectors built on a vendor SDK (simple-salesforce, stripe-python) use the piec
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 import time
 from collections import Counter
@@ -52,8 +53,19 @@ T = TypeVar("T")
 ErrorMapper = Callable[[httpx.Response], ConnectorError | None]
 
 _SECRET_PARAMS = frozenset(
-    {"access_token", "refresh_token", "client_secret", "password", "api_key", "assertion",
-     "code", "token", "key", "sig", "signature"}
+    {
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "password",
+        "api_key",
+        "assertion",
+        "code",
+        "token",
+        "key",
+        "sig",
+        "signature",
+    }
 )
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -62,8 +74,10 @@ def redact_url(url: str | httpx.URL) -> str:
     """Return ``url`` with secret-looking query parameters and user info masked."""
     parts = urlsplit(str(url))
     query = urlencode(
-        [(k, REDACTED if k.lower() in _SECRET_PARAMS else v)
-         for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        [
+            (k, REDACTED if k.lower() in _SECRET_PARAMS else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
     )
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
@@ -231,7 +245,8 @@ class HttpClient:
         retry: the retry policy.
         rate_limiter: shared limiter, or None.
         error_mapper: vendor-specific mapping; returns None to fall back to the status table.
-        verify: TLS verification (a CA bundle path for a sandbox with its own certificate).
+        verify: TLS verification: a bool, an SSL context, or the path of a CA bundle (a
+            sandbox's own certificate).
         transport: an httpx transport (respx or ``httpx.MockTransport`` in tests).
     """
 
@@ -246,7 +261,7 @@ class HttpClient:
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
         error_mapper: ErrorMapper | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.connector = connector
@@ -255,6 +270,8 @@ class HttpClient:
         self.error_mapper = error_mapper
         self.stats = CallStats()
         self._log = get_logger(connector=connector)
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._client = httpx.Client(
             base_url=base_url,
             headers=dict(headers or {}),

@@ -17,11 +17,14 @@ import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from ledgerlink.connector.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from ledgerlink.connector.sandbox import FaultInjector
 
 __all__ = [
     "CheckItem",
@@ -302,9 +305,14 @@ class SandboxOptions:
 
 @runtime_checkable
 class Sandbox(Protocol):
-    """A running fake of a vendor API on loopback."""
+    """A running fake of a vendor API on loopback.
+
+    ``faults`` switches faults on and off and counts the requests served (the server-side
+    truth of how many API calls a client made).
+    """
 
     base_url: str
+    faults: FaultInjector
 
     def connector_settings(self) -> dict[str, Any]:
         """Return settings with which ``ConnectorPlugin.connect`` reaches this sandbox."""

@@ -41,10 +41,15 @@ def _load(entry: EntryPoint) -> LoadedConnector:
         obj = entry.load()
         plugin = obj() if isinstance(obj, type) else obj
     except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not stop the hub
-        return LoadedConnector(entry.name, dist_name, dist_version, None, f"{type(exc).__name__}: {exc}")
+        return LoadedConnector(
+            entry.name, dist_name, dist_version, None, f"{type(exc).__name__}: {exc}"
+        )
     if not isinstance(plugin, ConnectorPlugin):
         return LoadedConnector(
-            entry.name, dist_name, dist_version, None,
+            entry.name,
+            dist_name,
+            dist_version,
+            None,
             "entry point does not provide a ledgerlink ConnectorPlugin",
         )
     return LoadedConnector(entry.name, dist_name, dist_version, plugin)

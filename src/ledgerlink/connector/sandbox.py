@@ -78,7 +78,7 @@ class Fault:
         return path.startswith(self.path_prefix)
 
 
-def _default_renderer(status: int) -> tuple[bytes, dict[str, str]]:
+def _default_renderer(status: int) -> tuple[bytes, dict[str, str]]:  # noqa: ARG001 - ErrorRenderer
     return b'{"error": "injected fault"}', {"content-type": "application/json"}
 
 
