@@ -163,3 +163,18 @@ def test_rate_limiter_spaces_calls_beyond_the_burst() -> None:
     for _ in range(4):
         limiter.acquire()
     assert waits == [0.1, 0.1]
+
+
+def test_stale_version_is_left_to_the_caller() -> None:
+    """A stale-version conflict is not resent unchanged: the caller must refetch and reapply."""
+    from ledgerlink.connector.errors import StaleVersionError
+
+    calls = []
+
+    def stale() -> None:
+        calls.append(1)
+        raise StaleVersionError("SyncToken is stale")
+
+    with pytest.raises(StaleVersionError):
+        RetryPolicy(sleep=lambda _s: None).call(stale)
+    assert len(calls) == 1

@@ -34,6 +34,7 @@ from ledgerlink.connector.errors import (
     RateLimitedError,
     RecordError,
     RetryableError,
+    StaleVersionError,
 )
 from ledgerlink.log import REDACTED, get_logger
 from ledgerlink.metrics import API_CALL_SECONDS, API_CALLS
@@ -138,7 +139,8 @@ class RetryPolicy:
 
     Rules, in order:
       1. an error whose ``retryable`` flag is false is raised at once;
-      2. ``AuthExpiredError`` is the caller's to handle (refresh, then call again): raised;
+      2. ``AuthExpiredError`` and ``StaleVersionError`` are the caller's to handle (refresh the
+         token, or refetch and reapply) before calling again: raised;
       3. otherwise wait ``retry_after`` when the vendor gave one (capped at ``max_delay``),
          else exponential backoff ``base_delay * 2**attempt`` with jitter;
       4. give up after ``max_attempts`` calls and raise the last error.
@@ -155,7 +157,7 @@ class RetryPolicy:
         return (
             isinstance(error, ConnectorError)
             and error.retryable
-            and not isinstance(error, AuthExpiredError)
+            and not isinstance(error, AuthExpiredError | StaleVersionError)
         )
 
     def delay_for(self, attempt: int, error: BaseException | None) -> float:

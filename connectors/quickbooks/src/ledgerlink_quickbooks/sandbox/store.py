@@ -1,0 +1,905 @@
+"""The sandbox company: entity tables, validation, SyncToken locking, CDC and a ledger.
+
+One :class:`Company` is one QuickBooks realm. Each entity lives in an :class:`EntityTable`
+that combines lazily generated seed records (see :mod:`.data`) with an overlay of records
+created or changed through the API and the tombstones of deleted ones. Every accepted
+transaction posts to a small double-entry ledger (computed on demand from the documents), so
+tests can ask for a trial balance and the receivable per customer.
+
+Validation failures raise :class:`QboFault`, which the app renders as the real
+``{"Fault": {"Error": [...], "type": ...}}`` body.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import datetime as dt
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ledgerlink_quickbooks.sandbox import data
+from ledgerlink_quickbooks.sandbox.qbql import Condition, ParsedQuery
+
+__all__ = ["CDC_ENTITIES", "ENTITIES", "Clock", "Company", "EntityTable", "QboFault"]
+
+JSON = dict[str, Any]
+
+ENTITIES = (
+    "Customer",
+    "Item",
+    "Account",
+    "Invoice",
+    "Payment",
+    "CreditMemo",
+    "RefundReceipt",
+    "Deposit",
+    "JournalEntry",
+    "TaxCode",
+    "Currency",
+)
+CDC_ENTITIES = frozenset(ENTITIES) - {"TaxCode"}
+TRANSACTIONS = frozenset(
+    {"Invoice", "Payment", "CreditMemo", "RefundReceipt", "Deposit", "JournalEntry"}
+)
+NAME_LISTS = frozenset({"Customer", "Item", "Account"})
+CDC_WINDOW = dt.timedelta(days=30)
+CDC_MAX_OBJECTS = 1000
+STALE_DETAIL = (
+    "Stale Object Error : You and Jane Bookkeeper were working on this at the same time. "
+    "Jane Bookkeeper finished before you did, so your work was not saved."
+)
+
+
+class QboFault(Exception):  # noqa: N818 - named after the vendor's Fault element
+    """A fault the sandbox answers with, in QuickBooks' shape."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        detail: str,
+        *,
+        fault_type: str = "ValidationFault",
+        element: str = "",
+        status: int = 400,
+    ) -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.fault_type = fault_type
+        self.element = element
+        self.status = status
+
+    def body(self) -> JSON:
+        """The ``Fault`` element."""
+        error = {"Message": self.message, "Detail": self.detail, "code": self.code}
+        if self.element:
+            error["element"] = self.element
+        return {"Error": [error], "type": self.fault_type}
+
+
+class Clock:
+    """The sandbox's time: wall clock plus an offset tests can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = dt.timedelta(0)
+        self._lock = threading.Lock()
+
+    def now(self) -> dt.datetime:
+        """Current sandbox time (aware UTC)."""
+        with self._lock:
+            return dt.datetime.now(dt.UTC) + self.offset
+
+    def advance(self, delta: dt.timedelta) -> None:
+        """Move time forward by ``delta``."""
+        with self._lock:
+            self.offset += delta
+
+
+@dataclass
+class EntityTable:
+    """Records of one entity: ``generated`` seed records, an overlay and tombstones.
+
+    Generated records have ids ``1..generated`` and non-decreasing LastUpdatedTime; every API
+    change lands in ``overlay`` in time order (insertion order), so a LastUpdatedTime scan is
+    a binary search into the seed plus a walk over the overlay.
+    """
+
+    name: str
+    generated: int = 0
+    make: Callable[[int], JSON] | None = None
+    time_of: Callable[[int], dt.datetime] | None = None
+    overlay: dict[int, JSON] = field(default_factory=dict)
+    overlay_time: dict[int, dt.datetime] = field(default_factory=dict)
+    deleted: dict[int, dt.datetime] = field(default_factory=dict)
+    next_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.next_id = max(self.next_id, self.generated + 1)
+
+    def get(self, rid: int) -> JSON | None:
+        """The current record ``rid`` or None (deleted or unknown)."""
+        if rid in self.deleted:
+            return None
+        if rid in self.overlay:
+            return self.overlay[rid]
+        if 1 <= rid <= self.generated and self.make is not None:
+            return self.make(rid)
+        return None
+
+    def put(self, rid: int, record: JSON, when: dt.datetime) -> None:
+        """Store ``record`` as the newest change."""
+        self.overlay.pop(rid, None)
+        self.overlay_time.pop(rid, None)
+        self.overlay[rid] = record
+        self.overlay_time[rid] = when
+
+    def delete(self, rid: int, when: dt.datetime) -> None:
+        """Turn ``rid`` into a tombstone."""
+        self.overlay.pop(rid, None)
+        self.overlay_time.pop(rid, None)
+        self.deleted[rid] = when
+
+    def allocate_id(self) -> int:
+        """A fresh id."""
+        rid = self.next_id
+        self.next_id += 1
+        return rid
+
+    def by_id(self) -> Iterator[JSON]:
+        """Every live record in Id order."""
+        for rid in range(1, self.next_id):
+            record = self.get(rid)
+            if record is not None:
+                yield record
+
+    def by_time(self, since: dt.datetime | None = None) -> Iterator[JSON]:
+        """Live records with LastUpdatedTime >= ``since`` in time order."""
+        start = 1
+        if since is not None and self.time_of is not None and self.generated:
+            start = 1 + bisect.bisect_left(range(1, self.generated + 1), since, key=self.time_of)
+        if self.make is not None:
+            for rid in range(start, self.generated + 1):
+                if rid not in self.overlay and rid not in self.deleted:
+                    yield self.make(rid)
+        for rid, record in list(self.overlay.items()):
+            if since is None or self.overlay_time[rid] >= since:
+                yield record
+
+    def deleted_since(self, since: dt.datetime) -> Iterator[tuple[int, dt.datetime]]:
+        """Tombstones at or after ``since``."""
+        for rid, when in list(self.deleted.items()):
+            if when >= since:
+                yield rid, when
+
+
+def _get_path(record: JSON, path: str) -> Any:
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    if isinstance(value, dict) and "value" in value:
+        return value["value"]
+    return value
+
+
+def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
+    if isinstance(left, str) and isinstance(right, str) and "T" in right and ":" in right:
+        try:
+            return data.parse_time(left), data.parse_time(right)
+        except ValueError:
+            return left, right
+    if isinstance(left, str) and isinstance(right, int | float) and not isinstance(right, bool):
+        try:
+            return float(left), float(right)
+        except ValueError:
+            return left, right
+    if isinstance(left, int | float) and isinstance(right, int | float):
+        return float(left), float(right)
+    return left, right
+
+
+def _matches(record: JSON, cond: Condition) -> bool:  # noqa: PLR0911 - one return per operator
+    value = _get_path(record, cond.field)
+    if cond.op == "IN":
+        return any(_coerce(value, v)[0] == _coerce(value, v)[1] for v in cond.value)
+    if value is None:
+        return False
+    if cond.op == "LIKE":
+        pattern = str(cond.value)
+        text = str(value)
+        if pattern.startswith("%") and pattern.endswith("%"):
+            return pattern.strip("%") in text
+        if pattern.endswith("%"):
+            return text.startswith(pattern[:-1])
+        if pattern.startswith("%"):
+            return text.endswith(pattern[1:])
+        return text == pattern
+    left, right = _coerce(value, cond.value)
+    try:
+        return bool(
+            {
+                "=": left == right,
+                "!=": left != right,
+                "<": left < right,
+                ">": left > right,
+                "<=": left <= right,
+                ">=": left >= right,
+            }[cond.op]
+        )
+    except TypeError:
+        return False
+
+
+def _dec(value: Any) -> Decimal:
+    return Decimal(str(value or 0))
+
+
+@dataclass
+class Idempotency:
+    """First answers by requestid: ``(status, body)``."""
+
+    answers: dict[str, tuple[int, JSON]] = field(default_factory=dict)
+
+
+class Company:
+    """One realm's books.
+
+    Args:
+        realm_id: the company id in paths.
+        seed: data seed.
+        size: number of generated customers (invoices = size, payments = size // 2).
+        clock: shared sandbox clock.
+    """
+
+    def __init__(self, realm_id: str, seed: int, size: int, clock: Clock) -> None:
+        self.realm_id = realm_id
+        self.seed = seed
+        self.size = size
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.idempotency = Idempotency()
+        self._last_stamp = dt.datetime.min.replace(tzinfo=dt.UTC)
+        n_cust, n_inv, n_pay = size, size, size // 2
+        self.tables: dict[str, EntityTable] = {
+            "Customer": EntityTable(
+                "Customer",
+                n_cust,
+                lambda i: data.customer(seed, n_cust, i),
+                lambda i: data.customer_time(n_cust, i),
+            ),
+            "Invoice": EntityTable(
+                "Invoice",
+                n_inv,
+                lambda i: data.invoice(seed, n_cust, n_inv, i),
+                lambda i: data.invoice_time(n_inv, i),
+            ),
+            "Payment": EntityTable(
+                "Payment",
+                n_pay,
+                lambda k: data.payment(seed, n_cust, n_inv, n_pay, k),
+                lambda k: data.payment_time(n_pay, k),
+            ),
+        }
+        for name in ENTITIES:
+            self.tables.setdefault(name, EntityTable(name))
+        self._seed_name_lists()
+        self._customer_names: dict[str, int] | None = None
+
+    # -- seeding ---------------------------------------------------------------------------
+
+    def _seed_name_lists(self) -> None:
+        seeded = data.DATA_EPOCH - dt.timedelta(days=400)
+        meta = {"CreateTime": data.qbo_time(seeded), "LastUpdatedTime": data.qbo_time(seeded)}
+        for acc_id, name, acc_type, sub_type, classification in data.ACCOUNTS:
+            self._seed(
+                "Account",
+                int(acc_id),
+                {
+                    "Id": acc_id,
+                    "Name": name,
+                    "AccountType": acc_type,
+                    "AccountSubType": sub_type,
+                    "Classification": classification,
+                    "FullyQualifiedName": name,
+                    "Active": True,
+                    "CurrentBalance": 0,
+                    "CurrencyRef": {"value": "USD"},
+                    "SyncToken": "0",
+                    "domain": "QBO",
+                    "sparse": False,
+                    "MetaData": dict(meta),
+                },
+                seeded,
+            )
+        for item_id, name, price, income in data.ITEMS:
+            self._seed(
+                "Item",
+                int(item_id),
+                {
+                    "Id": item_id,
+                    "Name": name,
+                    "FullyQualifiedName": name,
+                    "Type": "Service",
+                    "UnitPrice": float(Decimal(price) / 100),
+                    "Active": True,
+                    "Taxable": False,
+                    "IncomeAccountRef": {"value": income},
+                    "SyncToken": "0",
+                    "domain": "QBO",
+                    "sparse": False,
+                    "MetaData": dict(meta),
+                },
+                seeded,
+            )
+        for index, (code_id, name, taxable) in enumerate(data.TAX_CODES, start=1):
+            self._seed(
+                "TaxCode",
+                index,
+                {
+                    "Id": code_id,
+                    "Name": name,
+                    "Description": name,
+                    "Active": True,
+                    "Taxable": taxable,
+                    "TaxGroup": False,
+                    "SyncToken": "0",
+                    "domain": "QBO",
+                    "sparse": False,
+                    "MetaData": dict(meta),
+                },
+                seeded,
+            )
+        for cur_id, code, name in data.CURRENCIES:
+            self._seed(
+                "Currency",
+                int(cur_id),
+                {
+                    "Id": cur_id,
+                    "Code": code,
+                    "Name": name,
+                    "Active": True,
+                    "SyncToken": "0",
+                    "domain": "QBO",
+                    "sparse": False,
+                    "MetaData": dict(meta),
+                },
+                seeded,
+            )
+
+    def _seed(self, entity: str, rid: int, record: JSON, when: dt.datetime) -> None:
+        table = self.tables[entity]
+        table.put(rid, record, when)
+        table.next_id = max(table.next_id, rid + 1)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def stamp(self) -> dt.datetime:
+        """A record time: sandbox now at seconds precision, never going backwards."""
+        now = self.clock.now().replace(microsecond=0)
+        self._last_stamp = max(now, self._last_stamp)
+        return self._last_stamp
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def table(self, entity: str) -> EntityTable:
+        """The table of ``entity``.
+
+        Raises:
+            QboFault: unknown entity.
+        """
+        for name, table in self.tables.items():
+            if name.lower() == entity.lower():
+                return table
+        raise QboFault("4000", "Error parsing query", f"QueryParserError: Invalid entity {entity}")
+
+    @staticmethod
+    def _ref_id(ref: Any) -> str:
+        rid = ref.get("value") if isinstance(ref, dict) else None
+        if rid is None:
+            return ""
+        return str(rid)
+
+    def find(self, entity: str, rid: str) -> JSON | None:
+        """Record ``rid`` of ``entity`` or None."""
+        table = self.table(entity)
+        if entity == "TaxCode":
+            return next((r for r in table.by_id() if r["Id"] == rid), None)
+        try:
+            return table.get(int(rid))
+        except ValueError:
+            return None
+
+    def read(self, entity: str, rid: str) -> JSON:
+        """Record ``rid`` of ``entity``.
+
+        Raises:
+            QboFault: 610 Object Not Found.
+        """
+        record = self.find(entity, rid)
+        if record is None:
+            raise QboFault(
+                "610",
+                "Object Not Found",
+                f"Object Not Found : Something you're trying to use has been made inactive "
+                f"or deleted. Check the fields with {entity} Id {rid}.",
+            )
+        return copy.deepcopy(record)
+
+    # -- query and CDC ---------------------------------------------------------------------
+
+    def query(self, parsed: ParsedQuery) -> tuple[str, list[JSON], int | None]:
+        """Run ``parsed``; returns the entity name, the page and totalCount (COUNT only)."""
+        table = self.table(parsed.entity)
+        since: dt.datetime | None = None
+        for cond in parsed.conditions:
+            if cond.field == "MetaData.LastUpdatedTime" and cond.op in {">", ">="}:
+                since = data.parse_time(str(cond.value))
+        by_time = parsed.order_by == "MetaData.LastUpdatedTime"
+        source = (
+            table.by_time(since) if by_time or (since and not parsed.order_by) else (table.by_id())
+        )
+        conditions = parsed.conditions
+        if table.name in NAME_LISTS and not any(c.field == "Active" for c in conditions):
+            # Like QuickBooks, a name-list query without an Active filter hides inactive ones.
+            conditions = (*conditions, Condition("Active", "=", True))
+        matching = (r for r in source if all(_matches(r, c) for c in conditions))
+        if parsed.count:
+            return table.name, [], sum(1 for _ in matching)
+        if parsed.order_by and not by_time:
+            key = parsed.order_by
+
+            def sort_key(record: JSON) -> tuple[int, Any]:
+                value = _get_path(record, key)
+                if key == "Id":
+                    return (0, int(value))
+                return (0 if value is not None else 1, str(value or ""))
+
+            rows = sorted(matching, key=sort_key, reverse=parsed.descending)
+            page = rows[parsed.start_position - 1 : parsed.start_position - 1 + parsed.max_results]
+        elif parsed.descending:
+            rows = list(matching)[::-1]
+            page = rows[parsed.start_position - 1 : parsed.start_position - 1 + parsed.max_results]
+        else:
+            page = list(
+                itertools.islice(
+                    matching,
+                    parsed.start_position - 1,
+                    parsed.start_position - 1 + parsed.max_results,
+                )
+            )
+        return table.name, [copy.deepcopy(r) for r in page], None
+
+    def cdc(self, entities: list[str], since: dt.datetime) -> list[tuple[str, list[JSON]]]:
+        """Changes per entity since ``since`` (at most 1,000 objects in all).
+
+        Raises:
+            QboFault: an entity without CDC support, or ``since`` beyond the 30-day window.
+        """
+        now = self.clock.now()
+        if since < now - CDC_WINDOW:
+            raise QboFault(
+                "2010",
+                "Request has invalid or unsupported property",
+                "Property Name:changedSince specified is unsupported or invalid: "
+                "changes are kept for 30 days only",
+                element="changedSince",
+            )
+        out: list[tuple[str, list[JSON]]] = []
+        budget = CDC_MAX_OBJECTS
+        for name in entities:
+            table = self.table(name)
+            if table.name not in CDC_ENTITIES:
+                raise QboFault(
+                    "10000",
+                    "An application error has occurred while processing your request",
+                    f"System Failure Error: CDC is not supported for {table.name}",
+                )
+            changed: list[tuple[dt.datetime, JSON]] = []
+            for rid, when in table.deleted_since(since):
+                changed.append(
+                    (
+                        when,
+                        {
+                            "domain": "QBO",
+                            "status": "Deleted",
+                            "Id": str(rid),
+                            "MetaData": {"LastUpdatedTime": data.qbo_time(when)},
+                        },
+                    )
+                )
+            changed.extend(
+                (data.parse_time(record["MetaData"]["LastUpdatedTime"]), record)
+                for record in table.by_time(since)
+            )
+            changed.sort(key=lambda pair: pair[0])
+            taken = [copy.deepcopy(r) for _, r in changed[:budget]]
+            budget -= len(taken)
+            out.append((table.name, taken))
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(self, entity: str, body: JSON) -> JSON:
+        """Create ``entity`` from ``body`` and return the stored record.
+
+        Raises:
+            QboFault: validation failed.
+        """
+        with self.lock:
+            table = self.table(entity)
+            if body.get("Id"):
+                return self.update(entity, body)
+            record = {k: copy.deepcopy(v) for k, v in body.items() if k != "sparse"}
+            self._validate(table.name, record, None)
+            rid = table.allocate_id()
+            when = self.stamp()
+            record.update(
+                Id=str(rid),
+                SyncToken="0",
+                domain="QBO",
+                sparse=False,
+                MetaData={
+                    "CreateTime": data.qbo_time(when),
+                    "LastUpdatedTime": data.qbo_time(when),
+                },
+            )
+            self._after_write(table.name, record, None, when)
+            table.put(rid, record, when)
+            return copy.deepcopy(record)
+
+    def update(self, entity: str, body: JSON) -> JSON:
+        """Update with SyncToken check; sparse when ``body['sparse']`` is true.
+
+        Raises:
+            QboFault: 610 unknown id, 5010 stale SyncToken, or validation failed.
+        """
+        with self.lock:
+            table = self.table(entity)
+            current = self.read(table.name, str(body.get("Id")))
+            if str(body.get("SyncToken")) != current["SyncToken"]:
+                raise QboFault("5010", "Stale Object Error", STALE_DETAIL)
+            if body.get("sparse"):
+                record = copy.deepcopy(current)
+                record.update({k: copy.deepcopy(v) for k, v in body.items() if k != "sparse"})
+            else:
+                record = {k: copy.deepcopy(v) for k, v in body.items() if k != "sparse"}
+                record["MetaData"] = current["MetaData"]
+            self._validate(table.name, record, current)
+            when = self.stamp()
+            record["SyncToken"] = str(int(current["SyncToken"]) + 1)
+            record["domain"] = "QBO"
+            record["sparse"] = False
+            record["MetaData"] = {
+                "CreateTime": current["MetaData"]["CreateTime"],
+                "LastUpdatedTime": data.qbo_time(when),
+            }
+            self._after_write(table.name, record, current, when)
+            table.put(int(record["Id"]), record, when)
+            return copy.deepcopy(record)
+
+    def delete(self, entity: str, body: JSON) -> JSON:
+        """Delete a transaction (name-list entities can only be made inactive).
+
+        Raises:
+            QboFault: not a transaction, unknown id or stale SyncToken.
+        """
+        with self.lock:
+            table = self.table(entity)
+            if table.name not in TRANSACTIONS:
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: {table.name} cannot be deleted; "
+                    "make it inactive instead.",
+                )
+            current = self.read(table.name, str(body.get("Id")))
+            if str(body.get("SyncToken")) != current["SyncToken"]:
+                raise QboFault("5010", "Stale Object Error", STALE_DETAIL)
+            when = self.stamp()
+            if table.name == "Payment":
+                self._apply_payment(current, sign=Decimal(1), when=when)
+            table.delete(int(current["Id"]), when)
+            return {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _require(self, record: JSON, name: str) -> None:
+        if record.get(name) in (None, "", [], {}):
+            raise QboFault(
+                "2020",
+                "Required param missing, need to supply the required value for the API",
+                f"Required parameter {name} is missing in the request",
+                element=name,
+            )
+
+    def _check_ref(self, entity: str, ref: Any, element: str) -> JSON:
+        rid = self._ref_id(ref)
+        target = self.find(entity, rid) if rid else None
+        if target is None:
+            raise QboFault(
+                "2500",
+                "Invalid Reference Id",
+                f"Invalid Reference Id : {entity} assigned to this transaction has been "
+                f"deleted or does not exist: Id {rid}",
+                element=element,
+            )
+        return target
+
+    def _customer_index(self) -> dict[str, int]:
+        if self._customer_names is None:
+            self._customer_names = {
+                r["DisplayName"].strip().lower(): int(r["Id"])
+                for r in self.tables["Customer"].by_id()
+            }
+        return self._customer_names
+
+    def _validate(  # noqa: PLR0912, PLR0915 - one block of rules per entity
+        self, entity: str, record: JSON, current: JSON | None
+    ) -> None:
+        if entity == "Customer":
+            if not record.get("DisplayName"):
+                parts = [record.get("GivenName"), record.get("FamilyName")]
+                name = " ".join(p for p in parts if p) or record.get("CompanyName")
+                if not name:
+                    raise QboFault(
+                        "2020",
+                        "Required param missing, need to supply the required value for the API",
+                        "Required parameter DisplayName or Name is missing in the request",
+                        element="DisplayName",
+                    )
+                record["DisplayName"] = name
+            key = str(record["DisplayName"]).strip().lower()
+            owner = self._customer_index().get(key)
+            if owner is not None and (current is None or str(owner) != current["Id"]):
+                raise QboFault(
+                    "6240",
+                    "Duplicate Name Exists Error",
+                    "The name supplied already exists. : Another customer, vendor or employee "
+                    "is already using this name. Please use a different name.",
+                    element="DisplayName",
+                )
+            record.setdefault("Active", True)
+            record.setdefault("Balance", 0)
+            record.setdefault("CurrencyRef", {"value": "USD", "name": "United States Dollar"})
+            return
+        if entity in {"Item", "Account"}:
+            self._require(record, "Name")
+            if entity == "Item":
+                self._check_ref("Account", record.get("IncomeAccountRef"), "IncomeAccountRef")
+            record.setdefault("Active", True)
+            return
+        if entity in {"TaxCode", "Currency"}:
+            raise QboFault(
+                "6000",
+                "A business validation error has occurred while processing your request",
+                f"Business Validation Error: {entity} is read-only through this API",
+            )
+        if entity in {"Invoice", "CreditMemo", "RefundReceipt"}:
+            self._require(record, "CustomerRef")
+            self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            self._require(record, "Line")
+            if entity == "RefundReceipt":
+                self._require(record, "DepositToAccountRef")
+                self._check_ref("Account", record.get("DepositToAccountRef"), "DepositToAccountRef")
+            self._sales_totals(record, entity)
+        elif entity == "Payment":
+            self._require(record, "CustomerRef")
+            self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            self._require(record, "TotalAmt")
+            record.setdefault("DepositToAccountRef", {"value": data.UNDEPOSITED_FUNDS})
+            self._check_ref("Account", record.get("DepositToAccountRef"), "DepositToAccountRef")
+            applied = Decimal(0)
+            for line in record.get("Line") or []:
+                for link in line.get("LinkedTxn") or []:
+                    invoice = self._check_ref("Invoice", {"value": link.get("TxnId")}, "LinkedTxn")
+                    if invoice["CustomerRef"]["value"] != record["CustomerRef"]["value"]:
+                        raise QboFault(
+                            "6000",
+                            "A business validation error has occurred while processing "
+                            "your request",
+                            "Business Validation Error: the linked invoice belongs to another "
+                            "customer",
+                            element="LinkedTxn",
+                        )
+                    if current is None and _dec(line.get("Amount")) > _dec(invoice["Balance"]):
+                        raise QboFault(
+                            "6000",
+                            "A business validation error has occurred while processing "
+                            "your request",
+                            f"Business Validation Error: the payment applies more than the "
+                            f"open balance of invoice {invoice['Id']}",
+                            element="Line.Amount",
+                        )
+                applied += _dec(line.get("Amount"))
+            if applied > _dec(record["TotalAmt"]):
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: applied amount exceeds the payment amount",
+                )
+            record["UnappliedAmt"] = float(_dec(record["TotalAmt"]) - applied)
+        elif entity == "Deposit":
+            self._require(record, "DepositToAccountRef")
+            self._check_ref("Account", record.get("DepositToAccountRef"), "DepositToAccountRef")
+            self._require(record, "Line")
+            total = Decimal(0)
+            for line in record["Line"]:
+                detail = line.get("DepositLineDetail") or {}
+                if not line.get("LinkedTxn"):
+                    self._check_ref("Account", detail.get("AccountRef"), "AccountRef")
+                total += _dec(line.get("Amount"))
+            record["TotalAmt"] = float(total)
+        elif entity == "JournalEntry":
+            self._require(record, "Line")
+            debit = credit = Decimal(0)
+            for line in record["Line"]:
+                detail = line.get("JournalEntryLineDetail") or {}
+                self._check_ref("Account", detail.get("AccountRef"), "AccountRef")
+                if detail.get("PostingType") == "Debit":
+                    debit += _dec(line.get("Amount"))
+                else:
+                    credit += _dec(line.get("Amount"))
+            if debit != credit:
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: You must balance the debits and credits of "
+                    "the journal entry.",
+                )
+            record["TotalAmt"] = float(debit)
+
+    def _sales_totals(self, record: JSON, entity: str) -> None:
+        subtotal = Decimal(0)
+        discount = Decimal(0)
+        for line in record["Line"]:
+            kind = line.get("DetailType")
+            amount = _dec(line.get("Amount"))
+            if kind == "SalesItemLineDetail":
+                detail = line.get("SalesItemLineDetail") or {}
+                self._check_ref("Item", detail.get("ItemRef"), "ItemRef")
+                if "Qty" in detail and "UnitPrice" in detail:
+                    expected = data.quantize(_dec(detail["Qty"]) * _dec(detail["UnitPrice"]))
+                    if expected != amount:
+                        raise QboFault(
+                            "6070",
+                            "Amount is not equal to UnitPrice * Qty",
+                            f"Amount is not equal to UnitPrice * Qty. Supplied value:{amount}",
+                            element="Line.Amount",
+                        )
+                tax_ref = detail.get("TaxCodeRef")
+                if tax_ref is not None:
+                    self._check_ref("TaxCode", tax_ref, "TaxCodeRef")
+                subtotal += amount
+            elif kind == "DiscountLineDetail":
+                discount += amount
+            elif kind == "SubTotalLineDetail":
+                continue
+            else:
+                raise QboFault(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f"Property Name:DetailType specified is unsupported or invalid: {kind}",
+                    element="Line.DetailType",
+                )
+        tax = _dec((record.get("TxnTaxDetail") or {}).get("TotalTax"))
+        total = subtotal - discount + tax
+        record["TotalAmt"] = float(total)
+        if entity == "Invoice":
+            record["Balance"] = float(total)
+        if entity == "CreditMemo":
+            record["RemainingCredit"] = float(total)
+        del entity
+
+    def _after_write(
+        self, entity: str, record: JSON, current: JSON | None, when: dt.datetime
+    ) -> None:
+        if entity == "Customer" and self._customer_names is not None:
+            if current is not None:
+                self._customer_names.pop(str(current["DisplayName"]).strip().lower(), None)
+            self._customer_names[str(record["DisplayName"]).strip().lower()] = int(record["Id"])
+        if entity == "Invoice" and current is not None:
+            paid = _dec(current["TotalAmt"]) - _dec(current["Balance"])
+            record["Balance"] = float(_dec(record["TotalAmt"]) - paid)
+        if entity == "Payment" and current is None:
+            self._apply_payment(record, sign=Decimal(-1), when=when)
+
+    def _apply_payment(self, payment: JSON, *, sign: Decimal, when: dt.datetime) -> None:
+        table = self.tables["Invoice"]
+        for line in payment.get("Line") or []:
+            for link in line.get("LinkedTxn") or []:
+                invoice = table.get(int(link["TxnId"]))
+                if invoice is None:
+                    continue
+                invoice = copy.deepcopy(invoice)
+                invoice["Balance"] = float(_dec(invoice["Balance"]) + sign * _dec(line["Amount"]))
+                invoice["SyncToken"] = str(int(invoice["SyncToken"]) + 1)
+                invoice["MetaData"]["LastUpdatedTime"] = data.qbo_time(when)
+                table.put(int(invoice["Id"]), invoice, when)
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    def postings(self) -> Iterator[tuple[str, str | None, Decimal]]:
+        """Every ledger posting ``(account id, customer id, home amount; debit > 0)``."""
+        for entity in sorted(TRANSACTIONS):
+            for doc in self.tables[entity].by_id():
+                yield from _postings(entity, doc, self)
+
+    def trial_balance(self) -> dict[str, Decimal]:
+        """Balance per account id in the home currency (debits positive)."""
+        balances: dict[str, Decimal] = {}
+        for account, _customer, amount in self.postings():
+            balances[account] = balances.get(account, Decimal(0)) + amount
+        return balances
+
+    def receivable_by_customer(self) -> dict[str, Decimal]:
+        """Accounts receivable per customer id in the home currency (non-zero only)."""
+        out: dict[str, Decimal] = {}
+        for account, customer, amount in self.postings():
+            if account == data.AR_ACCOUNT and customer is not None:
+                out[customer] = out.get(customer, Decimal(0)) + amount
+        return {k: v for k, v in out.items() if v != 0}
+
+
+def _postings(  # noqa: PLR0912 - one block of postings per transaction type
+    entity: str, doc: JSON, company: Company
+) -> Iterator[tuple[str, str | None, Decimal]]:
+    rate = _dec(doc.get("ExchangeRate") or 1)
+
+    def home(value: Any) -> Decimal:
+        return data.quantize(_dec(value) * rate)
+
+    customer = (doc.get("CustomerRef") or {}).get("value")
+    if entity in {"Invoice", "CreditMemo", "RefundReceipt"}:
+        sign = Decimal(1) if entity == "Invoice" else Decimal(-1)
+        lines: list[tuple[str, Decimal]] = []
+        for line in doc.get("Line") or []:
+            kind = line.get("DetailType")
+            if kind == "SalesItemLineDetail":
+                item = company.find("Item", line["SalesItemLineDetail"]["ItemRef"]["value"]) or {}
+                income = (item.get("IncomeAccountRef") or {}).get("value", "5")
+                lines.append((income, -sign * home(line["Amount"])))
+            elif kind == "DiscountLineDetail":
+                detail = line.get("DiscountLineDetail") or {}
+                account = (detail.get("DiscountAccountRef") or {}).get(
+                    "value", data.DISCOUNTS_GIVEN
+                )
+                lines.append((account, sign * home(line["Amount"])))
+        tax = home((doc.get("TxnTaxDetail") or {}).get("TotalTax"))
+        if tax:
+            lines.append((data.SALES_TAX_PAYABLE, -sign * tax))
+        for account, amount in lines:
+            yield account, None, amount
+        offset = -sum((amount for _, amount in lines), Decimal(0))
+        if entity == "RefundReceipt":
+            yield doc["DepositToAccountRef"]["value"], None, offset
+        else:
+            yield data.AR_ACCOUNT, customer, offset
+    elif entity == "Payment":
+        amount = home(doc["TotalAmt"])
+        yield doc["DepositToAccountRef"]["value"], None, amount
+        yield data.AR_ACCOUNT, customer, -amount
+    elif entity == "Deposit":
+        total = Decimal(0)
+        for line in doc.get("Line") or []:
+            amount = home(line.get("Amount"))
+            total += amount
+            if line.get("LinkedTxn"):
+                yield data.UNDEPOSITED_FUNDS, None, -amount
+            else:
+                yield line["DepositLineDetail"]["AccountRef"]["value"], None, -amount
+        yield doc["DepositToAccountRef"]["value"], None, total
+    elif entity == "JournalEntry":
+        for line in doc.get("Line") or []:
+            detail = line["JournalEntryLineDetail"]
+            amount = home(line["Amount"])
+            entity_ref = ((detail.get("Entity") or {}).get("EntityRef") or {}).get("value")
+            signed = amount if detail.get("PostingType") == "Debit" else -amount
+            yield detail["AccountRef"]["value"], entity_ref, signed
