@@ -25,11 +25,16 @@ from typing import Any
 import uvicorn
 
 __all__ = [
+    "ASGIApp",
     "ErrorRenderer",
     "Fault",
     "FaultInjector",
     "LoopbackServer",
+    "Message",
+    "Receive",
+    "Scope",
     "SelfSignedCertificate",
+    "Send",
     "make_self_signed_certificate",
 ]
 
@@ -242,6 +247,10 @@ class LoopbackServer:
         """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # uvicorn writes a response's head and body separately; with Nagle's algorithm the body
+        # waits for the client's delayed ACK (~40 ms a call on loopback). Accepted sockets
+        # inherit TCP_NODELAY from the listener on Linux.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         ssl_kwargs: dict[str, Any] = {}

@@ -1,0 +1,262 @@
+"""The sandbox's state: seeded objects plus everything clients created or changed.
+
+:class:`ObjectStore` lists a kind newest first, as Stripe does, over the lazily generated seed
+and the objects added since; :class:`SandboxState` adds the event log (kept about 30 days),
+saved idempotent responses, the clock and the webhook endpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledgerlink_stripe.sandbox.data import SeedCatalog, SeedKind
+
+__all__ = [
+    "EVENT_RETENTION_SECONDS",
+    "ObjectStore",
+    "SandboxState",
+    "SavedResponse",
+    "WebhookEndpoint",
+    "new_id",
+]
+
+JSON = dict[str, Any]
+EVENT_RETENTION_SECONDS = 30 * 86_400
+_ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def new_id(prefix: str) -> str:
+    """Return a fresh id with Stripe's shape (``cus_`` + 14 characters, never a seeded one)."""
+    return prefix + "2" + "".join(secrets.choice(_ID_CHARS) for _ in range(13))
+
+
+class ObjectStore:
+    """All objects of one kind: the lazy seed, changed seeded objects, and added objects."""
+
+    def __init__(self, kind: SeedKind | None, object_name: str) -> None:
+        self.object = object_name
+        self.kind = kind
+        self.changed: dict[str, JSON | None] = {}  # seeded id -> current object, None = deleted
+        self.added: dict[str, JSON | None] = {}  # insertion order = creation order
+
+    @property
+    def seeded_count(self) -> int:
+        """Number of seeded objects of this kind."""
+        return self.kind.count if self.kind else 0
+
+    def get(self, object_id: str) -> JSON | None:
+        """Return the current object ``object_id`` or None (missing or deleted)."""
+        if object_id in self.added:
+            return self.added[object_id]
+        if object_id in self.changed:
+            return self.changed[object_id]
+        if self.kind is None:
+            return None
+        index = self.kind.index_of(object_id)
+        return None if index is None else self.kind.make(index)
+
+    def put(self, obj: JSON) -> None:
+        """Store a new or changed object."""
+        object_id = obj["id"]
+        if object_id in self.added or (self.kind and self.kind.index_of(object_id) is not None):
+            target = self.added if object_id in self.added else self.changed
+            target[object_id] = obj
+        else:
+            self.added[object_id] = obj
+
+    def delete(self, object_id: str) -> None:
+        """Mark ``object_id`` deleted."""
+        if object_id in self.added:
+            self.added[object_id] = None
+        else:
+            self.changed[object_id] = None
+
+    def _seeded_at(self, index: int) -> JSON | None:
+        assert self.kind is not None  # only called when seeded objects exist
+        object_id = self.kind.id_for(index)
+        if object_id in self.changed:
+            return self.changed[object_id]
+        return self.kind.make(index)
+
+    def _position(self, object_id: str) -> tuple[int, int] | None:
+        """(segment, index) of an id: segment 0 = added (newest first), 1 = seeded."""
+        if object_id in self.added:
+            return 0, list(self.added).index(object_id)
+        if self.kind is not None:
+            index = self.kind.index_of(object_id)
+            if index is not None:
+                return 1, index
+        return None
+
+    def iter_desc(self, after: str | None = None) -> Iterator[JSON]:
+        """Yield objects newest first, starting just after ``after`` when given."""
+        added_ids = list(self.added)
+        start_added, start_seeded = len(added_ids) - 1, self.seeded_count - 1
+        if after is not None:
+            pos = self._position(after)
+            if pos is None:
+                return
+            if pos[0] == 0:
+                start_added = pos[1] - 1
+            else:
+                start_added, start_seeded = -1, pos[1] - 1
+        for i in range(start_added, -1, -1):
+            obj = self.added[added_ids[i]]
+            if obj is not None:
+                yield obj
+        for index in range(start_seeded, -1, -1):
+            obj = self._seeded_at(index)
+            if obj is not None:
+                yield obj
+
+    def iter_asc_after(self, before: str) -> Iterator[JSON]:
+        """Yield objects newer than ``before``, oldest first (for ``ending_before``)."""
+        pos = self._position(before)
+        if pos is None:
+            return
+        added_ids = list(self.added)
+        if pos[0] == 1:
+            for index in range(pos[1] + 1, self.seeded_count):
+                obj = self._seeded_at(index)
+                if obj is not None:
+                    yield obj
+            first_added = 0
+        else:
+            first_added = pos[1] + 1
+        for object_id in added_ids[first_added:]:
+            obj = self.added[object_id]
+            if obj is not None:
+                yield obj
+
+    def page(
+        self,
+        *,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None,
+        match: Callable[[JSON], bool],
+    ) -> tuple[list[JSON], bool]:
+        """Return one list page newest first and whether more objects follow it."""
+        out: list[JSON] = []
+        if ending_before is not None:
+            for obj in self.iter_asc_after(ending_before):
+                if match(obj):
+                    if len(out) == limit:
+                        return list(reversed(out)), True
+                    out.append(obj)
+            return list(reversed(out)), False
+        for obj in self.iter_desc(starting_after):
+            if match(obj):
+                if len(out) == limit:
+                    return out, True
+                out.append(obj)
+        return out, False
+
+
+@dataclass
+class SavedResponse:
+    """A response saved under an idempotency key, with the request it answered."""
+
+    fingerprint: str
+    status: int
+    body: bytes
+    created: int
+
+
+@dataclass
+class WebhookEndpoint:
+    """A registered webhook endpoint (``/v1/webhook_endpoints``)."""
+
+    id: str
+    url: str
+    secret: str
+    enabled_events: list[str]
+    created: int
+
+    def wants(self, event_type: str) -> bool:
+        """Whether an event of ``event_type`` is delivered to this endpoint."""
+        return any(
+            pattern in ("*", event_type)
+            or (pattern.endswith(".*") and event_type.startswith(pattern[:-1]))
+            for pattern in self.enabled_events
+        )
+
+
+@dataclass
+class SandboxState:
+    """Everything the sandbox knows; one lock guards it."""
+
+    seed: int
+    size: int
+    clock: Callable[[], float] = time.time
+    offset: int = 0
+    stores: dict[str, ObjectStore] = field(default_factory=dict)
+    events: list[JSON] = field(default_factory=list)
+    idempotency: dict[tuple[str, str], SavedResponse] = field(default_factory=dict)
+    endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    catalog: SeedCatalog = field(init=False)
+    listeners: list[Callable[[JSON], None]] = field(default_factory=list)
+    current_request: dict[str, str | None] = field(
+        default_factory=lambda: {"id": None, "idempotency_key": None}
+    )
+    _last_event_time: int = 0
+
+    def __post_init__(self) -> None:
+        # Seeded history ends at the start of today (UTC), so one seed gives one data set.
+        today = int(self.clock()) // 86_400 * 86_400
+        self.catalog = SeedCatalog(self.seed, self.size, today)
+        for name, kind in self.catalog.kinds.items():
+            self.stores[name] = ObjectStore(kind, name)
+        for name in ("invoiceitem", "test_helpers.test_clock", "subscription_item"):
+            self.stores[name] = ObjectStore(None, name)
+
+    def now(self) -> int:
+        """Current sandbox time in unix seconds."""
+        return int(self.clock()) + self.offset
+
+    def store(self, object_name: str) -> ObjectStore:
+        """Return the store of ``object_name``."""
+        return self.stores[object_name]
+
+    def emit(self, event_type: str, obj: JSON, previous: JSON | None = None) -> JSON:
+        """Record an event holding a snapshot of ``obj`` and notify the listeners."""
+        with self.lock:
+            created = max(self.now(), self._last_event_time)
+            self._last_event_time = created
+            event: JSON = {
+                "id": new_id("evt_"),
+                "object": "event",
+                "api_version": "2026-10-28.endive",
+                "created": created,
+                "livemode": False,
+                "pending_webhooks": 0,
+                "request": dict(self.current_request),
+                "type": event_type,
+                "data": {"object": copy.deepcopy(obj)},
+            }
+            if previous is not None:
+                event["data"]["previous_attributes"] = previous
+            event["pending_webhooks"] = sum(
+                1 for ep in self.endpoints.values() if ep.wants(event_type)
+            )
+            self.events.append(event)
+            self.prune_events()
+        for listener in list(self.listeners):
+            listener(event)
+        return event
+
+    def prune_events(self) -> None:
+        """Forget events older than the retention window."""
+        horizon = self.now() - EVENT_RETENTION_SECONDS
+        drop = 0
+        while drop < len(self.events) and self.events[drop]["created"] < horizon:
+            drop += 1
+        if drop:
+            del self.events[:drop]

@@ -1,0 +1,384 @@
+"""Stripe streams and how each is read: a full list first, then the Events API.
+
+Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored page ended:
+
+``list``    first load, or a cursor older than event retention: ``GET /v1/<objects>`` with
+            ``limit=100`` and ``starting_after``; the time the list began is kept so that the
+            following ``events`` mode replays every change made while listing.
+``events``  ``GET /v1/events`` with ``created[gte]`` (closed start), the stream's event types,
+            oldest event first; event ids already landed at the boundary second are dropped.
+``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
+
+A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
+``state["pending_charges"]`` and is fetched again on the next cycle, so a payment never
+reaches the ledger without its fee.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ledgerlink.connector.protocol import Cursor, Page, Record, Stream
+from ledgerlink.log import get_logger
+from ledgerlink_stripe.client import StripeApi
+
+__all__ = ["STREAMS", "StreamSpec", "StripeStreamReader", "iso"]
+
+JSON = dict[str, Any]
+_LOOKBACK = 5  # seconds re-read after a full list, for objects committed while it ran
+_RETENTION_MARGIN = 3600  # re-list an hour before Stripe would actually drop the events
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """How one stream maps onto the Stripe API."""
+
+    stream: Stream
+    path: str
+    object: str
+    event_types: tuple[str, ...] = ()
+    list_params: tuple[tuple[str, str], ...] = ()
+
+
+def _stream(name: str, entity: str, *, writable: bool = False, deletes: bool = False) -> Stream:
+    return Stream(
+        name=name,
+        entity=entity,
+        cursor_field="created",
+        writable=writable,
+        supports_deletes=deletes,
+        lookback=timedelta(seconds=_LOOKBACK),
+    )
+
+
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec(
+        _stream("customers", "party", writable=True, deletes=True),
+        "/v1/customers",
+        "customer",
+        ("customer.created", "customer.updated", "customer.deleted"),
+    ),
+    StreamSpec(
+        _stream("products", "product", deletes=True),
+        "/v1/products",
+        "product",
+        ("product.created", "product.updated", "product.deleted"),
+    ),
+    StreamSpec(
+        _stream("prices", "product", deletes=True),
+        "/v1/prices",
+        "price",
+        ("price.created", "price.updated", "price.deleted"),
+    ),
+    StreamSpec(
+        _stream("subscriptions", "subscription", writable=True),
+        "/v1/subscriptions",
+        "subscription",
+        (
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "customer.subscription.paused",
+            "customer.subscription.resumed",
+            "customer.subscription.trial_will_end",
+        ),
+        (("status", "all"),),
+    ),
+    StreamSpec(
+        _stream("invoices", "invoice", writable=True, deletes=True),
+        "/v1/invoices",
+        "invoice",
+        ("invoice.*",),
+    ),
+    StreamSpec(
+        _stream("payment_intents", "payment"),
+        "/v1/payment_intents",
+        "payment_intent",
+        ("payment_intent.*",),
+    ),
+    StreamSpec(
+        _stream("charges", "payment"),
+        "/v1/charges",
+        "charge",
+        (
+            "charge.succeeded",
+            "charge.failed",
+            "charge.captured",
+            "charge.refunded",
+            "charge.updated",
+            "charge.expired",
+            "charge.pending",
+        ),
+    ),
+    StreamSpec(
+        _stream("refunds", "refund"),
+        "/v1/refunds",
+        "refund",
+        ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"),
+    ),
+    StreamSpec(
+        _stream("credit_notes", "credit_note"),
+        "/v1/credit_notes",
+        "credit_note",
+        ("credit_note.*",),
+    ),
+    StreamSpec(_stream("disputes", "dispute"), "/v1/disputes", "dispute", ("charge.dispute.*",)),
+    StreamSpec(_stream("payouts", "payout"), "/v1/payouts", "payout", ("payout.*",)),
+    StreamSpec(
+        _stream("balance_transactions", "balance_transaction", deletes=False),
+        "/v1/balance_transactions",
+        "balance_transaction",
+    ),
+)
+_BY_NAME = {spec.stream.name: spec for spec in STREAMS}
+
+
+def iso(timestamp: int) -> str:
+    """Fixed-width ISO-8601 UTC text of unix ``timestamp`` (sorts in time order)."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _event_filter(types: Sequence[str]) -> dict[str, Any]:
+    if len(types) == 1 and types[0].endswith("*"):
+        return {"type": types[0]}
+    return {"types": list(types)}
+
+
+class StripeStreamReader:
+    """Reads one stream at a time; holds no state between calls.
+
+    Args:
+        api: the Stripe API access.
+        page_size: records per list call and per yielded page.
+        retention_days: Stripe's event retention.
+        clock: unix time source (tests move it).
+    """
+
+    def __init__(
+        self,
+        api: StripeApi,
+        *,
+        page_size: int = 100,
+        retention_days: int = 30,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.api = api
+        self.page_size = page_size
+        self.retention = retention_days * 86_400
+        self.clock = clock
+        self._log = get_logger(connector="stripe")
+
+    @staticmethod
+    def spec(stream: str) -> StreamSpec:
+        """Return the spec of ``stream``.
+
+        Raises:
+            KeyError: unknown stream.
+        """
+        return _BY_NAME[stream]
+
+    def read(self, stream: str, cursor: Cursor) -> Iterator[Page]:
+        """Yield pages of ``stream`` from ``cursor`` (see the module docstring for modes)."""
+        spec = self.spec(stream)
+        mode = cursor.state.get("mode")
+        if mode in ("events", "created"):
+            since = int(cursor.state.get("since", 0))
+            if self.clock() - since > self.retention - _RETENTION_MARGIN and mode == "events":
+                self._log.warning(
+                    "stripe.cursor_expired_relisting",
+                    stream=stream,
+                    cursor=cursor.value,
+                    retention_days=self.retention // 86_400,
+                )
+                yield from self._list(spec, self._fresh_list_cursor(cursor))
+                return
+            if mode == "events":
+                yield from self._events(spec, cursor)
+            else:
+                yield from self._created(spec, cursor)
+            return
+        if mode != "list":
+            cursor = self._fresh_list_cursor(cursor)
+        yield from self._list(spec, cursor)
+
+    def _fresh_list_cursor(self, cursor: Cursor) -> Cursor:
+        pending = cursor.state.get("pending_charges")
+        return Cursor(
+            value=cursor.value,
+            state={
+                "mode": "list",
+                "list_started": int(self.clock()),
+                **({"pending_charges": pending} if pending else {}),
+            },
+        )
+
+    # -- full list ---------------------------------------------------------------------------
+    def _list(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        started = int(cursor.state["list_started"])
+        after = cursor.state.get("starting_after")
+        while True:
+            params: dict[str, Any] = {"limit": self.page_size, **dict(spec.list_params)}
+            if after:
+                params["starting_after"] = after
+            body = self.api.get(spec.path, params)
+            data: list[JSON] = body["data"]
+            pending = set(cursor.state.get("pending_charges") or ())
+            records = self._records(
+                spec, [(obj, int(obj["created"]), False) for obj in data], pending
+            )
+            if data:
+                after = data[-1]["id"]
+            if body["has_more"] and data:
+                cursor = cursor.with_state(
+                    starting_after=after, pending_charges=sorted(pending) or None
+                )
+                yield Page(spec.stream.name, records, cursor)
+                continue
+            since = started - _LOOKBACK
+            final_state: dict[str, Any] = {
+                "mode": "created" if not spec.event_types else "events",
+                "since": since,
+                "seen": [],
+            }
+            if pending:
+                final_state["pending_charges"] = sorted(pending)
+            yield Page(spec.stream.name, records, Cursor(value=iso(since), state=final_state))
+            return
+
+    # -- incremental ---------------------------------------------------------------------------
+    def _collect(self, path: str, params: dict[str, Any]) -> list[JSON]:
+        """Every item of a ``created[gte]`` list, oldest first (the list answers newest first)."""
+        items: list[JSON] = []
+        after: str | None = None
+        while True:
+            query = dict(params, limit=self.page_size)
+            if after:
+                query["starting_after"] = after
+            body = self.api.get(path, query)
+            items.extend(body["data"])
+            if not body["has_more"] or not body["data"]:
+                break
+            after = body["data"][-1]["id"]
+        items.reverse()
+        return items
+
+    def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        since = int(cursor.state["since"])
+        params = {"created": {"gte": since}, **_event_filter(spec.event_types)}
+        events = self._collect("/v1/events", params)
+        entries = [
+            (event["data"]["object"], int(event["created"]), _is_tombstone(event), event["id"])
+            for event in events
+        ]
+        yield from self._emit(spec, cursor, entries)
+
+    def _created(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        since = int(cursor.state["since"])
+        objects = self._collect(spec.path, {"created": {"gte": since}, **dict(spec.list_params)})
+        entries = [(obj, int(obj["created"]), False, obj["id"]) for obj in objects]
+        yield from self._emit(spec, cursor, entries)
+
+    def _emit(
+        self, spec: StreamSpec, cursor: Cursor, entries: list[tuple[JSON, int, bool, str]]
+    ) -> Iterator[Page]:
+        since = int(cursor.state["since"])
+        seen = set(cursor.state.get("seen") or ())
+        pending = set(cursor.state.get("pending_charges") or ())
+        fresh = [entry for entry in entries if not (entry[1] == since and entry[3] in seen)]
+        rechecked = self._recheck_pending(spec, pending)
+        if not fresh:
+            kept = {**dict(cursor.state), "pending_charges": sorted(pending) or None}
+            yield Page(
+                spec.stream.name,
+                rechecked,
+                Cursor(cursor.value, cursor.boundary_ids, kept).with_state(),
+            )
+            return
+        for start in range(0, len(fresh), self.page_size):
+            chunk = fresh[start : start + self.page_size]
+            records = self._records(
+                spec, [(obj, created, deleted) for obj, created, deleted, _ in chunk], pending
+            )
+            fresher = {record.id for record in records}
+            records = [r for r in rechecked if r.id not in fresher] + records
+            rechecked = []
+            last = chunk[-1][1]
+            if last != since:
+                since, seen = last, set()
+            seen.update(key for _, created, _, key in chunk if created == last)
+            state: dict[str, Any] = {
+                "mode": cursor.state["mode"],
+                "since": since,
+                "seen": sorted(seen),
+            }
+            if pending:
+                state["pending_charges"] = sorted(pending)
+            yield Page(spec.stream.name, records, Cursor(value=iso(since), state=state))
+
+    def _recheck_pending(self, spec: StreamSpec, pending: set[str]) -> list[Record]:
+        """Fetch charges still waiting for their balance transaction; land the settled ones."""
+        if spec.object != "charge" or not pending:
+            return []
+        landed: list[Record] = []
+        for charge_id in sorted(pending):
+            charge = self.api.get(f"/v1/charges/{charge_id}")
+            if charge.get("balance_transaction"):
+                pending.discard(charge_id)
+                landed.append(
+                    Record("charges", charge_id, charge, cursor_value=iso(int(charge["created"])))
+                )
+        return landed
+
+    def _records(
+        self, spec: StreamSpec, entries: list[tuple[JSON, int, bool]], pending: set[str]
+    ) -> list[Record]:
+        """Turn snapshots into records, newest snapshot per object within the batch."""
+        latest: dict[str, Record] = {}
+        for obj, created, deleted in entries:
+            if obj.get("object") != spec.object:
+                continue
+            object_id = str(obj["id"])
+            if spec.object == "charge" and not deleted:
+                if obj.get("status") == "succeeded" and not obj.get("balance_transaction"):
+                    pending.add(object_id)
+                    latest.pop(object_id, None)
+                    continue
+                pending.discard(object_id)
+            payload = self._full_lines(obj) if spec.object == "invoice" and not deleted else obj
+            latest.pop(object_id, None)  # keep batch order = time order
+            latest[object_id] = Record(
+                spec.stream.name, object_id, payload, deleted=deleted, cursor_value=iso(created)
+            )
+        return list(latest.values())
+
+    def _full_lines(self, invoice: JSON) -> JSON:
+        """Complete an invoice's embedded lines when Stripe truncated them."""
+        lines = invoice.get("lines") or {}
+        if not lines.get("has_more") or not invoice.get("id"):
+            return invoice
+        data = list(lines.get("data") or [])
+        after = data[-1]["id"] if data else None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["starting_after"] = after
+            body = self.api.get(f"/v1/invoices/{invoice['id']}/lines", params)
+            data.extend(body["data"])
+            if not body["has_more"] or not body["data"]:
+                break
+            after = body["data"][-1]["id"]
+        return {**invoice, "lines": {**lines, "data": data, "has_more": False}}
+
+
+def _is_tombstone(event: JSON) -> bool:
+    obj = event["data"]["object"]
+    return bool(obj.get("deleted")) or event["type"] in (
+        "customer.deleted",
+        "product.deleted",
+        "price.deleted",
+        "invoice.deleted",
+    )

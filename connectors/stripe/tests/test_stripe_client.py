@@ -1,0 +1,202 @@
+"""Client edge cases against a mocked Stripe (respx): retries, error mapping, keys, versions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from ledgerlink_stripe.connector import StripeConnector
+from ledgerlink_stripe.settings import PINNED_API_VERSION, StripeSettings
+
+from ledgerlink.connector.errors import (
+    AuthenticationError,
+    FatalError,
+    RateLimitedError,
+    RecordError,
+    RetryableError,
+)
+from ledgerlink.connector.http import RetryPolicy
+from ledgerlink.connector.protocol import Cursor, WriteAction, WriteOp
+
+API = "https://api.stripe.com"
+KEY = "sk_test_respxSecretKey1234567890"
+
+
+def _error(
+    status: int, type_: str, code: str | None = None, *, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    body: dict[str, Any] = {"error": {"type": type_, "message": f"{type_} happened"}}
+    if code:
+        body["error"]["code"] = code
+    return httpx.Response(status, json=body, headers=headers)
+
+
+def _customer(cid: str = "cus_1") -> dict[str, Any]:
+    return {"id": cid, "object": "customer", "created": 1_700_000_000, "metadata": {}}
+
+
+@pytest.fixture
+def delays() -> list[float]:
+    """Sleeps the retry policy asked for."""
+    return []
+
+
+@pytest.fixture
+def conn(delays: list[float]) -> Any:
+    """A connector with a recording, non-sleeping retry policy."""
+    policy = RetryPolicy(max_attempts=3, sleep=delays.append, jitter=lambda d: d)
+    connector = StripeConnector(StripeSettings(api_key=KEY), retry=policy)
+    yield connector
+    connector.close()
+
+
+def _create(conn: StripeConnector, key: str = "outbox-1") -> Any:
+    op = WriteOp(key, "customers", WriteAction.CREATE, {"name": "Acme"})
+    return next(iter(conn.write([op])))
+
+
+@respx.mock
+def test_write_sends_outbox_key_and_pinned_version(conn: StripeConnector) -> None:
+    """A write carries the outbox idempotency key and the pinned Stripe-Version."""
+    route = respx.post(f"{API}/v1/customers").mock(
+        return_value=httpx.Response(200, json=_customer())
+    )
+    result = _create(conn)
+    request = route.calls.last.request
+    assert request.headers["idempotency-key"] == "outbox-1"
+    assert request.headers["stripe-version"] == PINNED_API_VERSION
+    assert result.remote_id == "cus_1"
+    assert result.ok
+
+
+@respx.mock
+def test_rate_limit_is_retried_after_retry_after(
+    conn: StripeConnector, delays: list[float]
+) -> None:
+    """A 429 is retried with the same key after the Retry-After delay."""
+    route = respx.post(f"{API}/v1/customers").mock(
+        side_effect=[
+            _error(429, "invalid_request_error", "rate_limit", headers={"retry-after": "3"}),
+            httpx.Response(200, json=_customer()),
+        ]
+    )
+    result = _create(conn)
+    assert result.ok
+    assert delays == [3.0]
+    keys = {call.request.headers["idempotency-key"] for call in route.calls}
+    assert keys == {"outbox-1"}
+
+
+@respx.mock
+def test_lock_timeout_maps_to_rate_limited(conn: StripeConnector) -> None:
+    """lock_timeout keeps failing -> RateLimitedError after the attempts run out."""
+    respx.post(f"{API}/v1/customers").mock(
+        return_value=_error(429, "invalid_request_error", "lock_timeout")
+    )
+    result = _create(conn)
+    assert isinstance(result.error, RateLimitedError)
+    assert result.error.vendor_code == "lock_timeout"
+
+
+@respx.mock
+def test_server_error_is_retried_then_succeeds(conn: StripeConnector) -> None:
+    """A 500 api_error is retryable and the retry succeeds."""
+    respx.get(f"{API}/v1/customers").mock(
+        side_effect=[
+            _error(500, "api_error"),
+            httpx.Response(
+                200, json={"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}
+            ),
+        ]
+    )
+    pages = list(conn.read("customers", Cursor()))
+    assert pages[-1].cursor.state["mode"] == "events"
+
+
+@respx.mock
+def test_should_retry_false_is_not_retried(conn: StripeConnector) -> None:
+    """Stripe-Should-Retry: false on a 5xx quarantines instead of retrying."""
+    route = respx.post(f"{API}/v1/customers").mock(
+        return_value=_error(503, "api_error", headers={"stripe-should-retry": "false"})
+    )
+    result = _create(conn)
+    assert isinstance(result.error, RecordError)
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "code", "expected"),
+    [
+        (400, "idempotency_error", None, FatalError),
+        (400, "invalid_request_error", "parameter_missing", RecordError),
+        (402, "card_error", "card_declined", RecordError),
+        (401, "invalid_request_error", None, AuthenticationError),
+        (403, "invalid_request_error", None, AuthenticationError),
+    ],
+)
+@respx.mock
+def test_error_types_map_to_what_the_caller_does(
+    conn: StripeConnector, status: int, type_: str, code: str | None, expected: type
+) -> None:
+    """Each Stripe error type maps onto the core error naming the next step."""
+    respx.post(f"{API}/v1/customers").mock(return_value=_error(status, type_, code))
+    result = _create(conn)
+    assert type(result.error) is expected
+    assert result.error.status == status
+
+
+@respx.mock
+def test_connection_error_is_retryable(conn: StripeConnector) -> None:
+    """A dropped connection maps to RetryableError once retries are spent."""
+    respx.get(f"{API}/v1/events").mock(side_effect=httpx.ConnectError("boom"))
+    with pytest.raises(RetryableError):
+        list(conn.read("customers", Cursor(state={"mode": "events", "since": 2_000_000_000})))
+
+
+@respx.mock
+def test_api_key_never_appears_in_errors(conn: StripeConnector) -> None:
+    """Error messages and reprs never contain the API key."""
+    respx.post(f"{API}/v1/customers").mock(return_value=_error(401, "authentication_error"))
+    result = _create(conn)
+    assert KEY not in str(result.error)
+    assert KEY not in repr(result.error)
+    assert KEY not in repr(conn)
+    assert KEY not in repr(conn.settings)
+
+
+@respx.mock
+def test_truncated_invoice_lines_are_completed(conn: StripeConnector) -> None:
+    """An invoice whose embedded lines have more pages gets the rest from its lines list."""
+    invoice = {
+        "id": "in_1",
+        "object": "invoice",
+        "created": 1_700_000_000,
+        "lines": {
+            "object": "list",
+            "data": [{"id": "il_1"}],
+            "has_more": True,
+            "url": "/v1/invoices/in_1/lines",
+        },
+    }
+    respx.get(f"{API}/v1/invoices").mock(
+        return_value=httpx.Response(
+            200,
+            json={"object": "list", "data": [invoice], "has_more": False, "url": "/v1/invoices"},
+        )
+    )
+    respx.get(f"{API}/v1/invoices/in_1/lines").mock(
+        return_value=httpx.Response(
+            200,
+            json={
+                "object": "list",
+                "data": [{"id": "il_2"}],
+                "has_more": False,
+                "url": "/v1/invoices/in_1/lines",
+            },
+        )
+    )
+    pages = list(conn.read("invoices", Cursor()))
+    lines = pages[0].records[0].payload["lines"]
+    assert [line["id"] for line in lines["data"]] == ["il_1", "il_2"]
