@@ -76,6 +76,19 @@ def redact(
     }
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time of the write (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     *, level: str = "INFO", json: bool | None = None, stream: TextIO | None = None
 ) -> None:
@@ -86,7 +99,7 @@ def configure_logging(
         json: force JSON (True) or console (False) rendering; None picks console on a terminal.
         stream: where to write; defaults to stderr.
     """
-    out = stream or sys.stderr
+    out: Any = stream or _CurrentStderr()
     use_json = not out.isatty() if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer()

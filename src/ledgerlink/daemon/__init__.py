@@ -1,0 +1,36 @@
+"""The daemon behind ``ledgerlink serve``: scheduled jobs, HTTP endpoints, locks, clean stop.
+
+* :mod:`ledgerlink.daemon.jobs`: the job registry (pull per connector and stream; later
+  parts register match, plan, push and revenue jobs) and the stop signal.
+* :mod:`ledgerlink.daemon.scheduler`: APScheduler timing and the lock-taking job runner.
+* :mod:`ledgerlink.daemon.locks`: advisory locks on PostgreSQL, the single-replica guard on SQLite.
+* :mod:`ledgerlink.daemon.status`: job outcomes, stream freshness, readiness and metrics.
+* :mod:`ledgerlink.daemon.http`: ``/healthz``, ``/readyz``, ``/metrics``, ``/status``, webhooks.
+* :mod:`ledgerlink.daemon.service`: the :class:`Daemon` tying them together.
+"""
+
+from __future__ import annotations
+
+from ledgerlink.daemon.jobs import (
+    Job,
+    JobContext,
+    JobFactory,
+    JobReport,
+    StopSignal,
+    build_jobs,
+    register_job_factory,
+)
+from ledgerlink.daemon.service import Daemon, DaemonOptions, DaemonStartError
+
+__all__ = [
+    "Daemon",
+    "DaemonOptions",
+    "DaemonStartError",
+    "Job",
+    "JobContext",
+    "JobFactory",
+    "JobReport",
+    "StopSignal",
+    "build_jobs",
+    "register_job_factory",
+]
