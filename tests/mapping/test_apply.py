@@ -75,9 +75,9 @@ STRIPE_CUSTOMER: dict[str, Any] = {
 
 def test_stripe_customer_becomes_a_party(normalizer: Normalizer) -> None:
     """A Stripe customer maps to a party with cleaned name, email, address, tax id and links."""
-    party = normalizer.map_record("stripe", "customer", "cus_NffrFeUfNV2Hib", STRIPE_CUSTOMER)
+    party = normalizer.map_record("stripe", "customers", "cus_NffrFeUfNV2Hib", STRIPE_CUSTOMER)
     assert party == Party(
-        source=SourceRef(system="stripe", object="customer", id="cus_NffrFeUfNV2Hib"),
+        source=SourceRef(system="stripe", object="customers", id="cus_NffrFeUfNV2Hib"),
         created_at=datetime(2023, 4, 7, 18, 59, 53, tzinfo=UTC),
         metadata={"salesforce_account_id": "001Hs00002ABCDEFGH"},
         name="ACME GmbH",
@@ -100,7 +100,7 @@ def test_stripe_customer_becomes_a_party(normalizer: Normalizer) -> None:
 def test_stripe_customer_without_address_or_email_has_none(normalizer: Normalizer) -> None:
     """Missing optional values leave empty fields instead of empty addresses or emails."""
     sparse = {"id": "cus_2", "name": "Solo", "email": "", "address": None, "created": 1}
-    party = normalizer.map_record("stripe", "customer", "cus_2", sparse)
+    party = normalizer.map_record("stripe", "customers", "cus_2", sparse)
     assert isinstance(party, Party)
     assert party.addresses == ()
     assert party.emails == ()
@@ -159,19 +159,19 @@ STRIPE_INVOICE: dict[str, Any] = {
 
 def test_stripe_invoice_in_a_zero_decimal_currency(normalizer: Normalizer) -> None:
     """A JPY invoice keeps yen as whole units, with lines, periods and links."""
-    invoice = normalizer.map_record("stripe", "invoice", STRIPE_INVOICE["id"], STRIPE_INVOICE)
+    invoice = normalizer.map_record("stripe", "invoices", STRIPE_INVOICE["id"], STRIPE_INVOICE)
     assert isinstance(invoice, Invoice)
     assert invoice.currency == "JPY"
     assert invoice.total == Money(15000, "JPY")
     assert invoice.amount_remaining == Money(0, "JPY")
     assert invoice.status is InvoiceStatus.PAID
-    assert invoice.party == SourceRef(system="stripe", object="customer", id="cus_NeZwdNtLEOXuvB")
+    assert invoice.party == SourceRef(system="stripe", object="customers", id="cus_NeZwdNtLEOXuvB")
     assert invoice.paid_at == datetime(2023, 4, 4, 21, 41, 10, tzinfo=UTC)
     (line,) = invoice.lines
     assert line.amount == Money(15000, "JPY")
     assert line.unit_price == Money(5000, "JPY")
     assert line.quantity == Decimal(3)
-    assert line.product == SourceRef(system="stripe", object="product", id="prod_NeZwdO0pYTnbOO")
+    assert line.product == SourceRef(system="stripe", object="products", id="prod_NeZwdO0pYTnbOO")
     assert line.period_end == datetime(2023, 5, 4, 21, 41, 7, tzinfo=UTC)
 
 
@@ -202,10 +202,10 @@ def test_stripe_subscription_and_isk_price(normalizer: Normalizer) -> None:
         "trial_end": 1701209600,
         "cancel_at_period_end": False,
     }
-    entity = normalizer.map_record("stripe", "subscription", "sub_1", subscription)
+    entity = normalizer.map_record("stripe", "subscriptions", "sub_1", subscription)
     assert isinstance(entity, Subscription)
     assert entity.status is SubscriptionStatus.TRIALING
-    assert entity.party == SourceRef(system="stripe", object="customer", id="cus_1")
+    assert entity.party == SourceRef(system="stripe", object="customers", id="cus_1")
     (item,) = entity.items
     assert item.unit_price == Money(9900, "ISK")
     assert item.quantity == 2
@@ -225,13 +225,13 @@ def test_stripe_charge_refund_payout_and_balance_transaction(normalizer: Normali
         "created": 1679090539,
         "payment_method_details": {"type": "card"},
     }
-    payment = normalizer.map_record("stripe", "charge", charge["id"], charge)
+    payment = normalizer.map_record("stripe", "charges", charge["id"], charge)
     assert isinstance(payment, Payment)
     assert payment.amount == Money(1099, "USD")
-    assert payment.invoices == (SourceRef(system="stripe", object="invoice", id="in_1"),)
+    assert payment.invoices == (SourceRef(system="stripe", object="invoices", id="in_1"),)
     assert payment.method == "card"
     assert payment.balance_transaction == SourceRef(
-        system="stripe", object="balance_transaction", id="txn_1"
+        system="stripe", object="balance_transactions", id="txn_1"
     )
 
     refund = {
@@ -243,7 +243,7 @@ def test_stripe_charge_refund_payout_and_balance_transaction(normalizer: Normali
         "reason": "requested_by_customer",
         "created": 1679090600,
     }
-    mapped_refund = normalizer.map_record("stripe", "refund", "re_1", refund)
+    mapped_refund = normalizer.map_record("stripe", "refunds", "re_1", refund)
     assert isinstance(mapped_refund, Refund)
     assert mapped_refund.amount == Money(500, "USD")
     assert mapped_refund.status.value == "pending"
@@ -257,7 +257,7 @@ def test_stripe_charge_refund_payout_and_balance_transaction(normalizer: Normali
         "destination": "ba_1",
         "created": 1680566400,
     }
-    mapped_payout = normalizer.map_record("stripe", "payout", "po_1", payout)
+    mapped_payout = normalizer.map_record("stripe", "payouts", "po_1", payout)
     assert isinstance(mapped_payout, Payout)
     assert mapped_payout.amount == Money(1100000, "EUR")
     assert mapped_payout.arrival_date == date(2023, 4, 5)
@@ -281,14 +281,14 @@ def test_stripe_charge_refund_payout_and_balance_transaction(normalizer: Normali
         ],
         "created": 1679090539,
     }
-    balance = normalizer.map_record("stripe", "balance_transaction", "txn_1", txn)
+    balance = normalizer.map_record("stripe", "balance_transactions", "txn_1", txn)
     assert isinstance(balance, BalanceTransaction)
     assert (balance.amount, balance.fee, balance.net) == (
         Money(1099, "USD"),
         Money(62, "USD"),
         Money(1037, "USD"),
     )
-    assert balance.related == SourceRef(system="stripe", object="charge", id=charge["id"])
+    assert balance.related == SourceRef(system="stripe", object="charges", id=charge["id"])
     assert balance.fee_details[0].amount == Money(62, "USD")
 
 
@@ -516,7 +516,7 @@ def test_failures_name_the_field_and_its_source(normalizer: Normalizer) -> None:
     """A record that cannot map raises with the canonical field, its source and the reason."""
     bad_currency = {**STRIPE_INVOICE, "currency": "zzz"}
     with pytest.raises(RecordMappingError, match=r"currency \(from currency\): unknown currency"):
-        normalizer.map_record("stripe", "invoice", "in_bad", bad_currency)
+        normalizer.map_record("stripe", "invoices", "in_bad", bad_currency)
     no_name = {**SF_ACCOUNT, "Name": "   "}
     with pytest.raises(RecordMappingError, match=r"name \(from Name\) is required"):
         normalizer.map_record("salesforce", "Account", "001bad", no_name)
@@ -534,24 +534,24 @@ def test_failures_name_the_field_and_its_source(normalizer: Normalizer) -> None:
         "type": "charge",
     }
     with pytest.raises(RecordMappingError, match=r"net .* is not amount .* minus fee"):
-        normalizer.map_record("stripe", "balance_transaction", "txn_2", bad_net)
+        normalizer.map_record("stripe", "balance_transactions", "txn_2", bad_net)
 
 
 def test_unmapped_object_is_reported(normalizer: Normalizer) -> None:
     """Mapping an object no file maps raises UnmappedObjectError."""
     with pytest.raises(UnmappedObjectError):
-        normalizer.map_record("stripe", "dispute", "dp_1", {})
+        normalizer.map_record("stripe", "disputes", "dp_1", {})
     assert normalizer.mapper("salesforce", "Opportunity") is None
 
 
 def test_user_override_changes_the_result(tmp_path: Path) -> None:
     """A user override of one field changes that field and leaves the others as shipped."""
     (tmp_path / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n      name: {from: metadata.legal_name}\n"
+        "objects:\n  customers:\n    fields:\n      name: {from: metadata.legal_name}\n"
     )
     custom = Normalizer(load_mappings(tmp_path))
     payload = {**STRIPE_CUSTOMER, "metadata": {"legal_name": "Acme Legal GmbH"}}
-    party = custom.map_record("stripe", "customer", "cus_1", payload)
+    party = custom.map_record("stripe", "customers", "cus_1", payload)
     assert isinstance(party, Party)
     assert party.name == "Acme Legal GmbH"
     assert party.emails == ("billing@acme.example",)

@@ -38,7 +38,7 @@ def test_mappings_check_prints_every_problem_and_exits_1(tmp_path: Path) -> None
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n      nick: name\n      name: {from: name, transforms: [shout]}\n"
+        "objects:\n  customers:\n    fields:\n      nick: name\n      name: {from: name, transforms: [shout]}\n"
     )
     result = runner.invoke(
         app, ["--config", str(config_file(tmp_path)), "mappings", "check", "--dir", str(folder)]
@@ -67,7 +67,7 @@ def test_mappings_show_prints_the_effective_mapping(tmp_path: Path) -> None:
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n      website: {from: metadata.site}\n"
+        "objects:\n  customers:\n    fields:\n      website: {from: metadata.site}\n"
     )
     result = runner.invoke(
         app,
@@ -96,7 +96,7 @@ def test_quarantine_list_show_and_retry(tmp_path: Path, database_url: str, engin
     """Quarantined records can be listed, shown in full and retried after a mapping fix."""
     now = datetime(2026, 1, 5, tzinfo=UTC)
     bad = {"id": "cus_9", "name": "Nine", "currency": "zzz", "created": 1}
-    Store(engine).land("stripe", [Record("customer", "cus_9", bad)], now=now)
+    Store(engine).land("stripe", [Record("customers", "cus_9", bad)], now=now)
     normalize_changed(engine, load_mappings(), "stripe", since=None, now=now)
     (row,) = list_quarantine(engine)
     config = config_file(tmp_path, database_url)
@@ -105,7 +105,7 @@ def test_quarantine_list_show_and_retry(tmp_path: Path, database_url: str, engin
         app, ["--config", str(config), "quarantine", "list"], env={"COLUMNS": "200"}
     )
     assert listed.exit_code == 0, listed.output
-    assert "stripe/customer/cus_9" in listed.output
+    assert "stripe/customers/cus_9" in listed.output
     assert "map" in listed.output
 
     shown = runner.invoke(
@@ -122,7 +122,7 @@ def test_quarantine_list_show_and_retry(tmp_path: Path, database_url: str, engin
     folder = tmp_path / "fix"
     folder.mkdir()
     (folder / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n      currency: {const: USD}\n"
+        "objects:\n  customers:\n    fields:\n      currency: {const: USD}\n"
     )
     fixed = runner.invoke(
         app,

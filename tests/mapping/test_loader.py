@@ -35,7 +35,7 @@ def test_shipped_defaults_load_clean() -> None:
     assert check_mappings() == []
     mappings = load_mappings()
     assert set(mappings.systems) == {"salesforce", "stripe", "quickbooks"}
-    assert mappings.object_mapping("stripe", "customer") is not None
+    assert mappings.object_mapping("stripe", "customers") is not None
     assert mappings.source_of_truth("party", "name") is not None
     assert mappings.account("fees").type == "Expense"
 
@@ -76,7 +76,7 @@ def test_unknown_key_is_located(tmp_path: Path) -> None:
         "stripe.yaml",
         """
         objects:
-          customer:
+          customers:
             entity: party
             feilds: {}
         """,
@@ -92,7 +92,7 @@ def test_unknown_canonical_field_is_located(tmp_path: Path) -> None:
         "stripe.yaml",
         """
         objects:
-          customer:
+          customers:
             fields:
               nickname: name
         """,
@@ -192,7 +192,7 @@ def test_write_to_a_field_without_source_of_truth(tmp_path: Path) -> None:
         "stripe.yaml",
         """
         objects:
-          customer:
+          customers:
             writes:
               description: legal_name_typo
               preferred_locales: metadata
@@ -308,7 +308,7 @@ def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
         "stripe.yaml",
         """
         objects:
-          customer:
+          customers:
             entity: party
             entity: party
         """,
@@ -389,19 +389,19 @@ def test_override_extends_the_default_field_by_field(tmp_path: Path) -> None:
         "stripe.yaml",
         """
         objects:
-          customer:
+          customers:
             fields:
               name: {from: description, transforms: [strip]}
               phones[0]: null
         """,
     )
     mappings = load_mappings(tmp_path)
-    customer = mappings.object_mapping("stripe", "customer")
+    customer = mappings.object_mapping("stripe", "customers")
     assert customer is not None
     assert customer.fields["name"].from_ == "description"
     assert "phones[0]" not in customer.fields
     assert "emails[0]" in customer.fields
-    assert mappings.object_mapping("stripe", "invoice") is not None
+    assert mappings.object_mapping("stripe", "invoices") is not None
     assert mappings.origins["stripe"] == (
         default_mappings_dir() / "stripe.yaml",
         tmp_path / "stripe.yaml",
@@ -417,7 +417,7 @@ def test_override_with_replace_drops_the_default(tmp_path: Path) -> None:
         replace: true
         system: stripe
         objects:
-          customer:
+          customers:
             entity: party
             fields:
               name: name
@@ -427,7 +427,7 @@ def test_override_with_replace_drops_the_default(tmp_path: Path) -> None:
         """,
     )
     mappings = load_mappings(tmp_path)
-    assert list(mappings.systems["stripe"].objects) == ["customer"]
+    assert list(mappings.systems["stripe"].objects) == ["customers"]
 
 
 def test_a_new_file_adds_a_system(tmp_path: Path) -> None:
@@ -469,7 +469,7 @@ def test_problems_in_a_merged_file_point_at_the_users_file(tmp_path: Path) -> No
 
 def test_load_mappings_raises_with_every_problem(tmp_path: Path) -> None:
     """load_mappings raises one MappingError listing all problems, one per line."""
-    write(tmp_path, "stripe.yaml", "objects:\n  customer:\n    fields: {nope: name}\n")
+    write(tmp_path, "stripe.yaml", "objects:\n  customers:\n    fields: {nope: name}\n")
     write(tmp_path, "shared.yaml", "source_of_truth:\n  party:\n    name: nobody\n")
     with pytest.raises(MappingError) as caught:
         load_mappings(tmp_path)

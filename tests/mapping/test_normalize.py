@@ -45,7 +45,7 @@ def customer(number: int, **changes: Any) -> dict[str, Any]:
 
 
 def land(store: Store, payloads: list[dict[str, Any]], now: datetime, **kw: Any) -> None:
-    store.land("stripe", [Record("customer", p["id"], p, **kw) for p in payloads], now=now)
+    store.land("stripe", [Record("customers", p["id"], p, **kw) for p in payloads], now=now)
 
 
 def quarantine_rows(engine: Engine) -> int:
@@ -65,7 +65,7 @@ def test_bad_record_is_quarantined_and_the_others_map(
     (row,) = list_quarantine(engine)
     assert (row.system, row.object, row.external_id, row.stage) == (
         "stripe",
-        "customer",
+        "customers",
         "cus_2",
         "map",
     )
@@ -115,13 +115,13 @@ def test_open_quarantine_is_retried_each_run_and_mapping_fixes_release_it(
     report = normalize_changed(engine, mappings, "stripe", since=later, now=later)
     assert (report.mapped, report.quarantined) == (0, 1)
     (tmp_path / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n"
+        "objects:\n  customers:\n    fields:\n"
         "      currency: {from: currency, transforms: [{lookup: {table: {zzz: USD}, keep_unknown: true}}, currency]}\n"
     )
     fixed = load_mappings(tmp_path)
     report = normalize_changed(engine, fixed, "stripe", since=later, now=later)
     assert report.mapped == 1
-    assert report.entities[0].source == SourceRef(system="stripe", object="customer", id="cus_2")
+    assert report.entities[0].source == SourceRef(system="stripe", object="customers", id="cus_2")
     assert report.entities[0].currency == "USD"
     assert list_quarantine(engine) == []
 
@@ -134,7 +134,7 @@ def test_retry_resolves_and_the_next_cycle_passes_the_record_on(
     normalize_changed(engine, mappings, "stripe", since=None, now=T0)
     rows = {row.external_id: row.id for row in list_quarantine(engine)}
     (tmp_path / "stripe.yaml").write_text(
-        "objects:\n  customer:\n    fields:\n      currency: {const: EUR}\n"
+        "objects:\n  customers:\n    fields:\n      currency: {const: EUR}\n"
     )
     fixed = load_mappings(tmp_path)
     retried_at = T0 + timedelta(hours=3)
@@ -161,7 +161,7 @@ def test_tombstones_unmapped_objects_and_paging(
     land(store, [customer(4)], T0 + timedelta(minutes=1), deleted=True)
     report = normalize_changed(engine, mappings, "stripe", since=None, now=T0, batch_size=2)
     assert report.mapped == 4
-    assert report.deleted_refs == [SourceRef(system="stripe", object="customer", id="cus_4")]
+    assert report.deleted_refs == [SourceRef(system="stripe", object="customers", id="cus_4")]
     assert report.unmapped == 1
     only_since = normalize_changed(
         engine, mappings, "stripe", since=T0 + timedelta(minutes=1), now=T0, batch_size=2
@@ -227,7 +227,7 @@ def test_money_survives_the_store_exactly(
         "created": 1_700_000_000,
         "lines": {"data": []},
     }
-    store.land("stripe", [Record("invoice", "in_1", invoice)], now=T0)
+    store.land("stripe", [Record("invoices", "in_1", invoice)], now=T0)
     report = normalize_changed(engine, mappings, "stripe", since=None, now=T0)
     (entity,) = report.entities
     assert entity.total == Money(1005, "KWD")  # type: ignore[attr-defined]
@@ -239,7 +239,7 @@ def test_an_unexpected_error_quarantines_only_that_record(
     """A bug met while mapping one record quarantines it with the error and the rest still map."""
     land(store, [customer(1), customer(2), customer(3)], T0)
     normalizer = Normalizer(mappings)
-    mapper = normalizer.mapper("stripe", "customer")
+    mapper = normalizer.mapper("stripe", "customers")
     assert mapper is not None
     original = mapper.map
 

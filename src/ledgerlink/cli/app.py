@@ -9,13 +9,18 @@ from typing import Annotated
 import typer
 
 from ledgerlink import __version__
+from ledgerlink.cli import conflicts as conflicts_cmd
 from ledgerlink.cli import connectors as connectors_cmd
+from ledgerlink.cli import customer as customer_cmd
 from ledgerlink.cli import db as db_cmd
 from ledgerlink.cli import demo as demo_cmd
+from ledgerlink.cli import importer as import_cmd
 from ledgerlink.cli import init as init_cmd
 from ledgerlink.cli import mappings as mappings_cmd
+from ledgerlink.cli import match as match_cmd
 from ledgerlink.cli import outbox as outbox_cmd
 from ledgerlink.cli import quarantine as quarantine_cmd
+from ledgerlink.cli import report as report_cmd
 from ledgerlink.cli import sandbox as sandbox_cmd
 from ledgerlink.cli import serve as serve_cmd
 from ledgerlink.cli._common import EXIT_CONFIG, State, err
@@ -41,6 +46,11 @@ app.add_typer(connectors_cmd.app, name="connectors")
 app.add_typer(mappings_cmd.app, name="mappings")
 app.add_typer(quarantine_cmd.app, name="quarantine")
 app.add_typer(outbox_cmd.app, name="outbox")
+app.add_typer(match_cmd.app, name="match")
+app.add_typer(conflicts_cmd.app, name="conflicts")
+app.add_typer(customer_cmd.app, name="customer")
+app.add_typer(import_cmd.app, name="import")
+app.add_typer(report_cmd.app, name="report")
 app.command("init")(init_cmd.init)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("demo")(demo_cmd.demo)

@@ -1,15 +1,17 @@
 """``ledgerlink demo``: the whole loop on the embedded SQLite store and the sandbox fakes.
 
 It starts every installed connector's sandbox on loopback, pulls every stream into a fresh
-SQLite store (showing progress), then runs a second cycle to show that nothing changed costs
-next to nothing. Nothing leaves the machine.
+SQLite store (showing progress), runs a second cycle to show that nothing changed costs next to
+nothing, maps every record to canonical entities (quarantining what does not map) and prints
+the MRR movements of the last six months. Nothing leaves the machine.
 """
 
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -26,6 +28,9 @@ from ledgerlink.cli._common import fail, out
 from ledgerlink.connector import SandboxOptions, discover
 from ledgerlink.connector.errors import ConnectorError
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 __all__ = ["demo"]
 
 
@@ -38,11 +43,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the sandbox data.")] = 7,
 ) -> None:
     """Run ledgerlink end to end against the sandboxes, on a fresh SQLite database."""
+    from ledgerlink.log import configure_logging
     from ledgerlink.store import DbSecretStore, Store, generate_key, upgrade
     from ledgerlink.store.db import create_engine_for
     from ledgerlink.sync.engine import pull
     from ledgerlink.sync.runtime import connect
 
+    # The demo's tables say what happened; per-stream log events would only interleave.
+    configure_logging(level="WARNING")
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
@@ -100,4 +108,49 @@ def demo(
         finally:
             sandbox.stop()
     out.print(summary)
+    _normalise_and_report(engine, list(plugins))
+    config_path = directory / "ledgerlink.toml"
+    config_path.write_text(
+        f'[database]\nurl = "sqlite:///{(directory / "demo.db").resolve().as_posix()}"\n',
+        encoding="utf-8",
+    )
     engine.dispose()
+    out.print("\n[bold]Try next[/] (the demo database stays for you to explore):")
+    for command in (
+        "quarantine list",
+        "report mrr",
+        "report movements --by-customer",
+        "report mrr --explain stripe/customers/<id>",
+        "mappings show stripe",
+    ):
+        out.print(f"  ledgerlink -c {config_path} {command}", highlight=False, soft_wrap=True)
+
+
+def _normalise_and_report(engine: Engine, systems: list[str]) -> None:
+    """Map every landed record to canonical entities, then show MRR movements."""
+    from ledgerlink.cli.report import load_billing
+    from ledgerlink.mapping import load_mappings
+    from ledgerlink.mapping.normalize import normalize_changed
+    from ledgerlink.revenue import Month, compute_movements, movements_table, render
+
+    mappings = load_mappings(None)
+    now = datetime.now(UTC)
+    table = Table("system", "mapped", "quarantined", "tombstones", "no mapping")
+    for system in systems:
+        report = normalize_changed(engine, mappings, system, since=None, now=now)
+        table.add_row(
+            system,
+            str(report.mapped),
+            str(report.quarantined),
+            str(report.deleted),
+            str(report.unmapped),
+        )
+    out.print(table)
+    billing = load_billing(engine, mappings)
+    last = Month(now.year, now.month)
+    index = now.year * 12 + now.month - 1 - 5
+    first = Month(index // 12, index % 12 + 1)
+    movements = compute_movements(billing.histories, first, last)
+    out.print(
+        render(movements_table(movements), "table"), markup=False, highlight=False, soft_wrap=True
+    )

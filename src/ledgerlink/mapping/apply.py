@@ -4,7 +4,7 @@
 once (paths parsed, transforms built) and maps records with it::
 
     normalizer = Normalizer(load_mappings(config.mappings_dir))
-    party = normalizer.map_record("stripe", "customer", "cus_123", payload)
+    party = normalizer.map_record("stripe", "customers", "cus_123", payload)
 
 How a record is built: each field mapping reads its source value, runs its transforms and puts
 the result at its canonical path (``addresses[0].city``, ``emails[1]``, ``metadata.key``).

@@ -1,0 +1,170 @@
+"""``ledgerlink report``: MRR, ARR and MRR movements from the subscriptions in the store.
+
+The reports read the Stripe subscriptions and invoices landed in the store, map them through
+the configured mappings (records that do not map are quarantined, as in a sync cycle) and hand
+them to :mod:`ledgerlink.revenue`. Customers are keyed by their Stripe customer until matching
+links them to golden customers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ledgerlink.cli._common import fail, out, state
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from ledgerlink.domain.entities import Invoice
+    from ledgerlink.mapping import MappingSet
+    from ledgerlink.revenue import Month, SubscriptionHistory
+
+__all__ = ["Billing", "app", "load_billing"]
+
+app = typer.Typer(
+    help=(
+        "Revenue reports from the billing data in the store: MRR and ARR per customer and "
+        "month, and monthly MRR movements (new, expansion, contraction, churn, reactivation) "
+        "that reconcile opening to closing MRR. Definitions: docs/revenue.md."
+    ),
+    no_args_is_help=True,
+)
+
+FromOption = Annotated[
+    str | None, typer.Option("--from", help="First month, YYYY-MM [default: 5 months ago].")
+]
+ToOption = Annotated[
+    str | None, typer.Option("--to", help="Last month, YYYY-MM [default: this month].")
+]
+CustomerOption = Annotated[str | None, typer.Option(help="Only this customer key.")]
+FormatOption = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+
+
+@dataclass(frozen=True)
+class Billing:
+    """Revenue inputs: subscription histories and invoices."""
+
+    histories: list[SubscriptionHistory]
+    invoices: list[Invoice]
+
+
+def _months(first: str | None, last: str | None) -> tuple[Month, Month]:
+    from ledgerlink.revenue import Month
+
+    now = datetime.now(UTC)
+    try:
+        end = Month.parse(last) if last else Month(now.year, now.month)
+        if first:
+            start = Month.parse(first)
+        else:
+            index = end.year * 12 + end.month - 1 - 5
+            start = Month(index // 12, index % 12 + 1)
+    except ValueError as exc:
+        fail(f"{exc} (months are written YYYY-MM)", 2)
+    if (start.year, start.month) > (end.year, end.month):
+        fail("--from is after --to", 2)
+    return start, end
+
+
+def load_billing(engine: Engine, mappings: MappingSet) -> Billing:
+    """Map the Stripe subscriptions and invoices in the store into revenue inputs.
+
+    Records that do not map are quarantined (as in a sync cycle) and left out.
+    """
+    from ledgerlink.domain.entities import Invoice, Subscription
+    from ledgerlink.mapping.normalize import iter_normalized
+    from ledgerlink.revenue import histories, snapshot
+
+    snapshots = []
+    invoices: list[Invoice] = []
+    for outcome in iter_normalized(
+        engine,
+        mappings,
+        "stripe",
+        since=None,
+        now=datetime.now(UTC),
+        objects=["subscriptions", "invoices"],
+    ):
+        if isinstance(outcome.entity, Subscription):
+            snapshots.append(snapshot(outcome.entity))
+        elif isinstance(outcome.entity, Invoice):
+            invoices.append(outcome.entity)
+    return Billing(histories=list(histories(snapshots)), invoices=invoices)
+
+
+def _load_billing(ctx: typer.Context) -> Billing:
+    from ledgerlink.mapping import MappingError, load_mappings
+    from ledgerlink.store.db import create_engine_for
+
+    config = state(ctx).config()
+    try:
+        mappings = load_mappings(config.mappings_dir)
+    except MappingError as exc:
+        fail(f"mappings: {exc} (run `ledgerlink mappings check`)", 2)
+    engine = create_engine_for(config.database.url)
+    try:
+        return load_billing(engine, mappings)
+    finally:
+        engine.dispose()
+
+
+@app.command("mrr")
+def mrr(
+    ctx: typer.Context,
+    first: FromOption = None,
+    last: ToOption = None,
+    customer: CustomerOption = None,
+    explain_customer: Annotated[
+        str | None,
+        typer.Option("--explain", help="Show how this customer's MRR in --to's month is made."),
+    ] = None,
+    report_format: FormatOption = "table",
+) -> None:
+    """MRR and ARR per month, customer and currency, with metered usage and one-off charges apart.
+
+    With --explain CUSTOMER, list the subscription items that make that customer's MRR in the
+    last month: normalisation to a month, discounts, and why an item is left out.
+    """
+    from ledgerlink.revenue import explain, explain_table, mrr_table, render
+
+    start, end = _months(first, last)
+    billing = _load_billing(ctx)
+    if explain_customer:
+        table = explain_table(explain(billing.histories, explain_customer, end))
+    else:
+        table = mrr_table(
+            billing.histories,
+            start,
+            end,
+            customer=customer,
+            invoices=billing.invoices,
+        )
+    _print(render(table, report_format))
+
+
+@app.command("movements")
+def movements(
+    ctx: typer.Context,
+    first: FromOption = None,
+    last: ToOption = None,
+    customer: CustomerOption = None,
+    by_customer: Annotated[
+        bool, typer.Option("--by-customer", help="One row per customer and month with a change.")
+    ] = False,
+    report_format: FormatOption = "table",
+) -> None:
+    """Monthly MRR movements: opening + new + expansion - contraction - churn + reactivation = closing."""
+    from ledgerlink.revenue import compute_movements, movements_table, render
+
+    start, end = _months(first, last)
+    billing = _load_billing(ctx)
+    report = compute_movements(billing.histories, start, end, customer=customer)
+    _print(render(movements_table(report, by_customer=by_customer), report_format))
+
+
+def _print(text: str) -> None:
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
