@@ -26,6 +26,7 @@ from ledgerlink.config import ConfigError, LedgerlinkConfig
 from ledgerlink.connector.protocol import Connector, Cursor, Page, Stream, WriteOp, WriterSpec
 from ledgerlink.store import Store
 from ledgerlink.sync.engine import pull_stream
+from ledgerlink.sync.runtime import SCHEDULE_KEYS, connector_settings_without_schedule
 
 __all__ = [
     "DAEMON_CONNECTOR_KEYS",
@@ -47,7 +48,7 @@ __all__ = [
 
 MIN_INTERVAL_SECONDS = 5
 #: Keys of a ``[connectors.NAME]`` table that belong to the daemon, not to the connector.
-DAEMON_CONNECTOR_KEYS = frozenset({"interval_seconds", "stream_intervals", "stale_after_seconds"})
+DAEMON_CONNECTOR_KEYS = SCHEDULE_KEYS
 #: A stream is stale (not ready) when it had no success for this many intervals.
 STALE_INTERVALS = 3
 MIN_STALE_SECONDS = 60
@@ -159,11 +160,6 @@ def build_jobs(context: JobContext) -> list[Job]:
 
 
 # -- configuration ---------------------------------------------------------------------------
-
-
-def connector_settings_without_schedule(table: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a connector's settings table without the daemon's scheduling keys."""
-    return {key: value for key, value in table.items() if key not in DAEMON_CONNECTOR_KEYS}
 
 
 def _seconds(value: Any, key: str) -> int:

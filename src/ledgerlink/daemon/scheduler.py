@@ -70,9 +70,15 @@ class JobRunner:
         Returns:
             The outcome; errors of the job are recorded, logged and never raised.
         """
-        if self.stop.is_set():
+        if not self.tracker.admit(self.stop):
             self.tracker.skipped(job.name, "stopping", "daemon is stopping")
             return "stopping"
+        try:
+            return self._run_admitted(job)
+        finally:
+            self.tracker.leave()
+
+    def _run_admitted(self, job: Job) -> Outcome:
         lock: AbstractContextManager[bool] = (
             self.locks.hold(job.name) if job.singleton else nullcontext(True)
         )

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 from sqlalchemy import text
@@ -26,6 +26,9 @@ from ledgerlink import __version__
 from ledgerlink.metrics import REGISTRY
 from ledgerlink.store import Store, SyncState, current_revision, head_revision
 from ledgerlink.sync.engine import StreamResult
+
+if TYPE_CHECKING:
+    from ledgerlink.daemon.jobs import StopSignal
 
 __all__ = [
     "BUILD_INFO",
@@ -153,7 +156,7 @@ class JobState:
 
 
 class JobTracker:
-    """Thread-safe record of job runs in this replica, and the running-job count for shutdown."""
+    """Thread-safe record of job runs in this replica, and the in-flight count for shutdown."""
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -168,14 +171,35 @@ class JobTracker:
         with self._lock:
             self._jobs.setdefault(name, JobState(name=name, kind=kind))
 
+    def admit(self, stop: StopSignal) -> bool:
+        """Count a job run as in flight unless ``stop`` is set (checked atomically with the count).
+
+        Shutdown sets the stop signal and then waits for :meth:`wait_idle`: a run is either
+        counted before that wait looks, or sees the signal and is refused.
+
+        Returns:
+            True when the run may go on; the caller must then call :meth:`leave`.
+        """
+        with self._lock:
+            if stop.is_set():
+                return False
+            self._running += 1
+            JOBS_RUNNING.set(self._running)
+            return True
+
+    def leave(self) -> None:
+        """End a run admitted by :meth:`admit`."""
+        with self._lock:
+            self._running -= 1
+            JOBS_RUNNING.set(self._running)
+            self._lock.notify_all()
+
     def started(self, name: str, kind: str, now: datetime) -> None:
         """Note that ``name`` started running at ``now``."""
         with self._lock:
             state = self._jobs.setdefault(name, JobState(name=name, kind=kind))
             state.running = True
             state.last_started_at = now
-            self._running += 1
-            JOBS_RUNNING.set(self._running)
 
     def finished(self, name: str, outcome: str, detail: str, now: datetime, seconds: float) -> None:
         """Note that ``name`` finished at ``now`` with ``outcome`` after ``seconds``."""
@@ -189,9 +213,6 @@ class JobTracker:
             state.last_duration_seconds = seconds
             if outcome == "ok":
                 state.last_success_at = now
-            self._running -= 1
-            JOBS_RUNNING.set(self._running)
-            self._lock.notify_all()
 
     def skipped(self, name: str, outcome: str, detail: str) -> None:
         """Note a run that did not happen (locked by another replica, or stopping)."""
@@ -210,7 +231,7 @@ class JobTracker:
 
     @property
     def running(self) -> int:
-        """Number of jobs running now."""
+        """Number of job runs in flight now (admitted and not yet left)."""
         with self._lock:
             return self._running
 

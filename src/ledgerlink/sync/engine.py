@@ -83,6 +83,10 @@ def pull_stream(
         error = f"{exc.kind}: {exc}"
         store.save_error(connector.name, stream, error, now=_now())
         log.warning("stream.failed", error=error, pages=pages)
+    else:
+        if pages == 0:
+            # Nothing to read is a success too: record it, so readiness does not go stale.
+            store.save_cursor(connector.name, stream, cursor, now=_now())
     result = StreamResult(
         connector=connector.name,
         stream=stream,

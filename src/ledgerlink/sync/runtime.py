@@ -12,7 +12,22 @@ from ledgerlink.connector.errors import ConfigurationError
 from ledgerlink.connector.protocol import Connector, ConnectorContext, ConnectorPlugin, SecretStore
 from ledgerlink.log import register_secret
 
-__all__ = ["UnconfiguredSecretStore", "connect", "register_model_secrets", "secret_store_for"]
+__all__ = [
+    "SCHEDULE_KEYS",
+    "UnconfiguredSecretStore",
+    "connect",
+    "connector_settings_without_schedule",
+    "register_model_secrets",
+    "secret_store_for",
+]
+
+SCHEDULE_KEYS = frozenset({"interval_seconds", "stream_intervals", "stale_after_seconds"})
+"""Keys of a ``[connectors.NAME]`` table that belong to the scheduler, not the connector."""
+
+
+def connector_settings_without_schedule(table: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a connector's settings table without the scheduler's keys."""
+    return {key: value for key, value in table.items() if key not in SCHEDULE_KEYS}
 
 
 class UnconfiguredSecretStore:
@@ -62,9 +77,13 @@ def connect(
 ) -> Connector:
     """Connect ``plugin`` with ``settings``, after registering its secrets with the redactor.
 
+    The scheduler's own keys (:data:`SCHEDULE_KEYS`) are removed first, so one table in the
+    configuration serves both the connector and ``ledgerlink serve``.
+
     Raises:
         ConfigurationError: the settings do not validate against the plugin's model.
     """
+    settings = connector_settings_without_schedule(settings)
     try:
         register_model_secrets(plugin.settings_model.model_validate(dict(settings)))
     except ValidationError as exc:
