@@ -7,6 +7,8 @@
     ``LEDGERLINK_TEST_DATABASE_URL`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``),
     migrated once, dropped at the end; every test starts with its tables truncated.
   Two runs on the same server never see each other's rows, and migrations run once per session.
+  Databases left by runs of this host that were killed before their teardown are dropped when
+  the next run starts.
 * ``engine`` and ``store``: an engine and a :class:`~ledgerlink.store.Store` on that database.
 * ``empty_database_url`` (parametrized the same way): a database with no tables at all, for
   migration tests (a fresh SQLite file; a fresh PostgreSQL schema through ``search_path``).
@@ -17,8 +19,10 @@ without it. The terminal summary says how many tests ran on each database.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +38,8 @@ DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
 _DATABASE_FIXTURES = ("database_url", "empty_database_url")
 _tests_by_backend: dict[str, set[str]] = {backend: set() for backend in BACKENDS}
+# Names the databases of this host's runs, so a run only ever cleans up after its own host.
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def _pg_server_url() -> URL:
@@ -51,6 +57,28 @@ def _render(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def _drop_databases_of_dead_runs(admin: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Drop databases left by runs of this host that were killed before their teardown."""
+    prefix = f"ledgerlink_test_{_HOST_TAG}_"
+    names = admin.execute(
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
+    ).fetchall()
+    for (name,) in names:
+        pid = str(name)[len(prefix) :].split("_", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @pytest.fixture(scope="session")
 def _pg_database() -> Iterator[URL]:
     """A PostgreSQL database private to this test session, migrated to head."""
@@ -65,8 +93,9 @@ def _pg_database() -> Iterator[URL]:
             pytrace=False,
         )
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"ledgerlink_test_{worker}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"ledgerlink_test_{_HOST_TAG}_{os.getpid()}_{worker}_{uuid.uuid4().hex[:6]}"
     with admin:
+        _drop_databases_of_dead_runs(admin)
         admin.execute(f'CREATE DATABASE "{name}"')
         url = server.set(database=name)
         try:

@@ -8,7 +8,7 @@
 * ``GET /status``: JSON summary for people and scripts (per-stream lag, last success, errors by
   kind, jobs and their next run). Protected by a bearer token when one is configured.
 * ``POST /webhooks/{name}``: hands the raw body and headers to the webhook handler that
-  connector ``name`` offers (``plugin.webhook_handler(settings)``); 404 when it offers none.
+  connector ``name`` offers (``plugin.webhook_handler(settings, store)``); 404 when it offers none.
 
 No endpoint returns secrets or customer data: errors appear by kind, labels are names.
 """

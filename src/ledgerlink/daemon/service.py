@@ -219,8 +219,9 @@ class Daemon:
             settings = connector_settings_without_schedule(table)
             self.connectors[name] = connect(plugin, settings, secrets, run_id="serve")
             factory = getattr(plugin, "webhook_handler", None)
-            if callable(factory):
-                self._webhooks[name] = factory(settings)
+            handler = factory(settings, self.store) if callable(factory) else None
+            if handler is not None:
+                self._webhooks[name] = handler
 
     def _plugin(self, name: str) -> ConnectorPlugin:
         if self._plugins is None:
