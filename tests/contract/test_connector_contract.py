@@ -25,6 +25,7 @@ from ledgerlink.connector import (
     discover,
     load_plugin,
 )
+from ledgerlink.store import Store
 
 BUILT_IN = ["salesforce", "stripe", "quickbooks"]
 
@@ -134,3 +135,21 @@ def test_bad_settings_are_a_configuration_error(plugin: ConnectorPlugin) -> None
     """Settings of the wrong shape raise ConfigurationError instead of failing later."""
     with pytest.raises(ConfigurationError):
         plugin.connect({"no_such_setting": object()}, ConnectorContext(secrets=MemorySecrets()))
+
+
+def test_pull_into_the_store_then_an_unchanged_cycle_writes_nothing(
+    plugin: ConnectorPlugin, sandbox: Sandbox, store: Store
+) -> None:
+    """Pulling every stream lands each record once; a second cycle finds nothing to write."""
+    from ledgerlink.sync import pull
+
+    conn = plugin.connect(sandbox.connector_settings(), ConnectorContext(secrets=MemorySecrets()))
+    try:
+        first = pull(store, conn)
+        assert all(r.ok for r in first), [r.error for r in first if not r.ok]
+        assert sum(r.inserted for r in first) == sum(r.read for r in first) > 0
+        second = pull(store, conn)
+    finally:
+        conn.close()
+    assert all(r.ok for r in second)
+    assert sum(r.inserted + r.updated + r.deleted for r in second) == 0
