@@ -21,7 +21,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from ledgerlink_stripe.sandbox import enable_nodelay
 from ledgerlink_stripe.signature import sign_payload
 from ledgerlink_stripe.webhooks import WebhookEvent, WebhookIntake
 from starlette.applications import Starlette
@@ -90,7 +89,6 @@ def serve() -> None:
 
     app = Starlette(routes=[Route("/webhooks/stripe", endpoint, methods=["POST"])])
     server = LoopbackServer(app).start()
-    enable_nodelay(server)
     print(server.base_url, flush=True)
     signal.sigwait({signal.SIGTERM})
     server.stop()
