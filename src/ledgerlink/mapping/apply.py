@@ -210,7 +210,7 @@ class RecordMapper:
 
     Args:
         system: the system (``stripe``).
-        object_name: the source object (``customer``).
+        object_name: the source object (``customers``, ``Account``).
         mapping: the object's validated mapping.
         tables: the system file's named lookup tables.
     """
@@ -365,7 +365,7 @@ class Normalizer:
 
         Args:
             system: the system it was read from.
-            object_name: its object type as the connector lands it (``Account``, ``customer``).
+            object_name: its object type as the connector lands it (``Account``, ``customers``).
             external_id: its id in that system.
             payload: its content.
 

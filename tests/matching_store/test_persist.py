@@ -1,0 +1,321 @@
+"""Matching in the store: customers, links, review queue, decisions and stable ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from ledgerlink.connector.protocol import Record
+from ledgerlink.mapping import MappingSet
+from ledgerlink.matching import DecisionKind, PartyRef
+from ledgerlink.matching.persist import (
+    DecisionConflictError,
+    Matcher,
+    UnknownDecisionError,
+    UnknownReferenceError,
+    load_links,
+    record_decision,
+    revoke_decision,
+    run_matching,
+)
+from ledgerlink.store import AuditLog, Customer, MatchDecision, Store
+
+from .conftest import (
+    NOW,
+    QB_ACME,
+    QB_ZEPHYR,
+    SF_ACME,
+    SF_ZEPHYR,
+    STRIPE_ACME,
+    STRIPE_UMBRA,
+    land_parties,
+    quickbooks_customer,
+)
+
+
+def _customers(engine: Engine) -> dict[str, str]:
+    return {str(link.ref): link.customer_id for link in load_links(engine)}
+
+
+def _count(engine: Engine, model: type) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(model.__table__)).scalar_one())
+
+
+def _decide(engine: Engine, kind: DecisionKind, a: str, b: str, minutes: int = 1) -> int:
+    return record_decision(
+        engine,
+        kind,
+        PartyRef.parse(a),
+        PartyRef.parse(b),
+        actor="ops@example.com",
+        reason="checked with the account owner",
+        now=NOW + timedelta(minutes=minutes),
+    )
+
+
+def test_records_of_one_company_in_several_systems_become_one_customer(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """Acme in three systems and Zephyr in two each become one customer; Umbra stays alone."""
+    land_parties(store)
+    summary = run_matching(engine, mappings, now=NOW)
+    owner = _customers(engine)
+    assert owner[SF_ACME] == owner[STRIPE_ACME] == owner[QB_ACME]
+    assert owner[SF_ZEPHYR] == owner[QB_ZEPHYR]
+    assert len({owner[SF_ACME], owner[SF_ZEPHYR], owner[STRIPE_UMBRA]}) == 3
+    assert (summary.parties, summary.customers, summary.multi_record_customers) == (6, 3, 2)
+    assert summary.auto_links == 3
+    assert summary.review_queue == 0
+
+
+def test_golden_record_follows_the_source_of_truth_with_lineage(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """The golden name comes from Salesforce and the e-mail from Stripe, each with its source."""
+    land_parties(store)
+    run_matching(engine, mappings, now=NOW)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Customer.__table__).where(  # type: ignore[attr-defined]
+                Customer.__table__.c.id == _customers(engine)[SF_ACME]  # type: ignore[attr-defined]
+            )
+        ).one()
+    assert row.display_name == "Acme Analytics Inc"
+    assert row.fields["email"] == "billing@acme-analytics.com"
+    assert row.lineage["name"] == SF_ACME
+    assert row.lineage["email"] == STRIPE_ACME
+    assert row.fields["country"] == "US"
+
+
+def test_links_carry_method_score_and_evidence(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """The Stripe record is linked by its cross-reference, the QuickBooks one by its score."""
+    land_parties(store)
+    run_matching(engine, mappings, now=NOW)
+    links = {str(link.ref): link for link in load_links(engine)}
+    assert links[STRIPE_ACME].method == "xref"
+    assert links[QB_ACME].method == "probabilistic"
+    assert links[QB_ACME].score >= 0.95
+    (reason,) = links[QB_ACME].reasons
+    assert reason["kind"] == "link"
+    assert {e["field"] for e in reason["evidence"]} >= {"name", "phone", "domain"}
+    assert links[STRIPE_UMBRA].reasons == [{"kind": "alone"}]
+
+
+def test_second_run_keeps_customer_ids_and_writes_nothing(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """Running again on unchanged records keeps every customer id and writes no row."""
+    land_parties(store)
+    run_matching(engine, mappings, now=NOW)
+    before = _customers(engine)
+    summary = run_matching(engine, mappings, now=NOW + timedelta(hours=1))
+    assert _customers(engine) == before
+    assert summary.rows_written == 0
+    assert summary.model == "stored"
+
+
+def test_split_separates_records_and_survives_later_runs(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A person's split keeps two records apart in this run and the next ones."""
+    land_parties(store)
+    run_matching(engine, mappings, now=NOW)
+    acme = _customers(engine)[SF_ACME]
+    _decide(engine, DecisionKind.SPLIT, SF_ACME, QB_ACME)
+    for hours in (1, 2):
+        run_matching(engine, mappings, now=NOW + timedelta(hours=hours))
+        owner = _customers(engine)
+        assert owner[SF_ACME] != owner[QB_ACME]
+        assert owner[SF_ACME] == owner[STRIPE_ACME] == acme
+
+
+def test_never_link_keeps_two_records_apart(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """never-link keeps two records with matching names, phones and addresses apart."""
+    land_parties(store)
+    _decide(engine, DecisionKind.NEVER_LINK, SF_ZEPHYR, QB_ZEPHYR)
+    run_matching(engine, mappings, now=NOW + timedelta(hours=1))
+    owner = _customers(engine)
+    assert owner[SF_ZEPHYR] != owner[QB_ZEPHYR]
+
+
+def test_revoked_decision_no_longer_applies(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """After revoking a never-link, the next run links the pair on its evidence again."""
+    land_parties(store)
+    decision = _decide(engine, DecisionKind.NEVER_LINK, SF_ZEPHYR, QB_ZEPHYR)
+    run_matching(engine, mappings, now=NOW + timedelta(hours=1))
+    revoke_decision(engine, decision, actor="lead@example.com", now=NOW + timedelta(hours=2))
+    run_matching(engine, mappings, now=NOW + timedelta(hours=3))
+    owner = _customers(engine)
+    assert owner[SF_ZEPHYR] == owner[QB_ZEPHYR]
+    with pytest.raises(UnknownDecisionError, match="already revoked"):
+        revoke_decision(engine, decision, actor="x", now=NOW + timedelta(hours=4))
+
+
+def test_human_link_joins_records_the_scores_keep_apart(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A person's link puts two unrelated-looking records in one customer, by method manual."""
+    land_parties(store)
+    _decide(engine, DecisionKind.LINK, SF_ZEPHYR, STRIPE_UMBRA)
+    summary = run_matching(engine, mappings, now=NOW + timedelta(hours=1))
+    links = {str(link.ref): link for link in load_links(engine)}
+    assert links[SF_ZEPHYR].customer_id == links[STRIPE_UMBRA].customer_id
+    assert links[STRIPE_UMBRA].method == "manual"
+    assert links[STRIPE_UMBRA].reasons[0]["decided_by"] == "ops@example.com"
+    assert summary.human_links == 1
+
+
+def test_contradicting_decision_is_refused_and_changes_nothing(
+    engine: Engine, store: Store
+) -> None:
+    """never-link between two records that links already join is refused, nothing recorded."""
+    land_parties(store)
+    _decide(engine, DecisionKind.LINK, SF_ACME, QB_ACME, minutes=1)
+    _decide(engine, DecisionKind.LINK, QB_ACME, STRIPE_ACME, minutes=2)
+    decisions, audits = _count(engine, MatchDecision), _count(engine, AuditLog)
+    with pytest.raises(DecisionConflictError, match="kept apart by one decision"):
+        _decide(engine, DecisionKind.NEVER_LINK, SF_ACME, STRIPE_ACME, minutes=3)
+    assert (_count(engine, MatchDecision), _count(engine, AuditLog)) == (decisions, audits)
+
+
+def test_decisions_are_audited_with_actor_and_reason(engine: Engine, store: Store) -> None:
+    """Each decision and revocation writes an audit row naming who, what and why."""
+    land_parties(store)
+    decision = _decide(engine, DecisionKind.SPLIT, SF_ACME, QB_ACME)
+    revoke_decision(engine, decision, actor="lead@example.com", now=NOW + timedelta(hours=1))
+    with engine.connect() as conn:
+        rows = list(
+            conn.execute(
+                select(AuditLog.__table__).order_by(AuditLog.__table__.c.id)  # type: ignore[attr-defined]
+            )
+        )
+    assert [(r.action, r.actor) for r in rows] == [
+        ("match.decision.split", "ops@example.com"),
+        ("match.decision.revoke", "lead@example.com"),
+    ]
+    assert rows[0].details["reason"] == "checked with the account owner"
+
+
+def test_decision_about_an_unknown_record_is_refused(engine: Engine, store: Store) -> None:
+    """A decision naming a record that was never landed is refused."""
+    land_parties(store)
+    with pytest.raises(UnknownReferenceError, match="stripe:customers:cus_nope"):
+        _decide(engine, DecisionKind.LINK, SF_ACME, "stripe:customers:cus_nope")
+    assert _count(engine, MatchDecision) == 0
+
+
+def test_same_decision_twice_is_recorded_once(engine: Engine, store: Store) -> None:
+    """Repeating a decision already in force returns its id instead of adding a row."""
+    land_parties(store)
+    first = _decide(engine, DecisionKind.SPLIT, SF_ACME, QB_ACME)
+    assert _decide(engine, DecisionKind.SPLIT, QB_ACME, SF_ACME, minutes=5) == first
+    assert _count(engine, MatchDecision) == 1
+
+
+def test_matcher_matches_only_changed_records_incrementally(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A second run of one matcher re-matches only the new record, which joins its company."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    acme = _customers(engine)[SF_ACME]
+    store.land(
+        "quickbooks",
+        [
+            quickbooks_customer(
+                "9",
+                "ACME ANALYTICS INC.",
+                PrimaryEmailAddr={"Address": "billing@acme-analytics.com"},
+                PrimaryPhone={"FreeFormNumber": "415.555.0100"},
+                BillAddr={"Line1": "100 Market St", "City": "San Francisco", "PostalCode": "94105"},
+            )
+        ],
+        now=NOW + timedelta(minutes=30),
+    )
+    summary = matcher.run(now=NOW + timedelta(hours=1))
+    assert (summary.mode, summary.changed, summary.parties) == ("incremental", 1, 7)
+    assert _customers(engine)["quickbooks:Customer:9"] == acme
+
+
+def test_matcher_applies_new_decisions_incrementally(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A split made between two runs of one matcher is applied by its next run."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    _decide(engine, DecisionKind.SPLIT, SF_ZEPHYR, QB_ZEPHYR, minutes=10)
+    summary = matcher.run(now=NOW + timedelta(hours=1))
+    owner = _customers(engine)
+    assert summary.mode == "incremental"
+    assert owner[SF_ZEPHYR] != owner[QB_ZEPHYR]
+
+
+def test_deleted_record_leaves_its_customer(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A record deleted in its system loses its link; its customer keeps the others."""
+    land_parties(store)
+    run_matching(engine, mappings, now=NOW)
+    acme = _customers(engine)[SF_ACME]
+    store.land(
+        "quickbooks",
+        [Record("Customer", "7", {}, deleted=True)],
+        now=NOW + timedelta(minutes=5),
+    )
+    run_matching(engine, mappings, now=NOW + timedelta(hours=1))
+    owner = _customers(engine)
+    assert QB_ACME not in owner
+    assert owner[SF_ACME] == owner[STRIPE_ACME] == acme
+
+
+def test_incremental_runs_leave_the_tables_as_a_full_run_would(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """After incremental runs (new record, decision, deletion), a full run has nothing to write."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    store.land(
+        "quickbooks",
+        [
+            quickbooks_customer(
+                "9", "Zephyr Tools GmbH", PrimaryPhone={"FreeFormNumber": "+49 30 9876543"}
+            )
+        ],
+        now=NOW + timedelta(minutes=10),
+    )
+    _decide(engine, DecisionKind.NEVER_LINK, SF_ACME, QB_ACME, minutes=20)
+    matcher.run(now=NOW + timedelta(hours=1))
+    store.land(
+        "stripe", [Record("customers", "cus_acme", {}, deleted=True)], now=NOW + timedelta(hours=2)
+    )
+    incremental = matcher.run(now=NOW + timedelta(hours=2))
+    assert incremental.mode == "incremental"
+    assert STRIPE_ACME not in _customers(engine)
+    full = run_matching(engine, mappings, now=NOW + timedelta(hours=3))
+    assert full.mode == "full"
+    assert full.rows_written == 0
+
+
+def test_other_decision_on_the_same_pair_must_be_revoked_first(
+    engine: Engine, store: Store
+) -> None:
+    """A link on a pair that a split keeps apart is refused, naming the split to revoke."""
+    land_parties(store)
+    split = _decide(engine, DecisionKind.SPLIT, SF_ACME, QB_ACME)
+    with pytest.raises(DecisionConflictError, match=f"decision {split} \\(split"):
+        _decide(engine, DecisionKind.LINK, QB_ACME, SF_ACME, minutes=5)
+    revoke_decision(engine, split, actor="lead", now=NOW + timedelta(minutes=6))
+    assert _decide(engine, DecisionKind.LINK, QB_ACME, SF_ACME, minutes=7) != split
