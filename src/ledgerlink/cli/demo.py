@@ -2,8 +2,9 @@
 
 It starts every installed connector's sandbox on loopback, pulls every stream into a fresh
 SQLite store (showing progress), runs a second cycle to show that nothing changed costs next to
-nothing, maps every record to canonical entities (quarantining what does not map) and prints
-the MRR movements of the last six months. Nothing leaves the machine.
+nothing, maps every record to canonical entities (quarantining what does not map), matches the parties
+of every system into golden customers with a review queue for doubt, and prints the MRR
+movements of the last six months. Nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def demo(
     engine.dispose()
     out.print("\n[bold]Try next[/] (the demo database stays for you to explore):")
     for command in (
+        "conflicts list",
+        "customer show stripe:customers:<id>",
+        "match export matches.csv",
         "quarantine list",
         "report mrr",
         "report movements --by-customer",
@@ -146,6 +150,15 @@ def _normalise_and_report(engine: Engine, systems: list[str]) -> None:
             str(report.unmapped),
         )
     out.print(table)
+    from ledgerlink.matching.persist import run_matching
+
+    matched = run_matching(engine, mappings, now=now)
+    out.print(
+        f"[bold]matching[/]: {matched.parties} parties -> {matched.customers} customers "
+        f"({matched.multi_record_customers} seen in several records), "
+        f"{matched.auto_links} automatic links, {matched.review_queue} pairs for review "
+        f"({matched.seconds:.1f} s, {matched.model} model)"
+    )
     billing = load_billing(engine, mappings)
     last = Month(now.year, now.month)
     index = now.year * 12 + now.month - 1 - 5
