@@ -80,7 +80,8 @@ def unchanged_cycle() -> None:
         print(f"first load of 11 streams (2,000 customers): {first_load} API calls")
         print(
             f"unchanged cycle, 11 streams: {api_calls(box)} API calls "
-            f"({cdc} CDC + {api_calls(box) - cdc} TaxCode query), {landed} records"
+            f"({cdc} CDC + {api_calls(box) - cdc} other; TaxCode, which has no CDC, is re-queried "
+            f"once an hour), {landed} records"
         )
     finally:
         box.stop()

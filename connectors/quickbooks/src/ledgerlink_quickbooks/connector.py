@@ -269,7 +269,32 @@ class QuickBooksConnector:
                 )
             else:
                 self._log.info("quickbooks.cdc_fallback", stream=spec.name, reason="window")
+        if spec.name not in CDC_ENTITIES:
+            yield from self._query_refresh(spec.name, cursor)
+            return
         yield from self._query_pages(spec.name, cursor)
+
+    def _query_refresh(self, entity: str, cursor: Cursor) -> Iterator[Page]:
+        """Read an entity without CDC support by query, at most once per refresh interval.
+
+        Such entities (TaxCode) change rarely; re-querying them every cycle would make a
+        cycle with nothing new cost one call more than the shared CDC call.
+        """
+        now = self._clock()
+        refreshed = cursor.state.get("refreshed_at")
+        interval = dt.timedelta(seconds=self.settings.query_refresh_seconds)
+        if refreshed and now - dt.datetime.fromisoformat(str(refreshed)) < interval:
+            yield Page(entity, [], cursor)
+            return
+        last: Page | None = None
+        for page in self._query_pages(entity, cursor):
+            if last is not None:
+                yield last
+            last = page
+        if last is not None:
+            yield Page(
+                last.stream, last.records, last.cursor.with_state(refreshed_at=now.isoformat())
+            )
 
     def write(self, ops: Sequence[WriteOp]) -> Iterator[WriteResult]:
         """Apply ``ops`` (batched by 30), yielding one result per op in order."""

@@ -28,6 +28,8 @@ class QuickBooksSettings(BaseModel):
         page_size: MAXRESULTS of query pages (at most 1000).
         batch_size: operations per ``/batch`` call (at most 30).
         cdc_reuse_seconds: how long one CDC answer serves the other streams of a cycle.
+        query_refresh_seconds: how often entities without CDC support (TaxCode) are queried
+            again; between two refreshes a cycle costs them no call.
         timeout: seconds per HTTP call (Intuit times requests out after 120 s).
     """
 
@@ -46,4 +48,5 @@ class QuickBooksSettings(BaseModel):
     page_size: int = Field(default=1000, ge=1, le=1000)
     batch_size: int = Field(default=30, ge=1, le=30)
     cdc_reuse_seconds: float = Field(default=60, ge=0)
+    query_refresh_seconds: float = Field(default=3600, ge=0)
     timeout: float = Field(default=120, gt=0)
