@@ -88,7 +88,7 @@ def serve() -> None:
         return Response(result.outcome, status_code=result.status)
 
     app = Starlette(routes=[Route("/webhooks/stripe", endpoint, methods=["POST"])])
-    server = LoopbackServer(app).start()
+    server = LoopbackServer(app, loop="auto").start()  # as the daemon serves: uvloop
     print(server.base_url, flush=True)
     signal.sigwait({signal.SIGTERM})
     server.stop()

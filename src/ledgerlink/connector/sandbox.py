@@ -224,10 +224,16 @@ class LoopbackServer:
     path is ``ca_path``.
     """
 
-    def __init__(self, app: ASGIApp, *, port: int = 0, tls: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, *, port: int = 0, tls: bool = False, loop: str = "asyncio"
+    ) -> None:
         self.app = app
         self.port = port
         self.tls = tls
+        # The plain asyncio loop by default: sandboxes favour predictable teardown (TLS
+        # transports closed inside the loop) over speed; pass "auto" to measure a server as the
+        # daemon runs it (uvloop when installed).
+        self.loop = loop
         self.ca_path: Path | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: uvicorn.Server | None = None
@@ -264,6 +270,7 @@ class LoopbackServer:
             log_level="critical",
             access_log=False,
             lifespan="off",
+            loop=self.loop,
             timeout_graceful_shutdown=2,
             **ssl_kwargs,
         )
