@@ -3,7 +3,7 @@
 Runs two passes through ``Store.land_page`` (records and cursor per page, as the sync engine
 does): a first pass that inserts every record, then a re-ingest of the same records unchanged.
 Prints records/s for each pass (store time only, and wall time including generating the
-payloads) and the process's peak RSS. Payloads are generated lazily, page by page, so memory
+payloads) and the process's peak RSS, and on stderr the machine's load average. Payloads are generated lazily, page by page, so memory
 stays flat whatever N is.
 
     .venv/bin/python benchmarks/store_ingest.py                      # 1,000,000 on both
@@ -157,7 +157,8 @@ def peak_rss_mib() -> float:
 
 
 def bench_one(database: str, total: int, page_size: int) -> None:
-    """Run both passes on one database and print a result line."""
+    """Run both passes on one database and print a result line (the load average on stderr)."""
+    load_start = os.getloadavg()
     admin: psycopg.Connection[Any] | None = None
     bench_db = ""
     tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -198,6 +199,14 @@ def bench_one(database: str, total: int, page_size: int) -> None:
         f"| {database} | {total:,} | {first_rate:,.0f} | {total / first.wall_seconds:,.0f} "
         f"| {again_rate:,.0f} | {total / again.wall_seconds:,.0f} "
         f"| {again_rate / first_rate:.1f}x | {peak_rss_mib():,.0f} |",
+        flush=True,
+    )
+    load_end = os.getloadavg()
+    print(
+        f"{database}: load average (1, 5, 15 min) {load_start[0]:.2f} {load_start[1]:.2f} "
+        f"{load_start[2]:.2f} at the start, {load_end[0]:.2f} {load_end[1]:.2f} "
+        f"{load_end[2]:.2f} at the end, on {os.cpu_count()} CPUs",
+        file=sys.stderr,
         flush=True,
     )
 

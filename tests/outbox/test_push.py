@@ -19,6 +19,7 @@ from ledgerlink.connector.errors import (
     StaleVersionError,
 )
 from ledgerlink.store import AuditLog, Quarantine
+from ledgerlink.sync.outbox import retry_rows
 from ledgerlink.sync.push import BackoffPolicy, PushedWrite, push
 
 from .conftest import T0, Clock, FakeConnector, planned, queue, rows
@@ -196,6 +197,20 @@ def test_record_error_fails_the_row_and_quarantines_it(
     )
     assert entry["reason"].startswith("record: Name is too long")
     assert entry["payload"]["idempotency_key"] == bad
+
+
+def test_the_same_record_rejected_twice_keeps_one_quarantine_row(
+    engine: Engine, fake: FakeConnector, clock: Clock
+) -> None:
+    """A write rejected again after a retry updates its quarantine row instead of adding one."""
+    queue(engine, planned(1))
+    key = keys(engine)[0]
+    fake.errors[key] = [RecordError("Name is too long"), RecordError("Name is still too long")]
+    push(engine, fake, worker_id="w", clock=clock)
+    retry_rows(engine, all_failed=True, now=clock())
+    push(engine, fake, worker_id="w", clock=clock)
+    [entry] = quarantined(engine)
+    assert entry["reason"].startswith("record: Name is still too long")
 
 
 def test_conflict_fails_the_row_and_queues_it_for_review(

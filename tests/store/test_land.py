@@ -252,7 +252,12 @@ def test_records_landed_by_a_concurrent_writer_are_counted_as_they_are(
 ) -> None:
     """When another writer stored records after the pre-read, counts say what really happened."""
     store.land("salesforce", [account("001A"), account("001B")], now=T0)
-    monkeypatch.setattr(store, "_stored_state", lambda *args: {})  # a stale pre-read
+
+    def stale_pre_read(*args: Any) -> dict[str, tuple[str, bool]]:
+        args[-1]()  # what runs while the pre-read is in flight
+        return {}
+
+    monkeypatch.setattr(store, "_stored_state", stale_pre_read)
     result = store.land(
         "salesforce", [account("001A"), account("001B", "Changed"), account("001C")], now=T1
     )

@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.domain.entities import Entity, SourceRef
@@ -117,7 +118,7 @@ def quarantine_record(
         stage: the pipeline stage that failed (``map``, ``match``, ``plan``, ``push``).
         reason: why, for people.
         payload: the record's content when it failed.
-        now: the time of the failure (used for a new row's ``created_at``).
+        now: the time of the failure (a new row's ``created_at``; ``updated_at`` always).
 
     Returns:
         The quarantine row's id.
@@ -128,36 +129,36 @@ def quarantine_record(
     _require_aware(now)
     QuarantineStage(stage)
     canonical_json(payload)  # refuse what the JSON column cannot hold, before writing
-    row_id = conn.execute(
-        select(_QUARANTINE.c.id)
-        .where(
-            _QUARANTINE.c.system == system,
-            _QUARANTINE.c.object == object_name,
-            _QUARANTINE.c.external_id == external_id,
-            _QUARANTINE.c.stage == stage,
-        )
-        .order_by(_QUARANTINE.c.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    values = {"reason": reason, "payload": dict(payload), "resolved_at": None}
-    if row_id is not None:
-        conn.execute(_QUARANTINE.update().where(_QUARANTINE.c.id == row_id).values(**values))
-        return int(row_id)
-    inserted = conn.execute(
-        _QUARANTINE.insert().values(
-            system=system,
-            object=object_name,
-            external_id=external_id,
-            stage=stage,
-            created_at=now,
-            **values,
-        )
+    # One statement on the unique (system, object, external_id, stage) index: two replicas
+    # quarantining the same record at once update one row rather than racing a duplicate.
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(_QUARANTINE).values(
+        system=system,
+        object=object_name,
+        external_id=external_id,
+        stage=stage,
+        reason=reason,
+        payload=dict(payload),
+        created_at=now,
+        updated_at=now,
+        resolved_at=None,
     )
-    key = inserted.inserted_primary_key
-    if key is None:  # pragma: no cover - both dialects return the new id
-        msg = "the database did not return the new quarantine id"
-        raise RuntimeError(msg)
-    return int(key[0])
+    excluded = stmt.excluded
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[
+            _QUARANTINE.c.system,
+            _QUARANTINE.c.object,
+            _QUARANTINE.c.external_id,
+            _QUARANTINE.c.stage,
+        ],
+        set_={
+            "reason": excluded.reason,
+            "payload": excluded.payload,
+            "updated_at": excluded.updated_at,
+            "resolved_at": None,
+        },
+    ).returning(_QUARANTINE.c.id)
+    return int(conn.execute(upsert).scalar_one())
 
 
 def _resolve(conn: Connection, system: str, keys: Sequence[tuple[str, str]], now: datetime) -> None:

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Column,
     Float,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -146,7 +148,9 @@ class SourceRecord(SQLModel, table=True):
     system: str = _str(_NAME)
     object: str = _str(_NAME)
     external_id: str = _str(_EXTERNAL_ID)
-    payload: dict[str, Any] = _json()
+    # ``json`` on PostgreSQL, not ``jsonb``: the canonical text is stored as landed (validated,
+    # not parsed into a tree), which more than halves the server's work of a bulk load.
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON(), nullable=False))
     content_hash: str = _str(64)
     first_seen_at: datetime = _ts()
     last_seen_at: datetime = _ts()
@@ -246,6 +250,9 @@ class MatchDecision(SQLModel, table=True):
     revoked_by: str | None = _str(_EXTERNAL_ID, nullable=True)
 
 
+_OPEN_OUTBOX = text("status IN ('pending', 'in_flight')")
+
+
 class Outbox(SQLModel, table=True):
     """One write to a target system, persisted with its idempotency key before any call."""
 
@@ -254,6 +261,14 @@ class Outbox(SQLModel, table=True):
         UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
         Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_outbox_entity", "entity_kind", "entity_id"),
+        # The rows still to push, by target: what the push worker scans.
+        Index(
+            "ix_outbox_open",
+            "target",
+            "id",
+            postgresql_where=_OPEN_OUTBOX,
+            sqlite_where=_OPEN_OUTBOX,
+        ),
         _in("status", OutboxStatus, "ck_outbox_status"),
     )
 
@@ -283,7 +298,9 @@ class Quarantine(SQLModel, table=True):
 
     __tablename__ = "quarantine"
     __table_args__ = (
-        Index("ix_quarantine_ref", "system", "object", "external_id"),
+        # One row per record and stage: two replicas quarantining the same record at once
+        # upsert the same row (ON CONFLICT) instead of racing a duplicate.
+        Index("uq_quarantine_ref_stage", "system", "object", "external_id", "stage", unique=True),
         _in("stage", QuarantineStage, "ck_quarantine_stage"),
     )
 
@@ -296,6 +313,7 @@ class Quarantine(SQLModel, table=True):
     payload: dict[str, Any] = _json()
     created_at: datetime = _ts()
     resolved_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime | None = _ts(nullable=True)
 
 
 class AuditLog(SQLModel, table=True):

@@ -3,12 +3,21 @@
 :meth:`Store.land` upserts records into ``source_record`` with the dialect's native
 ``INSERT .. ON CONFLICT (system, object, external_id) DO UPDATE .. WHERE`` the content hash
 differs (or the record comes back from the dead), so an unchanged record writes nothing.
-Before writing, each batch reads the stored hashes of its keys and drops the records whose
-hash is unchanged, so re-reading a stream costs one indexed read per batch and no writes.
-On PostgreSQL the changed records of a batch are COPied into a session-local temporary table
-and moved with one ``INSERT .. SELECT .. ON CONFLICT``; on SQLite one ``executemany``. No ORM
-objects are built on this path. Payloads are serialized once (the canonical JSON that is
-hashed is also what is stored).
+Before writing, each batch reads the stored hashes of its keys (one query, the ids sent as
+one JSON array) and drops the records whose hash is unchanged, so re-reading a stream costs
+one indexed read per batch and no writes.
+
+Each payload is serialized once, with orjson (sorted keys, compact, UTF-8): those bytes are
+hashed and are also the text stored, byte for byte (``json``, not ``jsonb``, on PostgreSQL).
+NaN and infinities are refused before anything of the call is written.
+
+On PostgreSQL, new records are COPied straight into ``source_record`` in COPY text format
+built from those bytes, streamed a chunk at a time while the rest of the batch is being
+prepared, so the server stores one chunk while the client prepares the next; likewise the
+batch is hashed while the server runs its pre-read (psycopg pipeline mode). Changed records
+and tombstones are COPied into a session-local temporary table and moved with one
+``INSERT .. SELECT .. ON CONFLICT``. On SQLite one ``executemany``. No ORM objects are built
+on this path.
 
 Counting: on PostgreSQL the upsert returns ``xmax = 0`` for inserted rows (updated rows carry
 the updating transaction's id), and rows the ``WHERE`` filtered out are not returned (another
@@ -27,19 +36,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import orjson
 import psycopg
 from sqlalchemy import (
+    JSON,
     Column,
     MetaData,
     Table,
     Text,
-    any_,
     bindparam,
     cast,
     column,
@@ -50,7 +61,6 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import Executable, literal_column
@@ -85,15 +95,93 @@ def canonical_json(payload: Mapping[str, Any]) -> str:
 
 
 def content_hash(payload: Mapping[str, Any]) -> str:
-    """Return the hex sha256 of the canonical JSON of ``payload``.
+    """Return the hex sha256 of the canonical UTF-8 JSON of ``payload`` (what landing stores).
 
-    Two payloads that differ only in key order or whitespace have the same hash.
+    Two payloads that differ only in key order or whitespace have the same hash. The hashed
+    form is :func:`canonical_json` with non-ASCII characters written as UTF-8 rather than
+    ``\\u`` escapes.
+
+    Raises:
+        TypeError: a value is not JSON (datetime, Decimal, set, ...).
+        ValueError: a float is NaN or infinite.
+    """
+    return hashlib.sha256(_canonical_bytes(payload)).hexdigest()
+
+
+# orjson with sorted keys writes the same compact JSON as the standard library with
+# ``sort_keys=True, ensure_ascii=False`` about six times faster. Datetimes and dataclasses are
+# passed through to the (absent) default so they are refused like the standard library does.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+_UTF8_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_NOT_FINITE = "Out of range float values are not JSON compliant"
+
+
+def _all_finite(payload: Mapping[str, Any]) -> bool:
+    """Whether no float in ``payload`` (at any depth) is NaN or infinite.
+
+    orjson writes such floats as ``null``; the store refuses them instead.
+    """
+    stack: list[Any] = [payload]
+    while stack:
+        node = stack.pop()
+        for value in node.values() if type(node) is dict else node:
+            kind = type(value)
+            if kind is float:
+                if value - value != 0.0:  # NaN - NaN and inf - inf are NaN
+                    return False
+            elif kind is dict or kind is list or kind is tuple:
+                stack.append(value)
+    return True
+
+
+def _canonical_bytes(payload: Mapping[str, Any], *, check_finite: bool = True) -> bytes:
+    """Return the canonical JSON of ``payload`` as UTF-8 bytes: sorted keys, no whitespace.
+
+    Args:
+        payload: the record's content.
+        check_finite: refuse NaN and infinities (orjson would write them as ``null``); the
+            landing path checks only the payloads it writes, with :func:`_require_finite`.
 
     Raises:
         TypeError: a value is not JSON.
-        ValueError: a float is NaN or infinite.
+        ValueError: a float is NaN or infinite, or a string holds a lone surrogate.
     """
-    return hashlib.sha256(_ENCODER.encode(payload).encode("ascii")).hexdigest()
+    try:
+        data = orjson.dumps(payload, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        # What orjson refuses but JSON allows (integers beyond 64 bits, non-string keys) or
+        # what neither allows, for the standard library's own error.
+        return _UTF8_ENCODER.encode(payload).encode("utf-8")
+    if check_finite:
+        _require_finite(payload)
+    return data
+
+
+def _require_finite(payload: Mapping[str, Any]) -> None:
+    """Raise ValueError when a float of ``payload`` is NaN or infinite."""
+    if not _all_finite(payload):
+        raise ValueError(_NOT_FINITE)
+
+
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+
+
+def _copy_text(value: str | None) -> bytes:
+    """Return ``value`` as a field of PostgreSQL's COPY text format (``\\N`` for None)."""
+    if value is None:
+        return b"\\N"
+    if _COPY_SPECIAL.search(value) is not None:
+        value = (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value.encode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +207,26 @@ class LandResult:
         )
 
 
-_Row = tuple[str, str, str, str | None]  # external_id, canonical payload, hash, cursor value
+_Row = tuple[str, bytes, str, str | None]  # external_id, canonical payload, hash, cursor value
+_Encoded = tuple[bytes, str]  # canonical payload, hash
+
+
+def _encode_live(batch: Sequence[Record]) -> list[_Encoded | None]:
+    """Return the canonical bytes and hex hash of each live record (None for tombstones).
+
+    Tombstones are encoded later, only if written (an already deleted record is skipped).
+
+    Raises:
+        TypeError, ValueError: a payload is not JSON (NaN is checked later, before writing).
+    """
+    encoded: list[_Encoded | None] = []
+    for record in batch:
+        if record.deleted:
+            encoded.append(None)
+        else:
+            canonical = _canonical_bytes(record.payload, check_finite=False)
+            encoded.append((canonical, hashlib.sha256(canonical).hexdigest()))
+    return encoded
 
 
 def _sqlite_row(
@@ -130,7 +237,7 @@ def _sqlite_row(
         "system": system,
         "object": object_name,
         "external_id": external_id,
-        "payload_json": canonical,
+        "payload_json": canonical.decode("utf-8"),
         "content_hash": digest,
         "now_db": now_db,
         "deleted_db": deleted_db,
@@ -171,6 +278,19 @@ _LANDING_DDL = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_LANDING.name} (external_id text NOT NULL, "
     "payload text NOT NULL, content_hash text NOT NULL, cursor_value text) "
     "ON COMMIT DELETE ROWS"
+)
+
+
+_COPY_SOURCE = (
+    "COPY source_record (system, object, external_id, payload, content_hash, "
+    "first_seen_at, last_seen_at, changed_at, cursor_value) FROM STDIN"
+)
+# Records encoded between two writes to the COPY stream (about 300 KB of JSON).
+_COPY_CHUNK = 250
+_PRE_READ_PG = (
+    "SELECT external_id, content_hash, deleted_at IS NOT NULL FROM source_record "
+    "WHERE system = %s AND object = %s "
+    "AND external_id = ANY(ARRAY(SELECT json_array_elements_text(CAST(%s AS json))))"
 )
 
 
@@ -230,7 +350,11 @@ class Store:
             else engine
         )
         self._live_stmt, self._tomb_stmt = self._build_upserts()
-        self._timestamp_to_db: Any = UTCDateTime().bind_processor(engine.dialect)
+        # The dialect's own processor: on SQLite the exact text SQLAlchemy stores and compares
+        # against (with microseconds), not the sqlite3 module's default rendering of a datetime.
+        self._timestamp_to_db: Any = (
+            UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        )
         self._inserted_since_analyze = 0
         self._rows_at_analyze = 0
 
@@ -265,7 +389,7 @@ class Store:
                 bindparam("system", type_=Text()),
                 bindparam("object", type_=Text()),
                 _LANDING.c.external_id,
-                cast(_LANDING.c.payload, JSONB),
+                cast(_LANDING.c.payload, JSON),
                 _LANDING.c.content_hash,
                 now,
                 now,
@@ -345,7 +469,11 @@ class Store:
         self._inserted_since_analyze = 0
         try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql(f"ANALYZE {_SOURCE.name}")
+                # Only the key and change-time columns the store's queries filter on: sampling
+                # the payloads as well would cost most of the analysis.
+                conn.exec_driver_sql(
+                    f"ANALYZE {_SOURCE.name} (system, object, external_id, changed_at)"
+                )
                 estimate = conn.execute(
                     text("SELECT reltuples FROM pg_class WHERE oid = CAST(:name AS regclass)"),
                     {"name": _SOURCE.name},
@@ -369,6 +497,46 @@ class Store:
                 result += self._land_batch(conn, system, object_name, batch, now)
         return result
 
+    @staticmethod
+    def _classify(
+        batch: list[Record],
+        stored: dict[str, tuple[str, bool]],
+        encoded: Sequence[_Encoded | None],
+    ) -> tuple[list[_Row], list[_Row], list[_Row]]:
+        """Split ``batch`` into new, changed and tombstone rows; drop what is unchanged.
+
+        ``encoded`` holds the canonical bytes and hash of each record of ``batch`` when known
+        (see :func:`_encode_live`); the others are encoded here if they are written.
+
+        Returns:
+            (external_id, canonical payload, hash, cursor value) rows: records not stored yet,
+            records stored with another hash or deleted, and tombstones of live or unknown ones.
+        """
+        fresh: list[_Row] = []  # not stored yet
+        changed: list[_Row] = []  # stored with another hash, or deleted
+        tombs: list[_Row] = []
+        for record, known in zip(batch, encoded, strict=True):
+            previous = stored.get(record.id)
+            if record.deleted and previous is not None and previous[1]:
+                continue  # already a tombstone
+            if known is None:
+                canonical = _canonical_bytes(record.payload, check_finite=False)
+                digest = hashlib.sha256(canonical).hexdigest()
+            else:
+                canonical, digest = known
+            if not record.deleted and previous == (digest, False):
+                # Unchanged: the stored payload (checked when written) hashes the same.
+                continue
+            _require_finite(record.payload)  # before any write of the call
+            row = (record.id, canonical, digest, record.cursor_value)
+            if record.deleted:
+                tombs.append(row)
+            elif previous is None:
+                fresh.append(row)
+            else:
+                changed.append(row)
+        return fresh, changed, tombs
+
     def _land_batch(
         self,
         conn: Connection,
@@ -377,50 +545,77 @@ class Store:
         batch: list[Record],
         now: datetime,
     ) -> LandResult:
-        stored = self._stored_state(conn, system, object_name, [r.id for r in batch])
-        # (external_id, canonical payload, hash, cursor value) of what must be written
-        fresh: list[_Row] = []  # not stored yet
-        changed: list[_Row] = []  # stored with another hash, or deleted
-        tombs: list[_Row] = []
-        for record in batch:
-            previous = stored.get(record.id)
-            if record.deleted and previous is not None and previous[1]:
-                continue  # already a tombstone
-            canonical = _ENCODER.encode(record.payload)
-            digest = hashlib.sha256(canonical.encode("ascii")).hexdigest()
-            row = (record.id, canonical, digest, record.cursor_value)
-            if record.deleted:
-                tombs.append(row)
-            elif previous is None:
-                fresh.append(row)
-            elif previous != (digest, False):
-                changed.append(row)
-        if self.dialect == "sqlite":
-            # The IMMEDIATE transaction holds the write lock: the pre-read counts are exact.
-            now_db = self._timestamp_to_db(now)
-            for rows, stmt, deleted_db in (
-                (fresh + changed, self._live_stmt, None),
-                (tombs, self._tomb_stmt, now_db),
-            ):
-                if rows:
-                    conn.execute(
-                        stmt,
-                        [_sqlite_row(system, object_name, row, now_db, deleted_db) for row in rows],
-                    )
-            written = len(fresh) + len(changed) + len(tombs)
-            return LandResult(len(fresh), len(changed), len(batch) - written, len(tombs))
-        # PostgreSQL: new records are COPied straight into the table (the fastest path); if
-        # another writer stored one of them since the pre-read, the savepoint is rolled back
-        # and they go through the upsert, which counts what it really did.
+        encoded: list[_Encoded | None] = []
+        stored = self._stored_state(
+            conn,
+            system,
+            object_name,
+            [r.id for r in batch],
+            lambda: encoded.extend(_encode_live(batch)),
+        )
+        if self.dialect == "postgresql":
+            return self._land_batch_pg(
+                conn,
+                system=system,
+                object_name=object_name,
+                batch=batch,
+                stored=stored,
+                encoded=encoded,
+                now=now,
+            )
+        fresh, changed, tombs = self._classify(batch, stored, encoded)
+        # SQLite: the IMMEDIATE transaction holds the write lock: the pre-read counts are exact.
+        now_db = self._timestamp_to_db(now)
+        for rows, stmt, deleted_db in (
+            (fresh + changed, self._live_stmt, None),
+            (tombs, self._tomb_stmt, now_db),
+        ):
+            if rows:
+                conn.execute(
+                    stmt,
+                    [_sqlite_row(system, object_name, row, now_db, deleted_db) for row in rows],
+                )
+        written = len(fresh) + len(changed) + len(tombs)
+        return LandResult(len(fresh), len(changed), len(batch) - written, len(tombs))
+
+    def _land_batch_pg(
+        self,
+        conn: Connection,
+        *,
+        system: str,
+        object_name: str,
+        batch: list[Record],
+        stored: dict[str, tuple[str, bool]],
+        encoded: list[_Encoded | None],
+        now: datetime,
+    ) -> LandResult:
+        """Land one batch on PostgreSQL (see :meth:`_land_batch`).
+
+        New records are COPied straight into the table (the fastest path), streamed a chunk at
+        a time while the rest of the batch is still being prepared (checked for NaN, put in
+        COPY format), so the server stores one chunk while the client prepares the next (one
+        core each). If another writer stored one
+        of them since the pre-read, the savepoint is rolled back and they go through the
+        upsert, which counts what it really did.
+        """
         inserted = updated = deleted = 0
-        if fresh:
+        if all(record.deleted or record.id in stored for record in batch):
+            fresh, changed, tombs = self._classify(batch, stored, encoded)
+        else:
             try:
                 with conn.begin_nested():
-                    self._copy_fresh(
-                        conn, system=system, object_name=object_name, rows=fresh, now=now
+                    fresh, changed, tombs = self._classify_and_copy(
+                        conn,
+                        system=system,
+                        object_name=object_name,
+                        batch=batch,
+                        stored=stored,
+                        encoded=encoded,
+                        now=now,
                     )
                 inserted = len(fresh)
             except (IntegrityError, psycopg.errors.UniqueViolation):
+                fresh, changed, tombs = self._classify(batch, stored, encoded)
                 changed = fresh + changed
         if changed:
             flags = self._execute_pg(
@@ -442,34 +637,77 @@ class Store:
         return LandResult(inserted, updated, len(batch) - inserted - updated - deleted, deleted)
 
     @staticmethod
-    def _copy_fresh(
-        conn: Connection, *, system: str, object_name: str, rows: list[_Row], now: datetime
-    ) -> None:
-        driver_connection: Any = conn.connection.driver_connection
-        with (
-            driver_connection.cursor() as cursor,
-            cursor.copy(
-                f"COPY {_SOURCE.name} (system, object, external_id, payload, content_hash, "
-                "first_seen_at, last_seen_at, changed_at, cursor_value) FROM STDIN"
-            ) as copy,
-        ):
-            for external_id, canonical, digest, cursor_value in rows:
-                copy.write_row(
-                    (
-                        system,
-                        object_name,
-                        external_id,
-                        canonical,
-                        digest,
-                        now,
-                        now,
-                        now,
-                        cursor_value,
+    def _copy_lines(rows: list[_Row], prefix: bytes, middle: bytes) -> bytes:
+        """Return ``rows`` in COPY text format: prefix, id, payload, hash, middle, cursor."""
+        plain = _COPY_SPECIAL.search("".join([row[0] + (row[3] or "") for row in rows])) is None
+        if plain:  # the usual case: no id nor cursor value needs escaping
+            return b"".join(
+                [
+                    b"%s%s\t%s\t%s%s%s\n"
+                    % (
+                        prefix,
+                        external_id.encode("utf-8"),
+                        canonical.replace(b"\\", b"\\\\"),  # compact JSON: no tab nor newline
+                        digest.encode("ascii"),
+                        middle,
+                        b"\\N" if cursor_value is None else cursor_value.encode("utf-8"),
                     )
+                    for external_id, canonical, digest, cursor_value in rows
+                ]
+            )
+        return b"".join(
+            [
+                b"%s%s\t%s\t%s%s%s\n"
+                % (
+                    prefix,
+                    _copy_text(external_id),
+                    canonical.replace(b"\\", b"\\\\"),
+                    digest.encode("ascii"),
+                    middle,
+                    _copy_text(cursor_value),
                 )
+                for external_id, canonical, digest, cursor_value in rows
+            ]
+        )
 
     @staticmethod
+    def _copy(conn: Connection, statement: str, data: bytes) -> None:
+        driver_connection: Any = conn.connection.driver_connection
+        with driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(data)
+
+    def _classify_and_copy(
+        self,
+        conn: Connection,
+        *,
+        system: str,
+        object_name: str,
+        batch: list[Record],
+        stored: dict[str, tuple[str, bool]],
+        encoded: list[_Encoded | None],
+        now: datetime,
+    ) -> tuple[list[_Row], list[_Row], list[_Row]]:
+        """Classify ``batch`` as :meth:`_classify` does, COPying new records as they come."""
+        stamp = _copy_text(now.isoformat())
+        prefix = _copy_text(system) + b"\t" + _copy_text(object_name) + b"\t"
+        middle = b"\t" + stamp + b"\t" + stamp + b"\t" + stamp + b"\t"
+        fresh: list[_Row] = []
+        changed: list[_Row] = []
+        tombs: list[_Row] = []
+        driver_connection: Any = conn.connection.driver_connection
+        with driver_connection.cursor() as cursor, cursor.copy(_COPY_SOURCE) as copy:
+            for start in range(0, len(batch), _COPY_CHUNK):
+                end = start + _COPY_CHUNK
+                new, other, gone = self._classify(batch[start:end], stored, encoded[start:end])
+                if new:
+                    copy.write(self._copy_lines(new, prefix, middle))
+                fresh += new
+                changed += other
+                tombs += gone
+        return fresh, changed, tombs
+
     def _execute_pg(
+        self,
         conn: Connection,
         stmt: Executable,
         *,
@@ -479,16 +717,11 @@ class Store:
         now: datetime,
     ) -> list[bool]:
         conn.exec_driver_sql(_LANDING_DDL)
-        driver_connection: Any = conn.connection.driver_connection
-        with (
-            driver_connection.cursor() as cursor,
-            cursor.copy(
-                f"COPY {_LANDING.name} (external_id, payload, content_hash, cursor_value) "
-                "FROM STDIN"
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        self._copy(
+            conn,
+            f"COPY {_LANDING.name} (external_id, payload, content_hash, cursor_value) FROM STDIN",
+            self._copy_lines(rows, b"", b"\t"),
+        )
         flags = list(
             conn.execute(stmt, {"system": system, "object": object_name, "now": now}).scalars()
         )
@@ -496,22 +729,28 @@ class Store:
         return flags
 
     def _stored_state(
-        self, conn: Connection, system: str, object_name: str, ids: list[str]
+        self,
+        conn: Connection,
+        system: str,
+        object_name: str,
+        ids: list[str],
+        meanwhile: Callable[[], object],
     ) -> dict[str, tuple[str, bool]]:
-        """Return (content hash, deleted) of the stored records among ``ids``."""
+        """Return (content hash, deleted) of the stored records among ``ids``.
+
+        ``meanwhile`` is called once, on PostgreSQL while the server runs the query (the
+        client encodes the batch on one core while the server reads on the other).
+        """
         if self.dialect == "postgresql":
             # = ANY(array) probes the unique key once per id (given statistics: see
-            # _refresh_statistics).
-            query = select(
-                _SOURCE.c.external_id,
-                _SOURCE.c.content_hash,
-                _SOURCE.c.deleted_at.is_not(None),
-            ).where(
-                _SOURCE.c.system == system,
-                _SOURCE.c.object == object_name,
-                _SOURCE.c.external_id == any_(bindparam("ids", type_=ARRAY(Text()))),
-            )
-            params: dict[str, Any] = {"ids": ids}
+            # _refresh_statistics). Straight on the driver's cursor: plain tuples, and psycopg
+            # prepares the statement after a few batches. In pipeline mode the query is sent
+            # at once and its rows are read only when fetched.
+            driver_connection: Any = conn.connection.driver_connection
+            with driver_connection.pipeline(), driver_connection.cursor() as cursor:
+                cursor.execute(_PRE_READ_PG, (system, object_name, orjson.dumps(ids).decode()))
+                meanwhile()
+                return {ext_id: (digest, gone) for ext_id, digest, gone in cursor.fetchall()}
         else:
             # One JSON parameter instead of thousands of bound values.
             wanted = _SOURCE.c.external_id.in_(
@@ -524,7 +763,8 @@ class Store:
                 _SOURCE.c.content_hash,
                 _SOURCE.c.deleted_at.is_not(None),
             ).where(_SOURCE.c.system == system, _SOURCE.c.object == object_name, wanted)
-            params = {"ids": json.dumps(ids)}
+            params: dict[str, Any] = {"ids": orjson.dumps(ids).decode()}
+        meanwhile()
         return {
             ext_id: (digest, bool(gone)) for ext_id, digest, gone in conn.execute(query, params)
         }

@@ -63,9 +63,10 @@ from ledgerlink.connector.errors import (
 )
 from ledgerlink.connector.protocol import Connector, WriteResult, WriterSpec
 from ledgerlink.log import get_logger
+from ledgerlink.mapping.normalize import quarantine_record
 from ledgerlink.metrics import REGISTRY
 from ledgerlink.store.db import SQLITE_IMMEDIATE
-from ledgerlink.store.models import OutboxStatus, Quarantine, QuarantineStage
+from ledgerlink.store.models import OutboxStatus, QuarantineStage
 from ledgerlink.store.repository import Store
 from ledgerlink.store.types import UTCDateTime, utcnow
 from ledgerlink.sync.outbox import OUTBOX, ClaimedRow, claim
@@ -80,7 +81,6 @@ __all__ = [
     "push",
 ]
 
-_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
 
 OUTBOX_WRITES = Counter(
     "ledgerlink_outbox_writes",
@@ -381,28 +381,24 @@ def _store_outcomes(
             ],
         )
         quarantined = [o for o in outcomes if o.quarantine_reason is not None]
-        if quarantined:
-            conn.execute(
-                _QUARANTINE.insert(),
-                [
-                    {
-                        "system": o.row.target,
-                        "object": o.row.object,
-                        "external_id": o.row.remote_id or o.row.entity_id or o.row.idempotency_key,
-                        "stage": QuarantineStage.PUSH.value,
-                        "reason": o.quarantine_reason,
-                        "payload": {
-                            "outbox_id": o.row.id,
-                            "idempotency_key": o.row.idempotency_key,
-                            "action": o.row.action.value,
-                            "entity_kind": o.row.entity_kind,
-                            "entity_id": o.row.entity_id,
-                            "payload": dict(o.row.payload),
-                        },
-                        "created_at": now,
-                    }
-                    for o in quarantined
-                ],
+        for o in quarantined:
+            # One row per record and stage: a second failure of the same write updates it.
+            quarantine_record(
+                conn,
+                system=o.row.target,
+                object_name=o.row.object,
+                external_id=o.row.remote_id or o.row.entity_id or o.row.idempotency_key,
+                stage=QuarantineStage.PUSH.value,
+                reason=o.quarantine_reason or "",
+                payload={
+                    "outbox_id": o.row.id,
+                    "idempotency_key": o.row.idempotency_key,
+                    "action": o.row.action.value,
+                    "entity_kind": o.row.entity_kind,
+                    "entity_id": o.row.entity_id,
+                    "payload": dict(o.row.payload),
+                },
+                now=now,
             )
         if done and on_result is not None:
             on_result(conn, done)

@@ -24,6 +24,9 @@ depends_on: str | Sequence[str] | None = None
 # which will keep changing).
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# source_record.payload keeps the canonical JSON text as landed: PostgreSQL's ``json`` only
+# validates it, where ``jsonb`` would parse it into a tree (most of the cost of a bulk load).
+RAW_JSON = sa.JSON()
 NAME = 64
 EXTERNAL_ID = 255
 
@@ -44,7 +47,7 @@ def upgrade() -> None:
         sa.Column("system", sa.String(NAME), nullable=False),
         sa.Column("object", sa.String(NAME), nullable=False),
         sa.Column("external_id", sa.String(EXTERNAL_ID), nullable=False),
-        sa.Column("payload", JSON, nullable=False),
+        sa.Column("payload", RAW_JSON, nullable=False),
         sa.Column("content_hash", sa.String(64), nullable=False),
         ts("first_seen_at"),
         ts("last_seen_at"),
@@ -171,6 +174,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_outbox_status_next_attempt", "outbox", ["status", "next_attempt_at"])
     op.create_index("ix_outbox_entity", "outbox", ["entity_kind", "entity_id"])
+    open_rows = sa.text("status IN ('pending', 'in_flight')")
+    op.create_index(
+        "ix_outbox_open",
+        "outbox",
+        ["target", "id"],
+        postgresql_where=open_rows,
+        sqlite_where=open_rows,
+    )
 
     op.create_table(
         "quarantine",
@@ -183,9 +194,15 @@ def upgrade() -> None:
         sa.Column("payload", JSON, nullable=False),
         ts("created_at"),
         ts("resolved_at", nullable=True),
+        ts("updated_at", nullable=True),
         sa.CheckConstraint("stage IN ('map', 'match', 'plan', 'push')", name="ck_quarantine_stage"),
     )
-    op.create_index("ix_quarantine_ref", "quarantine", ["system", "object", "external_id"])
+    op.create_index(
+        "uq_quarantine_ref_stage",
+        "quarantine",
+        ["system", "object", "external_id", "stage"],
+        unique=True,
+    )
 
     op.create_table(
         "audit_log",
@@ -211,8 +228,9 @@ def downgrade() -> None:
     op.drop_table("credential")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
-    op.drop_index("ix_quarantine_ref", table_name="quarantine")
+    op.drop_index("uq_quarantine_ref_stage", table_name="quarantine")
     op.drop_table("quarantine")
+    op.drop_index("ix_outbox_open", table_name="outbox")
     op.drop_index("ix_outbox_entity", table_name="outbox")
     op.drop_index("ix_outbox_status_next_attempt", table_name="outbox")
     op.drop_table("outbox")
