@@ -91,7 +91,11 @@ def main(argv: list[str]) -> None:
         run(venv_bin("mypy"), *TYPED_SOURCES)
         run(venv_bin("pytest"), *rest)
     elif command == "bench":
-        names = rest or sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py"))
+        names = rest or sorted(
+            p.stem
+            for p in (ROOT / "benchmarks").glob("*.py")
+            if not p.stem.startswith("_") and not p.stem.endswith("_common")  # shared helpers
+        )
         for name in names:
             run(venv_bin("python"), ROOT / "benchmarks" / f"{name.removesuffix('.py')}.py")
     else:
