@@ -132,10 +132,10 @@ def demo(
 
 def _normalise_and_report(engine: Engine, systems: list[str]) -> None:
     """Map every landed record to canonical entities, then show MRR movements."""
-    from ledgerlink.cli.report import load_billing
+    from ledgerlink.cli.report import load_billing, months_ending
     from ledgerlink.mapping import load_mappings
     from ledgerlink.mapping.normalize import normalize_changed
-    from ledgerlink.revenue import Month, compute_movements, movements_table, render
+    from ledgerlink.revenue import compute_movements, movements_table, render
 
     mappings = load_mappings(None)
     now = datetime.now(UTC)
@@ -160,9 +160,7 @@ def _normalise_and_report(engine: Engine, systems: list[str]) -> None:
         f"({matched.seconds:.1f} s, {matched.model} model)"
     )
     billing = load_billing(engine, mappings)
-    last = Month(now.year, now.month)
-    index = now.year * 12 + now.month - 1 - 5
-    first = Month(index // 12, index % 12 + 1)
+    first, last = months_ending()
     movements = compute_movements(billing.histories, first, last)
     out.print(
         render(movements_table(movements), "table"), markup=False, highlight=False, soft_wrap=True

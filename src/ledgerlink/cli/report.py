@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ledgerlink.mapping import MappingSet
     from ledgerlink.revenue import Month, SubscriptionHistory
 
-__all__ = ["Billing", "app", "load_billing"]
+__all__ = ["Billing", "app", "load_billing", "months_ending"]
 
 app = typer.Typer(
     help=(
@@ -52,17 +52,23 @@ class Billing:
     invoices: list[Invoice]
 
 
+def months_ending(end: Month | None = None, count: int = 6) -> tuple[Month, Month]:
+    """Return the first and last of the ``count`` months ending with ``end`` (default: now)."""
+    from ledgerlink.revenue import Month
+
+    if end is None:
+        now = datetime.now(UTC)
+        end = Month(now.year, now.month)
+    index = end.year * 12 + end.month - 1 - (count - 1)
+    return Month(index // 12, index % 12 + 1), end
+
+
 def _months(first: str | None, last: str | None) -> tuple[Month, Month]:
     from ledgerlink.revenue import Month
 
-    now = datetime.now(UTC)
     try:
-        end = Month.parse(last) if last else Month(now.year, now.month)
-        if first:
-            start = Month.parse(first)
-        else:
-            index = end.year * 12 + end.month - 1 - 5
-            start = Month(index // 12, index % 12 + 1)
+        default_start, end = months_ending(Month.parse(last) if last else None)
+        start = Month.parse(first) if first else default_start
     except ValueError as exc:
         fail(f"{exc} (months are written YYYY-MM)", 2)
     if (start.year, start.month) > (end.year, end.month):
