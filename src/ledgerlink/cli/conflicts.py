@@ -225,11 +225,15 @@ def _decide(
     )
 
 
+_RefA = Annotated[str, typer.Argument(metavar="REF_A", help="SYSTEM:OBJECT:ID")]
+_RefB = Annotated[str, typer.Argument(metavar="REF_B", help="SYSTEM:OBJECT:ID")]
+
+
 @app.command("link")
 def link(
     ctx: typer.Context,
-    ref_a: Annotated[str, typer.Argument(metavar="REF_A", help="SYSTEM:OBJECT:ID")],
-    ref_b: Annotated[str, typer.Argument(metavar="REF_B", help="SYSTEM:OBJECT:ID")],
+    ref_a: _RefA,
+    ref_b: _RefB,
     reason: _ReasonOption,
     actor: _ActorOption = None,
 ) -> None:
@@ -240,8 +244,8 @@ def link(
 @app.command("split")
 def split(
     ctx: typer.Context,
-    ref_a: Annotated[str, typer.Argument(metavar="REF_A", help="SYSTEM:OBJECT:ID")],
-    ref_b: Annotated[str, typer.Argument(metavar="REF_B", help="SYSTEM:OBJECT:ID")],
+    ref_a: _RefA,
+    ref_b: _RefB,
     reason: _ReasonOption,
     actor: _ActorOption = None,
 ) -> None:
@@ -252,8 +256,8 @@ def split(
 @app.command("never-link")
 def never_link(
     ctx: typer.Context,
-    ref_a: Annotated[str, typer.Argument(metavar="REF_A", help="SYSTEM:OBJECT:ID")],
-    ref_b: Annotated[str, typer.Argument(metavar="REF_B", help="SYSTEM:OBJECT:ID")],
+    ref_a: _RefA,
+    ref_b: _RefB,
     reason: _ReasonOption,
     actor: _ActorOption = None,
 ) -> None:
