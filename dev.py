@@ -59,11 +59,12 @@ def uv() -> str:
     return str(exe)
 
 
-def setup() -> None:
+def setup(*groups: str) -> None:
     """Create or update .venv exactly from uv.lock, with every workspace package."""
     os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
     os.environ.setdefault("UV_PYTHON", sys.executable)
-    run(uv(), "sync", "--all-packages", "--locked")
+    extra = [arg for group in groups for arg in ("--group", group)]
+    run(uv(), "sync", "--all-packages", "--locked", *extra)
 
 
 def venv_bin(name: str) -> Path:
@@ -80,7 +81,7 @@ def main(argv: list[str]) -> None:
     if command == "lock":
         run(uv(), "lock")
         return
-    setup()
+    setup(*(["bench"] if command == "bench" else []))
     if command == "setup":
         return
     if command == "demo":
