@@ -4,28 +4,39 @@
 e-mail address or part of its name, and prints the golden record with the lineage of each
 field, every linked source record, and each link with its method, score and evidence, as saved
 by the last ``ledgerlink match run``.
+
+``customer merge A B`` and ``customer split ID --record REF`` record a person's decisions
+(``link`` or ``split`` between records, audited with who, when and why) that no later run
+overrides, and apply them at once with a matching run. ``customer undo CHANGE`` revokes what a
+merge or split recorded; ``customer history`` lists them.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from ledgerlink.cli._common import fail, out
-from ledgerlink.cli.match import open_engine, open_mappings
+from ledgerlink.cli._common import EXIT_CONFIG, fail, out
+from ledgerlink.cli.match import default_actor, open_engine, open_mappings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
     from ledgerlink.matching import PartyRecord, PartyRef
-    from ledgerlink.matching.persist import StoredLink
+    from ledgerlink.matching.persist import CustomerChange, MergePlan, SplitPlan, StoredLink
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Look at a customer: its golden record, its records in every system, its links.",
+    help=(
+        "Look at a customer (its golden record, its records in every system, its links), "
+        "merge two customers, split a record off one, and undo such changes."
+    ),
     no_args_is_help=True,
 )
 _MAX_FOUND = 50
@@ -167,3 +178,281 @@ def _print_links(links: list[StoredLink]) -> None:
                     f"{reason['reason']}: conflict {reason['conflict']}",
                 )
     out.print(evidence)
+
+
+# -- merge, split, undo ----------------------------------------------------------------------
+
+_ActorOption = Annotated[
+    str | None,
+    typer.Option(help="Who decides [default: $LEDGERLINK_ACTOR or the login name]."),
+]
+_ReasonOption = Annotated[
+    str | None,
+    typer.Option(help="Why, in words; kept in the audit log (asked for when not given)."),
+]
+_YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (scripts).")
+]
+
+
+def _reason(reason: str | None, *, yes: bool) -> str:
+    """Return the reason given, or ask for it; changes to customers are always audited."""
+    if reason is None and yes:
+        fail("give a --reason with --yes: merges and splits are audited", code=EXIT_CONFIG)
+    text = reason if reason is not None else typer.prompt("reason")
+    if not text.strip():
+        fail("give a --reason: merges and splits are audited", code=EXIT_CONFIG)
+    return text.strip()
+
+
+def _confirm(question: str, *, yes: bool) -> None:
+    if not yes and not typer.confirm(question, default=False):
+        fail("nothing changed")
+
+
+def _apply(work: Callable[[Callable[[str, int], None]], CustomerChange]) -> CustomerChange:
+    """Run ``work`` (which re-runs matching) with a spinner showing its progress."""
+    from ledgerlink.matching.persist import MatchStoreError
+
+    with out.status("recording decisions") as status:
+        counts: dict[str, int] = {}
+
+        def advance(stage: str, count: int) -> None:
+            counts[stage] = counts.get(stage, 0) + count
+            status.update(f"matching: {stage} ({counts[stage]})")
+
+        try:
+            return work(advance)
+        except MatchStoreError as exc:
+            fail(str(exc))
+
+
+def _print_change(change: CustomerChange, headline: str) -> None:
+    out.print(headline)
+    table = Table("record", "customer before", "customer now", title=change.action)
+    for ref, (before, after) in change.placement.items():
+        table.add_row(str(ref), before, after or "-")
+    out.print(table)
+    if change.decisions:
+        verb = "revoked" if change.action == "undo" else "recorded"
+        ids = ", ".join(str(d) for d in change.decisions)
+        out.print(f"decisions {verb}: {ids}")
+    if change.kept:
+        out.print(f"already in force, left as they were: {', '.join(map(str, change.kept))}")
+    summary = change.summary
+    out.print(
+        f"matching run: {summary.customers} customers, {summary.review_queue} in review, "
+        f"{summary.rows_written} rows written"
+    )
+    if change.action != "undo":
+        out.print(f"undo with `ledgerlink customer undo {change.operation}`")
+
+
+def _print_merge_plan(plan: MergePlan) -> None:
+    table = Table("customer", "name", "records", "after the merge", title="merge")
+    table.add_row(
+        plan.survivor,
+        plan.survivor_name,
+        "\n".join(map(str, plan.survivor_records)),
+        "keeps its id (the older customer)",
+    )
+    table.add_row(
+        plan.absorbed,
+        plan.absorbed_name,
+        "\n".join(map(str, plan.absorbed_records)),
+        f"merged into {plan.survivor}",
+    )
+    out.print(table)
+    out.print(
+        f"will record {len(plan.absorbed_records)} link decision(s): {plan.anchor} with each record "
+        f"of {plan.absorbed}"
+    )
+
+
+def _print_split_plan(plan: SplitPlan) -> None:
+    table = Table(
+        "record", "after the split", title=f"split {plan.customer_id} ({plan.customer_name})"
+    )
+    table.add_row(str(plan.record), "leaves; its own customer, or another one if evidence says so")
+    for other in plan.others:
+        table.add_row(str(other), f"stays in {plan.customer_id}")
+    out.print(table)
+    out.print(
+        f"will record {len(plan.others)} split decision(s): {plan.record} with each other record"
+    )
+
+
+@app.command("merge")
+def merge(
+    ctx: typer.Context,
+    first: Annotated[
+        str, typer.Argument(metavar="A", help="Customer id, or one of its records (REF).")
+    ],
+    second: Annotated[
+        str, typer.Argument(metavar="B", help="Customer id, or one of its records (REF).")
+    ],
+    reason: _ReasonOption = None,
+    yes: _YesOption = False,
+    actor: _ActorOption = None,
+) -> None:
+    """Merge two customers into one: the older customer's id survives.
+
+    Records a `link` decision between one record of the survivor and each record of the
+    other customer (audited; no later run separates them), then runs matching so that
+    `customer show` shows one customer at once. Refused, with nothing written, when a split
+    or never-link decision keeps records of the two apart. Undo with `customer undo`.
+    """
+    from ledgerlink.matching.persist import MatchStoreError, merge_customers, plan_merge
+
+    mappings = open_mappings(ctx)
+    who = actor or default_actor()
+    with open_engine(ctx) as engine:
+        ids = _resolve(engine, first), _resolve(engine, second)
+        try:
+            plan = plan_merge(engine, *ids)
+        except MatchStoreError as exc:
+            fail(str(exc))
+        _print_merge_plan(plan)
+        why = _reason(reason, yes=yes)
+        _confirm(f"merge {plan.absorbed} into {plan.survivor}?", yes=yes)
+        change = _apply(
+            lambda progress: merge_customers(
+                engine,
+                mappings,
+                *ids,
+                actor=who,
+                reason=why,
+                now=datetime.now(UTC),
+                progress=progress,
+            )
+        )
+    _print_change(
+        change,
+        f"merged {plan.absorbed} into {change.customer_id} (change {change.operation}) by {who}",
+    )
+
+
+@app.command("split")
+def split(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(metavar="ID", help="Customer id, or one of its records (REF).")
+    ],
+    record: Annotated[str, typer.Option(metavar="SYSTEM:OBJECT:ID", help="The record to detach.")],
+    reason: _ReasonOption = None,
+    yes: _YesOption = False,
+    actor: _ActorOption = None,
+) -> None:
+    """Detach one record from a customer: it becomes its own customer, or joins another.
+
+    Records a `split` decision between the record and each other record of the customer
+    (audited; no later run puts it back), then runs matching. The customer keeps its id.
+    Refused, with nothing written, when the record is not this customer's, is its only
+    record, or a link decision joins it to the others. Undo with `customer undo`.
+    """
+    from ledgerlink.matching import PartyRef
+    from ledgerlink.matching.persist import MatchStoreError, plan_split, split_record
+
+    try:
+        ref = PartyRef.parse(record)
+    except ValueError as exc:
+        fail(f"--record: {exc}", code=EXIT_CONFIG)
+    mappings = open_mappings(ctx)
+    who = actor or default_actor()
+    with open_engine(ctx) as engine:
+        customer_id = _resolve(engine, target)
+        try:
+            plan = plan_split(engine, customer_id, ref)
+        except MatchStoreError as exc:
+            fail(str(exc))
+        _print_split_plan(plan)
+        why = _reason(reason, yes=yes)
+        _confirm(f"split {ref} from {customer_id}?", yes=yes)
+        change = _apply(
+            lambda progress: split_record(
+                engine,
+                mappings,
+                customer_id,
+                ref,
+                actor=who,
+                reason=why,
+                now=datetime.now(UTC),
+                progress=progress,
+            )
+        )
+    _print_change(change, f"split {ref} from {customer_id} (change {change.operation}) by {who}")
+
+
+@app.command("undo")
+def undo(
+    ctx: typer.Context,
+    change_id: Annotated[
+        int, typer.Argument(metavar="CHANGE", help="From `ledgerlink customer history`.")
+    ],
+    reason: _ReasonOption = None,
+    yes: _YesOption = False,
+    actor: _ActorOption = None,
+) -> None:
+    """Undo a merge or split: revoke the decisions it recorded, then run matching.
+
+    A merged-away customer comes back with its id; from then on the evidence alone decides,
+    as if the change had never been made.
+    """
+    from ledgerlink.matching.persist import undo_customer_change
+
+    mappings = open_mappings(ctx)
+    who = actor or default_actor()
+    why = _reason(reason, yes=yes)
+    _confirm(f"undo change {change_id}?", yes=yes)
+    with open_engine(ctx) as engine:
+        change = _apply(
+            lambda progress: undo_customer_change(
+                engine,
+                mappings,
+                change_id,
+                actor=who,
+                reason=why,
+                now=datetime.now(UTC),
+                progress=progress,
+            )
+        )
+    _print_change(change, f"undid change {change_id} (change {change.operation}) by {who}")
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    target: Annotated[
+        str | None,
+        typer.Argument(metavar="[ID]", help="Only changes naming this customer."),
+    ] = None,
+) -> None:
+    """List merges, splits and undos, newest first: change id, who, when, why."""
+    from ledgerlink.matching.persist import list_customer_changes
+
+    with open_engine(ctx) as engine:
+        customer_id = None if target is None else _resolve(engine, target)
+        rows = list_customer_changes(engine, customer_id=customer_id)
+    if not rows:
+        out.print("no merges or splits recorded")
+        return
+    table = Table("change", "action", "what", "by", "at", "reason", "decisions")
+    for row in rows:
+        details = row.details
+        action = row.action.removeprefix("customer.")
+        if action == "merge":
+            what = f"{details.get('absorbed')} into {details.get('survivor')}"
+        elif action == "split":
+            what = f"{details.get('record')} from {details.get('customer')}"
+        else:
+            what = f"{row.subject.removeprefix('audit_log:')} ({details.get('undone', '')})"
+        table.add_row(
+            str(row.id),
+            action,
+            what,
+            row.actor,
+            row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ"),
+            str(details.get("reason", "")),
+            ", ".join(str(d) for d in details.get("decisions", [])) or "-",
+        )
+    out.print(table)

@@ -26,6 +26,9 @@ This module connects the pure engine (:mod:`ledgerlink.matching.cluster`) to the
   smaller customer), whose link status becomes ``review``.
 * **Decisions.** :func:`record_decision` and :func:`revoke_decision` write ``match_decision``
   and ``audit_log`` together, refusing a decision that contradicts those in force.
+* **Customer changes.** :func:`merge_customers` and :func:`split_record` turn a person's
+  judgement about whole customers into pair decisions, recorded in one transaction and
+  applied at once by a matching run; :func:`undo_customer_change` revokes them.
 """
 
 from __future__ import annotations
@@ -78,15 +81,21 @@ from ledgerlink.store.models import DecisionKind as StoredDecision
 from ledgerlink.store.models import LinkMethod as StoredMethod
 
 __all__ = [
+    "MERGE_ACTION",
     "MIN_FIT_PARTIES",
     "PARTY_ENTITY",
     "RUN_ACTION",
+    "SPLIT_ACTION",
+    "UNDO_ACTION",
     "Conflict",
+    "CustomerChange",
     "DecisionConflictError",
     "MatchStoreError",
     "MatchSummary",
     "Matcher",
+    "MergePlan",
     "ProgressCallback",
+    "SplitPlan",
     "StoredLink",
     "UnknownDecisionError",
     "UnknownReferenceError",
@@ -94,15 +103,21 @@ __all__ = [
     "get_conflict",
     "link_of",
     "list_conflicts",
+    "list_customer_changes",
     "list_decisions",
     "load_decisions",
     "load_links",
     "load_party",
+    "merge_customers",
+    "plan_merge",
+    "plan_split",
     "record_decision",
     "revoke_decision",
     "run_matching",
+    "split_record",
     "starter_model",
     "survivorship_rules",
+    "undo_customer_change",
 ]
 
 PARTY_ENTITY = "party"
@@ -360,63 +375,83 @@ def record_decision(
     if now.tzinfo is None:
         msg = "now must be timezone-aware"
         raise ValueError(msg)
-    a, b = ordered_pair(a, b)
     with engine.begin() as conn:
-        _require_records(conn, (a, b))
-        in_force = conn.execute(
-            select(_DECISION.c.id, _DECISION.c.decision, _DECISION.c.actor)
-            .where(
-                _DECISION.c.left_system == a.system,
-                _DECISION.c.left_object == a.object,
-                _DECISION.c.left_external_id == a.id,
-                _DECISION.c.right_system == b.system,
-                _DECISION.c.right_object == b.object,
-                _DECISION.c.right_external_id == b.id,
-                _DECISION.c.revoked_at.is_(None),
-            )
-            .order_by(_DECISION.c.id.desc())
-        ).first()
-        if in_force is not None and in_force.decision == _TO_STORED[kind]:
-            return int(in_force.id)
-        if in_force is not None:
-            earlier = _FROM_STORED[in_force.decision].value
-            msg = (
-                f"refused: {a} and {b} already have decision {in_force.id} ({earlier}, by "
-                f"{in_force.actor}); revoke it first"
-            )
-            raise DecisionConflictError(msg)
-        decision = HumanDecision(kind, a, b, actor, now, reason)
-        problem = find_decision_conflict(load_decisions(conn), decision)
-        if problem is not None:
-            msg = f"refused: {problem}; revoke the decision in the way first"
-            raise DecisionConflictError(msg)
-        decision_id = conn.execute(
-            insert(_DECISION)
-            .values(
-                left_system=a.system,
-                left_object=a.object,
-                left_external_id=a.id,
-                right_system=b.system,
-                right_object=b.object,
-                right_external_id=b.id,
-                decision=_TO_STORED[kind],
-                reason=reason,
-                actor=actor,
-                created_at=now,
-            )
-            .returning(_DECISION.c.id)
-        ).scalar_one()
-        conn.execute(
-            insert(_AUDIT).values(
-                at=now,
-                actor=actor,
-                action=f"match.decision.{kind.value}",
-                subject=f"match_decision:{decision_id}",
-                details={"a": str(a), "b": str(b), "reason": reason},
-            )
+        decision_id, created = _record_in(conn, kind, a, b, actor=actor, reason=reason, now=now)
+    if created:
+        _log.info("matching.decision", kind=kind.value, a=str(a), b=str(b), decision=decision_id)
+    return decision_id
+
+
+def _record_in(
+    conn: Connection,
+    kind: DecisionKind,
+    a: PartyRef,
+    b: PartyRef,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> tuple[int, bool]:
+    """Record one decision inside the caller's transaction (see :func:`record_decision`).
+
+    Returns:
+        The decision id, and whether it was recorded now (False: identical one in force).
+    """
+    a, b = ordered_pair(a, b)
+    _require_records(conn, (a, b))
+    in_force = conn.execute(
+        select(_DECISION.c.id, _DECISION.c.decision, _DECISION.c.actor)
+        .where(
+            _DECISION.c.left_system == a.system,
+            _DECISION.c.left_object == a.object,
+            _DECISION.c.left_external_id == a.id,
+            _DECISION.c.right_system == b.system,
+            _DECISION.c.right_object == b.object,
+            _DECISION.c.right_external_id == b.id,
+            _DECISION.c.revoked_at.is_(None),
         )
-    _log.info("matching.decision", kind=kind.value, a=str(a), b=str(b), decision=decision_id)
-    return int(decision_id)
+        .order_by(_DECISION.c.id.desc())
+    ).first()
+    if in_force is not None and in_force.decision == _TO_STORED[kind]:
+        return int(in_force.id), False
+    if in_force is not None:
+        earlier = _FROM_STORED[in_force.decision].value
+        msg = (
+            f"refused: {a} and {b} already have decision {in_force.id} ({earlier}, by "
+            f"{in_force.actor}); revoke it first with `ledgerlink conflicts revoke {in_force.id}`"
+        )
+        raise DecisionConflictError(msg)
+    decision = HumanDecision(kind, a, b, actor, now, reason)
+    problem = find_decision_conflict(load_decisions(conn), decision)
+    if problem is not None:
+        msg = f"refused: {problem}; revoke the decision in the way first"
+        raise DecisionConflictError(msg)
+    decision_id = conn.execute(
+        insert(_DECISION)
+        .values(
+            left_system=a.system,
+            left_object=a.object,
+            left_external_id=a.id,
+            right_system=b.system,
+            right_object=b.object,
+            right_external_id=b.id,
+            decision=_TO_STORED[kind],
+            reason=reason,
+            actor=actor,
+            created_at=now,
+        )
+        .returning(_DECISION.c.id)
+    ).scalar_one()
+    conn.execute(
+        insert(_AUDIT).values(
+            at=now,
+            actor=actor,
+            action=f"match.decision.{kind.value}",
+            subject=f"match_decision:{decision_id}",
+            details={"a": str(a), "b": str(b), "reason": reason},
+        )
+    )
+    return int(decision_id), True
 
 
 def revoke_decision(
@@ -438,28 +473,35 @@ def revoke_decision(
         UnknownDecisionError: no such decision, or it is already revoked.
     """
     with engine.begin() as conn:
-        row = conn.execute(select(_DECISION).where(_DECISION.c.id == decision_id)).first()
-        if row is None:
-            msg = f"no decision {decision_id}"
-            raise UnknownDecisionError(msg)
-        if row.revoked_at is not None:
-            msg = f"decision {decision_id} was already revoked by {row.revoked_by}"
-            raise UnknownDecisionError(msg)
-        conn.execute(
-            update(_DECISION)
-            .where(_DECISION.c.id == decision_id)
-            .values(revoked_at=now, revoked_by=actor)
+        return _revoke_in(conn, decision_id, actor=actor, now=now, reason=reason)
+
+
+def _revoke_in(
+    conn: Connection, decision_id: int, *, actor: str, now: datetime, reason: str
+) -> MatchDecision:
+    """Revoke one decision inside the caller's transaction (see :func:`revoke_decision`)."""
+    row = conn.execute(select(_DECISION).where(_DECISION.c.id == decision_id)).first()
+    if row is None:
+        msg = f"no decision {decision_id}"
+        raise UnknownDecisionError(msg)
+    if row.revoked_at is not None:
+        msg = f"decision {decision_id} was already revoked by {row.revoked_by}"
+        raise UnknownDecisionError(msg)
+    conn.execute(
+        update(_DECISION)
+        .where(_DECISION.c.id == decision_id)
+        .values(revoked_at=now, revoked_by=actor)
+    )
+    conn.execute(
+        insert(_AUDIT).values(
+            at=now,
+            actor=actor,
+            action="match.decision.revoke",
+            subject=f"match_decision:{decision_id}",
+            details={"decision": row.decision, "reason": reason},
         )
-        conn.execute(
-            insert(_AUDIT).values(
-                at=now,
-                actor=actor,
-                action="match.decision.revoke",
-                subject=f"match_decision:{decision_id}",
-                details={"decision": row.decision, "reason": reason},
-            )
-        )
-        row = conn.execute(select(_DECISION).where(_DECISION.c.id == decision_id)).one()
+    )
+    row = conn.execute(select(_DECISION).where(_DECISION.c.id == decision_id)).one()
     return MatchDecision.model_validate(dict(row._mapping))
 
 
@@ -1278,3 +1320,596 @@ def run_matching(
     return Matcher(engine, mappings, config=config, refit=refit, model=model).run(
         now=now, progress=progress
     )
+
+
+# -- merging and splitting customers ---------------------------------------------------------
+
+MERGE_ACTION = "customer.merge"
+SPLIT_ACTION = "customer.split"
+UNDO_ACTION = "customer.undo"
+_CANNOT_LINK = (StoredDecision.SPLIT.value, StoredDecision.NEVER_LINK.value)
+
+
+@dataclass(frozen=True, slots=True)
+class MergePlan:
+    """What merging two customers will do, checked against the decisions in force.
+
+    Attributes:
+        survivor: the customer that keeps its id (the older one; the smaller id on a tie).
+        absorbed: the customer merged into it, whose id disappears.
+        survivor_name: display name of the survivor.
+        absorbed_name: display name of the absorbed customer.
+        anchor: the survivor's record that every absorbed record is linked to.
+        survivor_records: the survivor's records.
+        absorbed_records: the absorbed customer's records (one ``link`` decision each).
+    """
+
+    survivor: str
+    absorbed: str
+    survivor_name: str
+    absorbed_name: str
+    anchor: PartyRef
+    survivor_records: tuple[PartyRef, ...]
+    absorbed_records: tuple[PartyRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SplitPlan:
+    """What detaching one record from its customer will do.
+
+    Attributes:
+        customer_id: the customer the record leaves (it keeps its id and other records).
+        customer_name: its display name.
+        record: the record detached.
+        others: the customer's other records (one ``split`` decision each).
+    """
+
+    customer_id: str
+    customer_name: str
+    record: PartyRef
+    others: tuple[PartyRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChange:
+    """A merge, split or undo as recorded and applied.
+
+    Attributes:
+        operation: id of its ``audit_log`` row; :func:`undo_customer_change` takes it.
+        action: ``merge``, ``split`` or ``undo``.
+        customer_id: the surviving customer (merge), the customer split (split), or the
+            customer of the undone change.
+        decisions: decisions recorded by a merge or split, or revoked by an undo.
+        kept: identical decisions that were already in force; recorded by someone else,
+            they are not recorded again and an undo leaves them in force.
+        placement: each record concerned -> its customer before and after the change.
+        summary: the matching run that applied the change.
+    """
+
+    operation: int
+    action: str
+    customer_id: str
+    decisions: tuple[int, ...]
+    kept: tuple[int, ...]
+    placement: dict[PartyRef, tuple[str, str | None]]
+    summary: MatchSummary
+
+
+def _customer_row(conn: Connection, customer_id: str) -> Any:
+    row = conn.execute(
+        select(_CUSTOMER.c.id, _CUSTOMER.c.display_name, _CUSTOMER.c.created_at).where(
+            _CUSTOMER.c.id == customer_id
+        )
+    ).first()
+    if row is None:
+        msg = f"no customer {customer_id}"
+        raise UnknownReferenceError(msg)
+    return row
+
+
+def _records_of(conn: Connection, customer_id: str) -> tuple[PartyRef, ...]:
+    refs = tuple(link.ref for link in load_links(conn, customer_id=customer_id))
+    if not refs:
+        msg = f"customer {customer_id} holds no records; run `ledgerlink match run` first"
+        raise MatchStoreError(msg)
+    return refs
+
+
+def _decision_sentence(row: Any) -> str:
+    left = _ref(row.left_system, row.left_object, row.left_external_id)
+    right = _ref(row.right_system, row.right_object, row.right_external_id)
+    kind = _FROM_STORED[row.decision].value
+    return f"decision {row.id} ({kind} {left} {right}, by {row.actor}: {row.reason!r})"
+
+
+def _decisions_between(
+    conn: Connection, left: Iterable[PartyRef], right: Iterable[PartyRef], kinds: Sequence[str]
+) -> list[Any]:
+    """Decisions of ``kinds`` in force between a record of ``left`` and one of ``right``."""
+    side_a, side_b = set(left), set(right)
+    rows = conn.execute(
+        select(_DECISION)
+        .where(
+            _DECISION.c.revoked_at.is_(None),
+            _DECISION.c.right_external_id.is_not(None),
+            _DECISION.c.decision.in_(kinds),
+        )
+        .order_by(_DECISION.c.id)
+    )
+    found = []
+    for row in rows:
+        x = _ref(row.left_system, row.left_object, row.left_external_id)
+        y = _ref(row.right_system, row.right_object, row.right_external_id)
+        if (x in side_a and y in side_b) or (x in side_b and y in side_a):
+            found.append(row)
+    return found
+
+
+def _plan_merge(conn: Connection, first: str, second: str) -> MergePlan:
+    if first == second:
+        msg = f"{first} is one customer; give two different customers to merge"
+        raise MatchStoreError(msg)
+    rows = sorted(
+        (_customer_row(conn, first), _customer_row(conn, second)),
+        key=lambda r: (r.created_at, r.id),
+    )
+    survivor, absorbed = rows
+    kept, merged = _records_of(conn, survivor.id), _records_of(conn, absorbed.id)
+    blocking = _decisions_between(conn, kept, merged, _CANNOT_LINK)
+    if blocking:
+        names = "; ".join(_decision_sentence(row) for row in blocking)
+        ids = " ".join(str(row.id) for row in blocking)
+        msg = (
+            f"refused: {names} keeps records of {survivor.id} and {absorbed.id} apart; "
+            f"revoke it first with `ledgerlink conflicts revoke ID` (ID: {ids})"
+        )
+        raise DecisionConflictError(msg)
+    return MergePlan(
+        survivor=survivor.id,
+        absorbed=absorbed.id,
+        survivor_name=survivor.display_name,
+        absorbed_name=absorbed.display_name,
+        anchor=kept[0],
+        survivor_records=kept,
+        absorbed_records=merged,
+    )
+
+
+def plan_merge(engine: Engine, first: str, second: str) -> MergePlan:
+    """Check that two customers can be merged and say what a merge will do; write nothing.
+
+    Args:
+        engine: the store's engine.
+        first: one customer id.
+        second: the other customer id.
+
+    Returns:
+        The plan: which id survives, and the link decisions a merge records.
+
+    Raises:
+        UnknownReferenceError: a customer does not exist.
+        MatchStoreError: the ids are the same customer, or a customer holds no records.
+        DecisionConflictError: a split or never-link decision in force keeps a record of
+            one customer apart from a record of the other.
+    """
+    with engine.connect() as conn:
+        return _plan_merge(conn, first, second)
+
+
+def _plan_split(conn: Connection, customer_id: str, record: PartyRef) -> SplitPlan:
+    row = _customer_row(conn, customer_id)
+    link = _links_for(conn, [record]).get(record)
+    if link is None:
+        msg = f"no customer holds {record}; run `ledgerlink match run` after landing it"
+        raise UnknownReferenceError(msg)
+    if link.customer_id != customer_id:
+        msg = f"{record} is not a record of {customer_id} (it belongs to {link.customer_id})"
+        raise MatchStoreError(msg)
+    others = tuple(ref for ref in _records_of(conn, customer_id) if ref != record)
+    if not others:
+        msg = f"{record} is the only record of {customer_id}; there is nothing to split it from"
+        raise MatchStoreError(msg)
+    joined = _decisions_between(conn, [record], others, (StoredDecision.LINK.value,))
+    if joined:
+        names = "; ".join(_decision_sentence(row) for row in joined)
+        ids = " ".join(str(row.id) for row in joined)
+        msg = (
+            f"refused: {names} joins {record} to {customer_id}; revoke it first with "
+            f"`ledgerlink conflicts revoke ID` (ID: {ids}), or undo the merge that made it "
+            "(`ledgerlink customer history`)"
+        )
+        raise DecisionConflictError(msg)
+    return SplitPlan(customer_id, row.display_name, record, others)
+
+
+def plan_split(engine: Engine, customer_id: str, record: PartyRef) -> SplitPlan:
+    """Check that a record can be detached from its customer and say how; write nothing.
+
+    Args:
+        engine: the store's engine.
+        customer_id: the customer.
+        record: the record to detach.
+
+    Returns:
+        The plan: the split decisions a split records.
+
+    Raises:
+        UnknownReferenceError: the customer does not exist, or no customer holds the record.
+        MatchStoreError: the record belongs to another customer, or is its customer's only one.
+        DecisionConflictError: a link decision in force joins the record to another record
+            of the customer.
+    """
+    with engine.connect() as conn:
+        return _plan_split(conn, customer_id, record)
+
+
+def _placement(
+    engine: Engine, before: Mapping[PartyRef, str]
+) -> dict[PartyRef, tuple[str, str | None]]:
+    with engine.connect() as conn:
+        after = _links_for(conn, list(before))
+    return {
+        ref: (old, link.customer_id if (link := after.get(ref)) else None)
+        for ref, old in sorted(before.items())
+    }
+
+
+def _audit_change(
+    conn: Connection,
+    action: str,
+    subject: str,
+    *,
+    actor: str,
+    now: datetime,
+    details: dict[str, Any],
+) -> int:
+    return int(
+        conn.execute(
+            insert(_AUDIT)
+            .values(at=now, actor=actor, action=action, subject=subject, details=details)
+            .returning(_AUDIT.c.id)
+        ).scalar_one()
+    )
+
+
+def _check_request(reason: str, now: datetime) -> None:
+    if now.tzinfo is None:
+        msg = "now must be timezone-aware"
+        raise ValueError(msg)
+    if not reason.strip():
+        msg = "give a reason: merges and splits are audited"
+        raise MatchStoreError(msg)
+
+
+def merge_customers(
+    engine: Engine,
+    mappings: MappingSet,
+    first: str,
+    second: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    config: MatchConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> CustomerChange:
+    """Merge two customers into the older one, as a person's decision, and apply it at once.
+
+    Every record of the customer merged away gets a ``link`` decision with one record of the
+    survivor (its *anchor*). Links are applied before any other evidence and their records
+    are vouched for, so no later run separates them; the survivor's own records stay joined
+    by the evidence that joined them. The absorbed customer's links are moved to the
+    survivor in the same transaction, so that the run that follows keeps the survivor's id
+    and retires the other one. The decisions, the move and an audit row (action
+    ``customer.merge``) are one transaction: a refusal writes nothing. Then one full
+    matching run (as ``ledgerlink match run``) applies it, and any other pending change.
+
+    Args:
+        engine: the store's engine.
+        mappings: the loaded mappings, for the matching run.
+        first: one customer id.
+        second: the other customer id.
+        actor: who merges.
+        reason: why, in their words (kept with every decision).
+        now: when (timezone-aware UTC).
+        config: thresholds of the matching run; the defaults when None.
+        progress: called as the matching run advances.
+
+    Returns:
+        The change: the audit row id (to undo it), the decisions and where each record went.
+
+    Raises:
+        ValueError: ``now`` is naive.
+        UnknownReferenceError: a customer does not exist.
+        MatchStoreError: same customer twice, a customer without records, or no reason.
+        DecisionConflictError: a split or never-link decision keeps the two customers'
+            records apart, or a link would contradict other decisions in force.
+    """
+    _check_request(reason, now)
+    with engine.begin() as conn:
+        plan = _plan_merge(conn, first, second)
+        recorded: list[int] = []
+        kept: list[int] = []
+        for record in plan.absorbed_records:
+            decision_id, created = _record_in(
+                conn, DecisionKind.LINK, plan.anchor, record, actor=actor, reason=reason, now=now
+            )
+            (recorded if created else kept).append(decision_id)
+        conn.execute(
+            update(_LINK)
+            .where(_LINK.c.customer_id == plan.absorbed)
+            .values(customer_id=plan.survivor, updated_at=now)
+        )
+        absorbed_created = _customer_row(conn, plan.absorbed).created_at
+        operation = _audit_change(
+            conn,
+            MERGE_ACTION,
+            f"customer:{plan.survivor}",
+            actor=actor,
+            now=now,
+            details={
+                "survivor": plan.survivor,
+                "absorbed": plan.absorbed,
+                "absorbed_name": plan.absorbed_name,
+                "absorbed_created_at": absorbed_created.isoformat(),
+                "anchor": str(plan.anchor),
+                "absorbed_records": [str(r) for r in plan.absorbed_records],
+                "decisions": recorded,
+                "kept": kept,
+                "reason": reason,
+            },
+        )
+    _log.info("customer.merge", survivor=plan.survivor, absorbed=plan.absorbed, op=operation)
+    summary = run_matching(engine, mappings, now=now, config=config, progress=progress)
+    before = dict.fromkeys(plan.survivor_records, plan.survivor)
+    before.update(dict.fromkeys(plan.absorbed_records, plan.absorbed))
+    return CustomerChange(
+        operation=operation,
+        action="merge",
+        customer_id=plan.survivor,
+        decisions=tuple(recorded),
+        kept=tuple(kept),
+        placement=_placement(engine, before),
+        summary=summary,
+    )
+
+
+def split_record(
+    engine: Engine,
+    mappings: MappingSet,
+    customer_id: str,
+    record: PartyRef,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    config: MatchConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> CustomerChange:
+    """Detach one record from its customer, as a person's decision, and apply it at once.
+
+    The record gets a ``split`` decision with each of the customer's other records, so no
+    later run puts it back with any of them; it becomes a customer of its own, or joins
+    another customer when the evidence says so. Its link row is removed in the same
+    transaction, so the customer keeps its id and the record takes a new one (or the id of
+    the customer it joins). Decisions, link removal and an audit row (action
+    ``customer.split``) are one transaction: a refusal writes nothing. Then one full
+    matching run applies it.
+
+    Args:
+        engine: the store's engine.
+        mappings: the loaded mappings, for the matching run.
+        customer_id: the customer the record leaves.
+        record: the record to detach.
+        actor: who splits.
+        reason: why, in their words (kept with every decision).
+        now: when (timezone-aware UTC).
+        config: thresholds of the matching run; the defaults when None.
+        progress: called as the matching run advances.
+
+    Returns:
+        The change: the audit row id (to undo it), the decisions and where the records went.
+
+    Raises:
+        ValueError: ``now`` is naive.
+        UnknownReferenceError: the customer does not exist, or no customer holds the record.
+        MatchStoreError: the record belongs to another customer, is the only one of its
+            customer, or no reason was given.
+        DecisionConflictError: a link decision in force joins the record to one of the
+            others (revoke it first).
+    """
+    _check_request(reason, now)
+    with engine.begin() as conn:
+        plan = _plan_split(conn, customer_id, record)
+        recorded: list[int] = []
+        kept: list[int] = []
+        for other in plan.others:
+            decision_id, created = _record_in(
+                conn, DecisionKind.SPLIT, record, other, actor=actor, reason=reason, now=now
+            )
+            (recorded if created else kept).append(decision_id)
+        conn.execute(
+            delete(_LINK).where(
+                _LINK.c.system == record.system,
+                _LINK.c.object == record.object,
+                _LINK.c.external_id == record.id,
+            )
+        )
+        operation = _audit_change(
+            conn,
+            SPLIT_ACTION,
+            f"customer:{customer_id}",
+            actor=actor,
+            now=now,
+            details={
+                "customer": customer_id,
+                "record": str(record),
+                "others": [str(r) for r in plan.others],
+                "decisions": recorded,
+                "kept": kept,
+                "reason": reason,
+            },
+        )
+    _log.info("customer.split", customer=customer_id, record=str(record), op=operation)
+    summary = run_matching(engine, mappings, now=now, config=config, progress=progress)
+    before = dict.fromkeys((record, *plan.others), customer_id)
+    return CustomerChange(
+        operation=operation,
+        action="split",
+        customer_id=customer_id,
+        decisions=tuple(recorded),
+        kept=tuple(kept),
+        placement=_placement(engine, before),
+        summary=summary,
+    )
+
+
+def undo_customer_change(
+    engine: Engine,
+    mappings: MappingSet,
+    operation: int,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    config: MatchConfig | None = None,
+    progress: ProgressCallback | None = None,
+) -> CustomerChange:
+    """Undo a merge or split: revoke the decisions it recorded and apply that at once.
+
+    Decisions that the change found already in force, and decisions revoked since, are left
+    as they are. Undoing a merge also brings back the customer merged away, with its id,
+    holding the records it had (unless they have moved to another customer since), so that
+    the run that follows keeps both ids when the evidence keeps the customers apart.
+    Revocations, restored rows and an audit row (action ``customer.undo``) are one
+    transaction; then one full matching run applies them.
+
+    Args:
+        engine: the store's engine.
+        mappings: the loaded mappings, for the matching run.
+        operation: the audit row id of the merge or split (printed by it).
+        actor: who undoes.
+        reason: why.
+        now: when (timezone-aware UTC).
+        config: thresholds of the matching run; the defaults when None.
+        progress: called as the matching run advances.
+
+    Returns:
+        The change, with the revoked decisions.
+
+    Raises:
+        ValueError: ``now`` is naive.
+        UnknownReferenceError: no merge or split has this id.
+        MatchStoreError: it was already undone, or no reason was given.
+    """
+    _check_request(reason, now)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(_AUDIT).where(
+                _AUDIT.c.id == operation, _AUDIT.c.action.in_((MERGE_ACTION, SPLIT_ACTION))
+            )
+        ).first()
+        if row is None:
+            msg = f"no customer merge or split {operation} (see `ledgerlink customer history`)"
+            raise UnknownReferenceError(msg)
+        subject = f"audit_log:{operation}"
+        done = conn.execute(
+            select(_AUDIT.c.id).where(_AUDIT.c.action == UNDO_ACTION, _AUDIT.c.subject == subject)
+        ).first()
+        if done is not None:
+            msg = f"change {operation} was already undone (change {done.id})"
+            raise MatchStoreError(msg)
+        details: dict[str, Any] = dict(row.details or {})
+        revoked: list[int] = []
+        for decision_id in details.get("decisions", []):
+            state = conn.execute(
+                select(_DECISION.c.revoked_at).where(_DECISION.c.id == decision_id)
+            ).first()
+            if state is not None and state.revoked_at is None:
+                _revoke_in(conn, int(decision_id), actor=actor, now=now, reason=reason)
+                revoked.append(int(decision_id))
+        if row.action == MERGE_ACTION:
+            customer_id = str(details["survivor"])
+            refs = [PartyRef.parse(r) for r in details["absorbed_records"]]
+        else:
+            customer_id = str(details["customer"])
+            refs = [PartyRef.parse(details["record"])]
+        with_before = _links_for(conn, refs)
+        if row.action == MERGE_ACTION:
+            _restore_absorbed(conn, details, refs, now)
+        undo = _audit_change(
+            conn,
+            UNDO_ACTION,
+            subject,
+            actor=actor,
+            now=now,
+            details={
+                "undone": row.action,
+                "customer": customer_id,
+                "decisions": revoked,
+                "reason": reason,
+            },
+        )
+    _log.info("customer.undo", change=operation, op=undo)
+    summary = run_matching(engine, mappings, now=now, config=config, progress=progress)
+    before = {ref: link.customer_id for ref, link in with_before.items()}
+    return CustomerChange(
+        operation=undo,
+        action="undo",
+        customer_id=customer_id,
+        decisions=tuple(revoked),
+        kept=(),
+        placement=_placement(engine, before),
+        summary=summary,
+    )
+
+
+def _restore_absorbed(
+    conn: Connection, details: Mapping[str, Any], refs: Sequence[PartyRef], now: datetime
+) -> None:
+    """Bring back a merged-away customer id, holding its records that are still in the survivor.
+
+    The golden fields are left empty here; the matching run that follows fills them.
+    """
+    absorbed, survivor = str(details["absorbed"]), str(details["survivor"])
+    moving = [link for link in _links_for(conn, refs).values() if link.customer_id == survivor]
+    if not moving:
+        return
+    exists = conn.execute(select(_CUSTOMER.c.id).where(_CUSTOMER.c.id == absorbed)).first()
+    if exists is None:
+        conn.execute(
+            insert(_CUSTOMER).values(
+                id=absorbed,
+                display_name=str(details.get("absorbed_name", ""))[:255],
+                fields={},
+                lineage={},
+                created_at=datetime.fromisoformat(str(details["absorbed_created_at"])),
+                updated_at=now,
+                version=1,
+            )
+        )
+    conn.execute(
+        update(_LINK)
+        .where(_LINK.c.id.in_([link.id for link in moving]))
+        .values(customer_id=absorbed, updated_at=now)
+    )
+
+
+def list_customer_changes(engine: Engine, *, customer_id: str | None = None) -> list[AuditLog]:
+    """List merges, splits and undos, newest first, to find the one to undo.
+
+    Args:
+        engine: the store's engine.
+        customer_id: only changes that name this customer (survivor, absorbed or split).
+
+    Returns:
+        Their ``audit_log`` rows; ``id`` is what :func:`undo_customer_change` takes.
+    """
+    actions = (MERGE_ACTION, SPLIT_ACTION, UNDO_ACTION)
+    query = select(_AUDIT).where(_AUDIT.c.action.in_(actions)).order_by(_AUDIT.c.id.desc())
+    with engine.connect() as conn:
+        rows = [AuditLog.model_validate(dict(row._mapping)) for row in conn.execute(query)]
+    if customer_id is None:
+        return rows
+    keys = ("survivor", "absorbed", "customer")
+    return [r for r in rows if customer_id in {str(r.details.get(k)) for k in keys}]
