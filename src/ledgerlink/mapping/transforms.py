@@ -513,7 +513,11 @@ def _date(params: _DateParams) -> TransformFn:
         if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
             return value
         if isinstance(value, int) and not isinstance(value, bool):
-            return datetime.fromtimestamp(value, UTC).date()
+            try:
+                return datetime.fromtimestamp(value, UTC).date()
+            except (OverflowError, OSError, ValueError):
+                msg = f"date: {value} is out of range for unix seconds"
+                raise TransformError(msg) from None
         text = _text(value, "date").strip()
         try:
             if params.format:
@@ -693,6 +697,27 @@ _COUNTRY_ALIASES = {
     "korea": "KR",
     "russia": "RU",
     "holland": "NL",
+    # Names in the country's own language, as CRM and ledger users type them.
+    "the netherlands": "NL",
+    "nederland": "NL",
+    "españa": "ES",
+    "espana": "ES",
+    "italia": "IT",
+    "österreich": "AT",
+    "osterreich": "AT",
+    "schweiz": "CH",
+    "suisse": "CH",
+    "svizzera": "CH",
+    "sverige": "SE",
+    "norge": "NO",
+    "danmark": "DK",
+    "suomi": "FI",
+    "polska": "PL",
+    "belgique": "BE",
+    "belgië": "BE",
+    "belgie": "BE",
+    "brasil": "BR",
+    "nippon": "JP",
 }
 
 

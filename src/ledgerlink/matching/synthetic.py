@@ -13,15 +13,17 @@ same data.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import phonenumbers
 
 from ledgerlink.matching.party import PartyRecord, PartyRef
 
-__all__ = ["Dataset", "Quality", "evaluate", "generate_parties"]
+__all__ = ["Dataset", "Quality", "VendorRow", "evaluate", "generate_parties"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,9 @@ _COUNTRIES: tuple[_Country, ...] = (
         "ulica",
     ),
 )
+
+# Every spelling the generator writes -> its ISO code (Stripe stores codes only).
+_COUNTRY_CODE_OF = {spelling: c.code for c in _COUNTRIES for spelling in c.spellings}
 
 _FIRST = [
     "Blue",
@@ -390,6 +395,24 @@ class _Company:
 
 
 @dataclass(frozen=True, slots=True)
+class VendorRow:
+    """One generated party as its system's API returns it, ready to land and map.
+
+    Attributes:
+        system: the connector name (``salesforce``, ``stripe``, ``quickbooks``).
+        object: the object as the connector lands it (``Account``, ``customers``,
+            ``Customer``), the key of its mapping in ``mappings/<system>.yaml``.
+        id: the record's id in that system.
+        payload: the record with the vendor's own field names.
+    """
+
+    system: str
+    object: str
+    id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Dataset:
     """Generated parties and their truth.
 
@@ -400,6 +423,164 @@ class Dataset:
 
     records: tuple[PartyRecord, ...]
     truth: dict[PartyRef, str]
+
+    def vendor_rows(self) -> Iterator[VendorRow]:
+        """Yield every party as the vendor's API holds it, in the order of ``records``.
+
+        The payloads use the real field names that the shipped mappings read, so that the
+        parties can go through the same path as landed data (mapping, then
+        :func:`ledgerlink.matching.adapt.party_record`): a Salesforce ``Account`` (``Name``,
+        ``Website``, ``Phone``, ``BillingStreet``, ``BillingCity``, ``BillingPostalCode``,
+        ``BillingCountry``, ``LastModifiedDate``), a Stripe ``customer`` (``name``,
+        ``email``, ``phone``, ``address``, ``metadata.salesforce_account_id``, ``tax_ids``
+        as returned with ``expand[]=tax_ids``, ``created``) and a QuickBooks ``Customer``
+        (``DisplayName``, ``CompanyName``, ``PrimaryEmailAddr``, ``PrimaryPhone``,
+        ``WebAddr``, ``BillAddr``, ``MetaData``).
+
+        Two values differ from ``records`` because the vendors hold them so: Stripe keeps an
+        address's country as an ISO 3166-1 alpha-2 code, and QuickBooks masks a customer's
+        tax id in API responses, so it is left out.
+
+        Yields:
+            One row per record.
+
+        Raises:
+            ValueError: a record belongs to a system or object the generator does not make.
+        """
+        for record in self.records:
+            builder = _VENDOR_BUILDERS.get((record.ref.system, record.ref.object))
+            if builder is None:
+                msg = f"no vendor view for {record.ref.system}/{record.ref.object}"
+                raise ValueError(msg)
+            yield VendorRow(record.ref.system, record.ref.object, record.ref.id, builder(record))
+
+
+def _salesforce_time(moment: datetime | None) -> str | None:
+    """Salesforce REST date-times: ``2025-01-15T10:00:00.000+0000``."""
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _salesforce_account(record: PartyRecord) -> dict[str, Any]:
+    """A Salesforce Account as ``/query`` returns it (empty fields are null)."""
+    return {
+        "Id": record.ref.id,
+        "Name": record.name,
+        "Website": record.website,
+        "Phone": record.phones[0] if record.phones else None,
+        "BillingStreet": record.street,
+        "BillingCity": record.city,
+        "BillingState": record.region,
+        "BillingPostalCode": record.postal_code,
+        "BillingCountry": record.country,
+        "CreatedDate": _salesforce_time(record.updated_at),
+        "LastModifiedDate": _salesforce_time(record.updated_at),
+    }
+
+
+def _stripe_customer(record: PartyRecord) -> dict[str, Any]:
+    """A Stripe customer as ``GET /v1/customers?expand[]=data.tax_ids`` returns it."""
+    country = None if record.country is None else _COUNTRY_CODE_OF[record.country]
+    address_fields = (record.street, record.city, record.region, record.postal_code, country)
+    address = (
+        {
+            "line1": record.street,
+            "line2": None,
+            "city": record.city,
+            "state": record.region,
+            "postal_code": record.postal_code,
+            "country": country,
+        }
+        if any(address_fields)
+        else None
+    )
+    tax_ids: list[dict[str, Any]] = []
+    if record.tax_id:
+        code = country or "unknown"
+        tax_ids.append(
+            {
+                "id": f"txi_{record.ref.id.removeprefix('cus_')}",
+                "object": "tax_id",
+                "country": country,
+                "type": _STRIPE_TAX_ID_TYPE.get(code, "unknown"),
+                "value": record.tax_id,
+                "customer": record.ref.id,
+            }
+        )
+    accounts = [x.id for x in record.xrefs if (x.system, x.object) == ("salesforce", "Account")]
+    metadata = {"salesforce_account_id": accounts[0]} if accounts else {}
+    return {
+        "id": record.ref.id,
+        "object": "customer",
+        "name": record.name,
+        "email": record.emails[0] if record.emails else None,
+        "phone": record.phones[0] if record.phones else None,
+        "address": address,
+        "metadata": metadata,
+        "tax_ids": {
+            "object": "list",
+            "data": tax_ids,
+            "has_more": False,
+            "url": f"/v1/customers/{record.ref.id}/tax_ids",
+        },
+        "currency": None,
+        "created": None if record.updated_at is None else int(record.updated_at.timestamp()),
+        "livemode": False,
+    }
+
+
+def _quickbooks_customer(record: PartyRecord) -> dict[str, Any]:
+    """A QuickBooks Online Customer as the query API returns it (absent fields are omitted)."""
+    payload: dict[str, Any] = {
+        "Id": record.ref.id,
+        "SyncToken": "0",
+        "Active": True,
+        "DisplayName": record.name,
+        "CompanyName": record.name,
+    }
+    if record.emails:
+        payload["PrimaryEmailAddr"] = {"Address": record.emails[0]}
+    if record.phones:
+        payload["PrimaryPhone"] = {"FreeFormNumber": record.phones[0]}
+    if record.website:
+        payload["WebAddr"] = {"URI": record.website}
+    address = {
+        "Line1": record.street,
+        "City": record.city,
+        "CountrySubDivisionCode": record.region,
+        "PostalCode": record.postal_code,
+        "Country": record.country,
+    }
+    if any(address.values()):
+        payload["BillAddr"] = {key: value for key, value in address.items() if value}
+    if record.updated_at is not None:
+        stamp = record.updated_at.isoformat()
+        payload["MetaData"] = {"CreateTime": stamp, "LastUpdatedTime": stamp}
+    return payload
+
+
+_VENDOR_BUILDERS: dict[tuple[str, str], Callable[[PartyRecord], dict[str, Any]]] = {
+    ("salesforce", "Account"): _salesforce_account,
+    ("stripe", "customers"): _stripe_customer,
+    ("quickbooks", "Customer"): _quickbooks_customer,
+}
+# Stripe's tax id type per country (https://docs.stripe.com/billing/customer/tax-ids).
+_STRIPE_TAX_ID_TYPE = {
+    "AU": "au_abn",
+    "BR": "br_cnpj",
+    "CA": "ca_bn",
+    "CH": "ch_vat",
+    "DE": "eu_vat",
+    "ES": "eu_vat",
+    "FI": "eu_vat",
+    "FR": "eu_vat",
+    "GB": "gb_vat",
+    "IT": "eu_vat",
+    "JP": "jp_cn",
+    "NL": "eu_vat",
+    "PL": "eu_vat",
+    "SE": "eu_vat",
+    "US": "us_ein",
+}
 
 
 def _coined(rng: random.Random) -> str:
@@ -576,7 +757,7 @@ def _emit_records(
             )
         )
     if in_stripe:
-        ref = PartyRef("stripe", "customer", f"cus_{company.key}{rng.randrange(10**6):06d}")
+        ref = PartyRef("stripe", "customers", f"cus_{company.key}{rng.randrange(10**6):06d}")
         xrefs: tuple[PartyRef, ...] = ()
         if sf_id is not None and rng.random() < 0.5:
             target = sf_id
@@ -645,13 +826,33 @@ def generate_parties(companies: int, *, seed: int = 7, stale_xref_rate: float = 
 
 @dataclass(frozen=True, slots=True)
 class Quality:
-    """Pairwise precision, recall and F1 of predicted customers against the truth."""
+    """How close predicted customers are to the truth, pair by pair and party by party.
+
+    Pairwise figures count pairs of parties put in one customer; they weigh a big customer
+    quadratically, so a single wrong merge of two large groups dominates them. B-cubed
+    figures (Bagga and Baldwin, 1998) average over parties instead: for each party,
+    precision is the share of its predicted customer that truly is its company, recall the
+    share of its company that its predicted customer holds; every party counts once.
+
+    Attributes:
+        precision: pairwise precision (share of predicted pairs that are true).
+        recall: pairwise recall (share of true pairs that were predicted).
+        f1: harmonic mean of pairwise precision and recall.
+        true_pairs: pairs of parties of the same company.
+        predicted_pairs: pairs of parties put in the same customer.
+        bcubed_precision: mean over parties of the true share of their predicted customer.
+        bcubed_recall: mean over parties of the share of their company found with them.
+        bcubed_f1: harmonic mean of B-cubed precision and recall.
+    """
 
     precision: float
     recall: float
     f1: float
     true_pairs: int
     predicted_pairs: int
+    bcubed_precision: float = 1.0
+    bcubed_recall: float = 1.0
+    bcubed_f1: float = 1.0
 
 
 def _pairs_of(groups: Iterable[Iterable[PartyRef]]) -> set[tuple[PartyRef, PartyRef]]:
@@ -662,23 +863,83 @@ def _pairs_of(groups: Iterable[Iterable[PartyRef]]) -> set[tuple[PartyRef, Party
     return pairs
 
 
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _predicted_labels(
+    customers: Iterable[Iterable[PartyRef]], truth: Mapping[PartyRef, str]
+) -> dict[PartyRef, int]:
+    """Number each predicted customer; parties of the truth that no customer holds stand alone.
+
+    Raises:
+        ValueError: a party is in two predicted customers.
+    """
+    label: dict[PartyRef, int] = {}
+    for number, group in enumerate(customers):
+        for ref in group:
+            if ref in label:
+                msg = f"{ref} is in two predicted customers"
+                raise ValueError(msg)
+            label[ref] = number
+    alone = sorted(ref for ref in truth if ref not in label)
+    first = max(label.values(), default=-1) + 1
+    label.update({ref: first + offset for offset, ref in enumerate(alone)})
+    return label
+
+
+def _bcubed(label: Mapping[PartyRef, int], truth: Mapping[PartyRef, str]) -> tuple[float, float]:
+    """B-cubed precision and recall over the parties of the truth.
+
+    With n_ij parties in predicted customer i and true company j, a party there has
+    precision n_ij / |i| and recall n_ij / |j|; summing over its n_ij parties gives
+    n_ij**2 / |i| and n_ij**2 / |j|, so one pass over the cells suffices.
+    """
+    if not truth:
+        return 1.0, 1.0
+    cells = Counter((label[ref], key) for ref, key in truth.items())
+    predicted_sizes = Counter(label[ref] for ref in truth)
+    true_sizes = Counter(truth.values())
+    precision = sum(n * n / predicted_sizes[i] for (i, _), n in cells.items())
+    recall = sum(n * n / true_sizes[j] for (_, j), n in cells.items())
+    return precision / len(truth), recall / len(truth)
+
+
 def evaluate(customers: Iterable[Iterable[PartyRef]], truth: Mapping[PartyRef, str]) -> Quality:
-    """Score predicted customers against the truth, pair by pair.
+    """Score predicted customers against the truth, pairwise and with B-cubed.
+
+    Only the parties of ``truth`` are scored: members of a predicted customer that the truth
+    does not know are ignored (for the B-cubed figures), and a party of the truth that no
+    predicted customer holds counts as a customer of its own.
 
     Args:
         customers: member references of each predicted customer.
         truth: party -> true company key.
 
     Returns:
-        Pairwise precision, recall and F1 (1.0 when there is nothing to find or claim).
+        Pairwise and B-cubed precision, recall and F1 (precision and recall are 1.0 when
+        there is nothing to find or claim).
+
+    Raises:
+        ValueError: a party is in two predicted customers.
     """
+    groups = [tuple(group) for group in customers]
     by_company: dict[str, list[PartyRef]] = {}
     for ref, key in truth.items():
         by_company.setdefault(key, []).append(ref)
     expected = _pairs_of(by_company.values())
-    predicted = _pairs_of(customers)
+    predicted = _pairs_of(groups)
     hits = len(expected & predicted)
     precision = hits / len(predicted) if predicted else 1.0
     recall = hits / len(expected) if expected else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Quality(precision, recall, f1, len(expected), len(predicted))
+    b_precision, b_recall = _bcubed(_predicted_labels(groups, truth), truth)
+    return Quality(
+        precision=precision,
+        recall=recall,
+        f1=_f1(precision, recall),
+        true_pairs=len(expected),
+        predicted_pairs=len(predicted),
+        bcubed_precision=b_precision,
+        bcubed_recall=b_recall,
+        bcubed_f1=_f1(b_precision, b_recall),
+    )
