@@ -31,6 +31,7 @@ from ledgerlink.domain.entities import Entity, SourceRef
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.apply import Normalizer, RecordMappingError
 from ledgerlink.mapping.loader import MappingSet
+from ledgerlink.store.db import for_writing
 from ledgerlink.store.models import Quarantine, QuarantineStage, SourceRecord
 from ledgerlink.store.repository import canonical_json
 
@@ -313,7 +314,7 @@ def iter_normalized(
             resolved.append((row.object, row.external_id))
         to_resolve = [key for key in resolved if key in open_keys]
         if failures or to_resolve:
-            with engine.begin() as conn:
+            with for_writing(engine).begin() as conn:
                 for row, reason in failures:
                     quarantine_record(
                         conn,
@@ -479,7 +480,7 @@ def retry_quarantined(
     else:
         query = query.where(_QUARANTINE.c.id.in_(list(ids)))
     outcomes: list[RetryOutcome] = []
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         rows = list(conn.execute(query).mappings())
         found = {row["id"] for row in rows}
         unknown = SourceRef(system="-", object="-", id="-")

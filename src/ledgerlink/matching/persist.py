@@ -69,6 +69,7 @@ from ledgerlink.matching.golden import SurvivorshipRules, build_golden
 from ledgerlink.matching.party import PartyRecord, PartyRef
 from ledgerlink.matching.score import Evidence, MatchModel
 from ledgerlink.matching.synthetic import generate_parties
+from ledgerlink.store.db import for_writing
 from ledgerlink.store.models import (
     AuditLog,
     Customer,
@@ -375,7 +376,7 @@ def record_decision(
     if now.tzinfo is None:
         msg = "now must be timezone-aware"
         raise ValueError(msg)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         decision_id, created = _record_in(conn, kind, a, b, actor=actor, reason=reason, now=now)
     if created:
         _log.info("matching.decision", kind=kind.value, a=str(a), b=str(b), decision=decision_id)
@@ -472,7 +473,7 @@ def revoke_decision(
     Raises:
         UnknownDecisionError: no such decision, or it is already revoked.
     """
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return _revoke_in(conn, decision_id, actor=actor, now=now, reason=reason)
 
 
@@ -894,7 +895,7 @@ class Matcher:
         gone: Sequence[PartyRef] = (),
     ) -> MatchSummary:
         """Write customers and links; all of them, or only the engine clusters in ``scope``."""
-        with self.engine.begin() as conn:
+        with for_writing(self.engine).begin() as conn:
             fixed: dict[str, str] = {}
             if scope is None:
                 clusters = state.customers()
@@ -1626,7 +1627,7 @@ def merge_customers(
             records apart, or a link would contradict other decisions in force.
     """
     _check_request(reason, now)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         plan = _plan_merge(conn, first, second)
         recorded: list[int] = []
         kept: list[int] = []
@@ -1719,7 +1720,7 @@ def split_record(
             others (revoke it first).
     """
     _check_request(reason, now)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         plan = _plan_split(conn, customer_id, record)
         recorded: list[int] = []
         kept: list[int] = []
@@ -1803,7 +1804,7 @@ def undo_customer_change(
         MatchStoreError: it was already undone, or no reason was given.
     """
     _check_request(reason, now)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         row = conn.execute(
             select(_AUDIT).where(
                 _AUDIT.c.id == operation, _AUDIT.c.action.in_((MERGE_ACTION, SPLIT_ACTION))

@@ -26,6 +26,7 @@ __all__ = [
     "create_engine_for",
     "current_revision",
     "downgrade",
+    "for_writing",
     "head_revision",
     "upgrade",
 ]
@@ -42,6 +43,21 @@ def _normalize_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def for_writing(engine: Engine) -> Engine:
+    """Return ``engine`` set up for a transaction that writes.
+
+    On SQLite its transactions begin with ``BEGIN IMMEDIATE``: a deferred transaction that
+    reads and then writes fails at once with "database is locked" when another connection
+    wrote in between (its snapshot is stale, so waiting would not help), while an immediate
+    one waits for the writer's lock up to the busy timeout. The daemon runs pulls, matching,
+    planning and pushes in threads of one process, so every write path takes its lock up
+    front. PostgreSQL needs nothing: the same engine is returned.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine.execution_options(**{SQLITE_IMMEDIATE: True})
+    return engine
 
 
 def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:

@@ -67,7 +67,7 @@ from sqlalchemy.sql import Executable, literal_column
 
 from ledgerlink.connector.protocol import Cursor, Page, Record
 from ledgerlink.log import get_logger
-from ledgerlink.store.db import SQLITE_IMMEDIATE
+from ledgerlink.store.db import SQLITE_IMMEDIATE, for_writing
 from ledgerlink.store.models import SourceRecord, SyncState
 from ledgerlink.store.types import UTCDateTime
 
@@ -795,7 +795,7 @@ class Store:
             TypeError, ValueError: the cursor state is not JSON, or ``now`` is naive.
         """
         _require_aware(now)
-        with self.engine.begin() as conn:
+        with for_writing(self.engine).begin() as conn:
             self._save_cursor(conn, connector, stream, cursor, now)
 
     def _save_cursor(
@@ -825,7 +825,7 @@ class Store:
             "updated_at": now,
             "last_error": error,
         }
-        with self.engine.begin() as conn:
+        with for_writing(self.engine).begin() as conn:
             conn.execute(self._upsert_state(values, ["updated_at", "last_error"]))
 
     def sync_states(self) -> list[SyncState]:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from ledgerlink.connector.errors import ConfigurationError
 from ledgerlink.log import register_secret
+from ledgerlink.store.db import for_writing
 from ledgerlink.store.models import Credential
 from ledgerlink.store.types import utcnow
 
@@ -107,10 +108,10 @@ class DbSecretStore:
             index_elements=[_TABLE.c.name],
             set_={"ciphertext": stmt.excluded.ciphertext, "updated_at": stmt.excluded.updated_at},
         )
-        with self._engine.begin() as conn:
+        with for_writing(self._engine).begin() as conn:
             conn.execute(stmt)
 
     def delete(self, name: str) -> None:
         """Remove the secret ``name`` if present; committed."""
-        with self._engine.begin() as conn:
+        with for_writing(self._engine).begin() as conn:
             conn.execute(_TABLE.delete().where(_TABLE.c.name == name))

@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
-from ledgerlink.store.db import SQLITE_IMMEDIATE
+from ledgerlink.store.db import SQLITE_IMMEDIATE, for_writing
 from ledgerlink.store.models import Outbox, OutboxStatus
 from ledgerlink.store.repository import canonical_json
 from ledgerlink.store.types import utcnow
@@ -555,7 +555,7 @@ def retry_rows(
         raise ValueError("give row ids or all_failed, not both")
     at = now or utcnow()
     retryable = (OutboxStatus.FAILED.value, OutboxStatus.CANCELLED.value)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         if all_failed:
             query = select(OUTBOX.c.id).where(OUTBOX.c.status == OutboxStatus.FAILED.value)
             if target is not None:
@@ -606,7 +606,7 @@ def cancel_row(engine: Engine, row_id: int, *, now: datetime | None = None) -> O
     """
     at = now or utcnow()
     cancellable = (OutboxStatus.PENDING.value, OutboxStatus.FAILED.value)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         result = conn.execute(
             update(OUTBOX)
             .where(OUTBOX.c.id == row_id, OUTBOX.c.status.in_(cancellable))
