@@ -23,6 +23,7 @@ from ledgerlink.cli import quarantine as quarantine_cmd
 from ledgerlink.cli import report as report_cmd
 from ledgerlink.cli import sandbox as sandbox_cmd
 from ledgerlink.cli import serve as serve_cmd
+from ledgerlink.cli import sync as sync_cmd
 from ledgerlink.cli._common import EXIT_CONFIG, State, err
 from ledgerlink.config import ConfigError
 from ledgerlink.connector.errors import ConfigurationError
@@ -51,6 +52,7 @@ app.add_typer(conflicts_cmd.app, name="conflicts")
 app.add_typer(customer_cmd.app, name="customer")
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(report_cmd.app, name="report")
+app.add_typer(sync_cmd.app, name="sync")
 app.command("init")(init_cmd.init)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("demo")(demo_cmd.demo)

@@ -174,3 +174,88 @@ def movements(
 
 def _print(text: str) -> None:
     out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _instant(text: str | None, flag: str) -> datetime | None:
+    """Parse a --from/--to day (YYYY-MM-DD) as midnight UTC; exit 2 on a bad value."""
+    if text is None:
+        return None
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        fail(f"{flag} {text!r}: write days as YYYY-MM-DD", 2)
+    return day
+
+
+@app.command("reconciliation")
+def reconciliation(
+    ctx: typer.Context,
+    first: Annotated[
+        str | None, typer.Option("--from", help="First payout day, YYYY-MM-DD (UTC).")
+    ] = None,
+    last: Annotated[
+        str | None, typer.Option("--to", help="Last payout day, YYYY-MM-DD (UTC), included.")
+    ] = None,
+    report_format: FormatOption = "table",
+) -> None:
+    """Stripe payouts against the clearing account: expected vs posted, difference, status.
+
+    Each payout is tied to the balance transactions it paid out; the documents that posted
+    them through the clearing account must add up to the payout. See docs/ledger.md.
+    """
+    from datetime import timedelta
+
+    from ledgerlink.mapping import MappingError, load_mappings
+    from ledgerlink.revenue.report import ReportFormat, Table, render
+    from ledgerlink.store.db import create_engine_for
+    from ledgerlink.sync.ledger import reconcile
+
+    if report_format not in {f.value for f in ReportFormat}:
+        fail(f"--format {report_format!r}: use table, csv or json", 2)
+    start = _instant(first, "--from")
+    end = _instant(last, "--to")
+    if end is not None:
+        end += timedelta(days=1)
+    if start is not None and end is not None and start >= end:
+        fail("--from is after --to", 2)
+    config = state(ctx).config()
+    try:
+        mappings = load_mappings(config.mappings_dir)
+    except MappingError as exc:
+        fail(f"mappings: {exc} (run `ledgerlink mappings check`)", 2)
+    engine = create_engine_for(config.database.url)
+    try:
+        lines = reconcile(engine, mappings, start=start, end=end)
+    finally:
+        engine.dispose()
+    table = Table(
+        title="Stripe payouts against the clearing account",
+        columns=(
+            "payout",
+            "created",
+            "currency",
+            "expected",
+            "posted",
+            "difference",
+            "transactions",
+            "unposted",
+            "tie",
+            "status",
+        ),
+        rows=tuple(
+            (
+                line.payout_id,
+                line.created.strftime("%Y-%m-%d %H:%M:%SZ"),
+                line.currency,
+                line.expected,
+                line.posted,
+                line.difference,
+                line.transactions,
+                line.unposted,
+                line.tie,
+                line.status,
+            )
+            for line in lines
+        ),
+    )
+    _print(render(table, report_format))

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ledgerlink.connector.protocol import SandboxOptions
 from ledgerlink.connector.sandbox import FaultInjector, LoopbackServer
 from ledgerlink_salesforce.sandbox.app import SalesforceApi, render_error
-from ledgerlink_salesforce.sandbox.data import Org
+from ledgerlink_salesforce.sandbox.data import HUB_ACCOUNT_FIELDS, Org
+from ledgerlink_salesforce.streams import DEFAULT_FIELDS
 
 __all__ = ["SANDBOX_API_VERSION", "SalesforceSandbox", "start_sandbox"]
 
@@ -93,6 +94,15 @@ class SalesforceSandbox:
             "username": _USERNAME,
             "auth": auth,
             "ca_bundle": self.ca_path,
+            # The org has the hub's custom Account fields: read them, so what the hub wrote
+            # lands on the next pull and the planner compares against it.
+            "fields": {
+                "Account": [
+                    *DEFAULT_FIELDS["Account"],
+                    "Stripe_Customer_Id__c",
+                    *HUB_ACCOUNT_FIELDS,
+                ]
+            },
         }
         if auth == "jwt":
             settings["private_key"] = self.private_key_pem

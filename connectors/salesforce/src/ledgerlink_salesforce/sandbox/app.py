@@ -31,10 +31,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ledgerlink_salesforce.sandbox.data import Org, Table, format_sf_datetime
+from ledgerlink_salesforce.sandbox.data import (
+    FIELD_TYPES,
+    ObjectSpec,
+    Org,
+    Table,
+    format_sf_datetime,
+)
 from ledgerlink_salesforce.sandbox.soql import Query, SoqlError, parse_query, to_datetime
 
-__all__ = ["MAX_BATCH", "SalesforceApi", "render_error"]
+__all__ = ["MAX_BATCH", "SalesforceApi", "describe", "render_error"]
 
 MAX_BATCH = 2000
 MIN_BATCH = 200
@@ -566,6 +572,8 @@ class SalesforceApi:
         if isinstance(found, Response):
             return found
         table = found
+        if rest[1:] == ["describe"] and method == "GET":
+            return JSONResponse(describe(table.spec))
         if len(rest) == 1 and method == "POST":
             result = self._write_one(table, dict(payload or {}), None)
             if not result["success"]:
@@ -853,6 +861,46 @@ class SalesforceApi:
             media_type="text/csv",
             headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(count)},
         )
+
+
+def describe(spec: ObjectSpec) -> dict[str, Any]:
+    """The ``describe`` answer of an sObject: its fields with type and what may be written.
+
+    Real orgs answer much more; this carries what a client checks before it writes: every
+    field's ``name``, ``type``, ``custom``, ``createable``/``updateable``, ``nillable``,
+    ``externalId`` and ``unique``.
+    """
+    read_only = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp"}
+    fields = []
+    for name in ["Id", *sorted(spec.field_set - {"Id"})]:
+        kind = FIELD_TYPES.get(name, "string")
+        writable = name not in read_only
+        fields.append(
+            {
+                "name": name,
+                "label": name.removesuffix("__c").replace("_", " "),
+                "type": kind,
+                "custom": name.endswith("__c"),
+                "createable": writable,
+                "updateable": writable,
+                "nillable": writable and name not in spec.required,
+                "externalId": name in spec.external_ids,
+                "unique": name in spec.unique or name in spec.external_ids,
+                "length": 255 if kind in {"string", "url", "phone", "email", "picklist"} else 0,
+                "precision": 18 if kind == "currency" else 0,
+                "scale": 2 if kind == "currency" else 0,
+            }
+        )
+    return {
+        "name": spec.name,
+        "label": spec.name,
+        "custom": False,
+        "keyPrefix": spec.prefix,
+        "createable": True,
+        "updateable": True,
+        "queryable": True,
+        "fields": fields,
+    }
 
 
 def _csv_cell(value: Any) -> str:

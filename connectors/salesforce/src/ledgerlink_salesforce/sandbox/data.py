@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 __all__ = [
+    "FIELD_TYPES",
+    "HUB_ACCOUNT_FIELDS",
     "OBJECTS",
     "ObjectSpec",
     "Org",
@@ -99,6 +101,64 @@ def index_of(record_id: str) -> int | None:
     return n
 
 
+HUB_ACCOUNT_FIELDS: tuple[str, ...] = (
+    "QuickBooks_Customer_Id__c",
+    "Billing_Status__c",
+    "Last_Invoice_Date__c",
+    "Last_Payment_Date__c",
+    "Open_Balance__c",
+    "MRR__c",
+    "ARR__c",
+)
+"""Custom Account fields the hub writes back (``mappings/salesforce.yaml``); an org must
+create them, as this sandbox org has (with ``Stripe_Customer_Id__c``)."""
+
+FIELD_TYPES: dict[str, str] = {
+    "Id": "id",
+    "IsDeleted": "boolean",
+    "CreatedDate": "datetime",
+    "LastModifiedDate": "datetime",
+    "SystemModstamp": "datetime",
+    "AccountId": "reference",
+    "OpportunityId": "reference",
+    "QuoteId": "reference",
+    "OwnerId": "reference",
+    "Pricebook2Id": "reference",
+    "PricebookEntryId": "reference",
+    "Product2Id": "reference",
+    "Website": "url",
+    "Phone": "phone",
+    "Email": "email",
+    "BillingStreet": "textarea",
+    "Description": "textarea",
+    "AnnualRevenue": "currency",
+    "Amount": "currency",
+    "UnitPrice": "currency",
+    "TotalPrice": "currency",
+    "GrandTotal": "currency",
+    "Open_Balance__c": "currency",
+    "MRR__c": "currency",
+    "ARR__c": "currency",
+    "NumberOfEmployees": "int",
+    "Quantity": "double",
+    "Discount": "percent",
+    "CloseDate": "date",
+    "ExpirationDate": "date",
+    "Last_Invoice_Date__c": "date",
+    "Last_Payment_Date__c": "date",
+    "IsWon": "boolean",
+    "IsClosed": "boolean",
+    "IsActive": "boolean",
+    "UseStandardPrice": "boolean",
+    "StageName": "picklist",
+    "Status": "picklist",
+    "Type": "picklist",
+    "Industry": "picklist",
+    "CurrencyIsoCode": "picklist",
+}
+"""Field types that ``describe`` reports (``string`` for any field not listed)."""
+
+
 @dataclass(frozen=True)
 class ObjectSpec:
     """What the sandbox knows about one sObject type."""
@@ -140,6 +200,7 @@ OBJECTS: dict[str, ObjectSpec] = {
                 "Description",
                 "Stripe_Customer_Id__c",
                 "OwnerId",
+                *HUB_ACCOUNT_FIELDS,
             ),
             required=("Name",),
             unique=("Stripe_Customer_Id__c",),

@@ -1,0 +1,214 @@
+"""The values the hub computes for a customer and writes back (``hub.<name>`` in ``writes``).
+
+Each is computed from what landed and was mapped, per golden customer:
+
+* ``salesforce_account_id``, ``stripe_customer_id``, ``quickbooks_customer_id``: the customer's
+  linked record in that system (the one the golden record took its name or e-mail from when it
+  has several; else the smallest id), or a record the hub created for it.
+* ``billing_status``: from the customer's subscriptions: ``past_due`` when one is past due or
+  unpaid, else ``active`` when one is active or trialing, else ``canceled`` when it had any,
+  else ``none``. Only for customers with a billing-system record.
+* ``last_invoice_date``: the day of the latest issued (not draft, not void) invoice in any system.
+* ``last_payment_date``: the day of the latest succeeded payment in any system.
+* ``open_balance``: what the customer owes in the ledger (the unpaid balance of its QuickBooks
+  invoices); a customer without ledger invoices gets the remaining amount of its open Stripe
+  invoices.
+* ``mrr`` and ``arr``: the customer's MRR of the current month as ``ledgerlink report mrr``
+  counts it (:func:`ledgerlink.revenue.measure_mrr`), and 12 x MRR.
+
+Amounts are written in major units as JSON numbers; a customer whose amounts are in several
+currencies gets the one of its Salesforce Account's currency, or none (a note says why).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from ledgerlink.domain.entities import (
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentStatus,
+    Subscription,
+    SubscriptionStatus,
+)
+from ledgerlink.domain.money import Money
+from ledgerlink.revenue import Month, RevenueError, arr, histories, measure_mrr, snapshot
+
+__all__ = [
+    "BILLING_SYSTEMS",
+    "LEDGER_SYSTEMS",
+    "Billing",
+    "HubValues",
+    "group_billing",
+    "hub_values",
+    "money_value",
+]
+
+BILLING_SYSTEMS = ("stripe",)
+"""Systems whose customer record means the customer is billed (billing status, MRR)."""
+LEDGER_SYSTEMS = ("quickbooks",)
+"""Systems whose invoices are the ledger's receivables (open balance)."""
+_ISSUED = {InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE}
+_PAST_DUE = {SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID}
+_ACTIVE = {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
+
+
+@dataclass
+class Billing:
+    """Quote-to-cash records of one customer, from every system."""
+
+    invoices: list[Invoice] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HubValues:
+    """Computed values of one customer (None: nothing to write) and notes for people."""
+
+    values: Mapping[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+def money_value(amount: Money) -> int | float:
+    """Return ``amount`` in major units as a JSON number with exactly the currency's digits.
+
+    Vendors take amounts as JSON numbers; the float is only the carrier of the decimal text
+    (``Decimal("1234.50")`` -> ``1234.5``), exact for up to 15 significant digits.
+    """
+    major = amount.to_decimal()
+    if major == major.to_integral_value():
+        return int(major)
+    return float(major)
+
+
+def _day(moment: datetime | date | None) -> str | None:
+    if moment is None:
+        return None
+    return (moment.date() if isinstance(moment, datetime) else moment).isoformat()
+
+
+def _latest_day(moments: Iterable[datetime | None]) -> str | None:
+    known = [m for m in moments if m is not None]
+    return _day(max(known)) if known else None
+
+
+def _billing_status(subscriptions: Sequence[Subscription]) -> str:
+    statuses = {s.status for s in subscriptions}
+    if statuses & _PAST_DUE:
+        return "past_due"
+    if statuses & _ACTIVE:
+        return "active"
+    return "canceled" if statuses else "none"
+
+
+def _in_currency(
+    totals: Mapping[str, Money], preferred: str | None, what: str, notes: list[str]
+) -> Money | None:
+    if not totals:
+        return None
+    if len(totals) == 1:
+        return next(iter(totals.values()))
+    if preferred is not None and preferred in totals:
+        return totals[preferred]
+    notes.append(f"{what} is in several currencies ({', '.join(sorted(totals))}); not written")
+    return None
+
+
+def _add(totals: dict[str, Money], amount: Money) -> None:
+    current = totals.get(amount.currency)
+    totals[amount.currency] = amount if current is None else current + amount
+
+
+def _open_balance(invoices: Sequence[Invoice]) -> dict[str, Money]:
+    ledger = [i for i in invoices if i.source.system in LEDGER_SYSTEMS]
+    chosen = ledger or [i for i in invoices if i.status is InvoiceStatus.OPEN]
+    totals: dict[str, Money] = {}
+    for invoice in chosen:
+        if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
+            continue
+        if invoice.amount_remaining is not None:
+            _add(totals, invoice.amount_remaining)
+    return totals
+
+
+def _mrr(
+    customer_id: str, subscriptions: Sequence[Subscription], now: datetime
+) -> dict[str, Money]:
+    snapshots = []
+    for subscription in subscriptions:
+        try:
+            snapshots.append(snapshot(subscription, customer=customer_id))
+        except RevenueError:
+            continue  # a subscription without any time cannot be placed in a month
+    measured = measure_mrr(histories(snapshots), Month.of(now))
+    return {currency: amount for (_c, currency), amount in measured.by_customer().items()}
+
+
+def hub_values(
+    customer_id: str,
+    ids: Mapping[str, str | None],
+    billing: Billing,
+    *,
+    has_billing_record: bool,
+    currency: str | None,
+    now: datetime,
+) -> HubValues:
+    """Compute the ``hub.*`` values of one customer.
+
+    Args:
+        customer_id: the golden customer.
+        ids: ``salesforce_account_id``, ``stripe_customer_id``, ``quickbooks_customer_id``.
+        billing: the customer's invoices, payments and subscriptions.
+        has_billing_record: the customer has a record in a billing system (Stripe).
+        currency: the currency of the customer's CRM account, to choose among several.
+        now: the time of the plan (MRR of its month).
+
+    Returns:
+        The values (None where there is nothing to say) and notes.
+    """
+    notes: list[str] = []
+    issued = [i for i in billing.invoices if i.status in _ISSUED]
+    paid = [p for p in billing.payments if p.status is PaymentStatus.SUCCEEDED]
+    values: dict[str, Any] = dict(ids)
+    values["last_invoice_date"] = _latest_day(i.issued_at or i.created_at for i in issued)
+    values["last_payment_date"] = _latest_day(p.paid_at or p.created_at for p in paid)
+    balance = _in_currency(_open_balance(billing.invoices), currency, "open balance", notes)
+    values["open_balance"] = None if balance is None else money_value(balance)
+    if has_billing_record:
+        values["billing_status"] = _billing_status(billing.subscriptions)
+        totals = _mrr(customer_id, billing.subscriptions, now)
+        if not totals:
+            values["mrr"] = values["arr"] = 0
+        else:
+            mrr = _in_currency(totals, currency, "MRR", notes)
+            values["mrr"] = None if mrr is None else money_value(mrr)
+            values["arr"] = None if mrr is None else money_value(arr(mrr))
+    return HubValues(values=values, notes=tuple(notes))
+
+
+def group_billing(
+    entities: Iterable[Invoice | Payment | Subscription],
+    customer_of: Mapping[tuple[str, str, str], str],
+) -> dict[str, Billing]:
+    """Group billing entities by the golden customer of their party."""
+    grouped: dict[str, Billing] = defaultdict(Billing)
+    for entity in entities:
+        party = entity.party
+        if party is None:
+            continue
+        customer = customer_of.get((party.system, party.object, party.id))
+        if customer is None:
+            continue
+        if isinstance(entity, Invoice):
+            grouped[customer].invoices.append(entity)
+        elif isinstance(entity, Payment):
+            grouped[customer].payments.append(entity)
+        else:
+            grouped[customer].subscriptions.append(entity)
+    return dict(grouped)

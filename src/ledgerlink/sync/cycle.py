@@ -1,0 +1,164 @@
+"""One sync cycle: pull, match, plan, push; what ``ledgerlink sync run`` and a scheduler call.
+
+Pulling lands what changed (and maps it when matching reads it), matching rebuilds golden
+customers and links, :func:`ledgerlink.sync.plan.plan` queues the writes the targets need, and
+:func:`ledgerlink.sync.push.push` sends them, linking created records to their customers. A dry
+run pulls and matches (the local store only) and plans without queueing or sending anything.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from ledgerlink.connector.protocol import Connector
+from ledgerlink.mapping.loader import MappingSet
+from ledgerlink.matching.persist import MatchSummary, run_matching
+from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
+from ledgerlink.store.repository import Store
+from ledgerlink.sync.engine import StreamResult, pull
+from ledgerlink.sync.ledger import LedgerPlanReport, plan_ledger
+from ledgerlink.sync.plan import PlanReport, plan, record_results
+from ledgerlink.sync.push import PushReport, push
+
+__all__ = ["CycleProgress", "CycleReport", "SystemSummary", "run_cycle"]
+
+CycleProgress = Callable[[str, str, int], None]
+"""Called as ``progress(stage, detail, count)``: ``pull``/stream/records, ``match``, ``plan``,
+``push``/target/rows."""
+
+_LINK = CustomerLink.__table__  # type: ignore[attr-defined]
+_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class SystemSummary:
+    """One system's line of the cycle summary."""
+
+    system: str
+    read: int = 0
+    changed: int = 0
+    matched: int = 0
+    review: int = 0
+    written: int = 0
+    failed: int = 0
+    quarantined: int = 0
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, stage by stage."""
+
+    pulls: list[StreamResult] = field(default_factory=list)
+    matching: MatchSummary | None = None
+    plan: PlanReport | None = None
+    ledger: LedgerPlanReport | None = None
+    pushes: list[PushReport] = field(default_factory=list)
+    systems: dict[str, SystemSummary] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when every stream was read and no target stopped or failed a write."""
+        return all(r.ok for r in self.pulls) and all(p.ok for p in self.pushes)
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_cycle(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    mappings: MappingSet,
+    *,
+    now: datetime,
+    streams: Sequence[str] | None = None,
+    dry_run: bool = False,
+    progress: CycleProgress | None = None,
+) -> CycleReport:
+    """Run one cycle over ``connectors`` (pull and push) and every customer (match and plan).
+
+    Args:
+        store: the store.
+        connectors: connected connectors by name; pulled and pushed to.
+        mappings: the loaded mappings.
+        now: the time of the cycle (timezone-aware UTC).
+        streams: only these streams (of the connectors that have them); None: all.
+        dry_run: plan without queueing, push nothing.
+        progress: called as the stages advance.
+
+    Returns:
+        The report of every stage and the per-system summary.
+    """
+    report = CycleReport()
+    for name, connector in connectors.items():
+        names = [s.name for s in connector.streams()]
+        chosen = names if streams is None else [s for s in names if s in streams]
+
+        def step(stream: str, count: int, name: str = name) -> None:
+            if progress is not None:
+                progress("pull", f"{name} {stream}", count)
+
+        report.pulls.extend(pull(store, connector, chosen, progress=step))
+    report.matching = run_matching(
+        store.engine,
+        mappings,
+        now=now,
+        progress=None if progress is None else lambda stage, n: progress("match", stage, n),
+    )
+    report.plan = plan(store, mappings, now=now, dry_run=dry_run)
+    report.ledger = plan_ledger(store, mappings, now=now, dry_run=dry_run)
+    if progress is not None:
+        progress("plan", "writes", len(report.plan.ops))
+    if not dry_run:
+        for name, connector in connectors.items():
+            pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
+            report.pushes.append(pushed)
+            if progress is not None:
+                progress("push", name, pushed.sent)
+    report.systems = _summaries(store, report, list(connectors))
+    return report
+
+
+def _summaries(
+    store: Store, report: CycleReport, systems: Sequence[str]
+) -> dict[str, SystemSummary]:
+    lines = {name: SystemSummary(name) for name in systems}
+    for result in report.pulls:
+        line = lines[result.connector]
+        line.read += result.read
+        line.changed += result.inserted + result.updated + result.deleted
+    for pushed in report.pushes:
+        if pushed.target in lines:
+            lines[pushed.target].written += pushed.done
+            lines[pushed.target].failed += pushed.failed
+    if report.plan is not None:
+        for conflict in report.plan.conflicts:
+            if conflict.target in lines:
+                lines[conflict.target].review += 1
+    with store.engine.connect() as conn:
+        links = conn.execute(
+            select(_LINK.c.system, _LINK.c.status, func.count()).group_by(
+                _LINK.c.system, _LINK.c.status
+            )
+        )
+        for system, status, count in links:
+            if system in lines:
+                if status == LinkStatus.LINKED.value:
+                    lines[system].matched += count
+                elif status == LinkStatus.REVIEW.value:
+                    lines[system].review += count
+        held = conn.execute(
+            select(_QUARANTINE.c.system, func.count())
+            .where(_QUARANTINE.c.resolved_at.is_(None))
+            .group_by(_QUARANTINE.c.system)
+        )
+        for system, count in held:
+            if system in lines:
+                lines[system].quarantined += count
+    return lines

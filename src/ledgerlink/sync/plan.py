@@ -1,0 +1,1021 @@
+"""The planner: golden customers -> the writes each target system needs, queued in the outbox.
+
+:func:`plan` reads the golden customers, their linked records (as last landed) and their
+quote-to-cash records, and computes for every party object that has ``writes`` in the mappings
+(Salesforce ``Account``, Stripe ``customers``, QuickBooks ``Customer``) the value each written
+field should hold:
+
+* a canonical field (``name``, ``addresses[0].city``) takes the value of the customer's record
+  in that field's **source of truth** (``shared.yaml``), the record the golden customer took
+  it from when there are several. A field is never written into its own source of truth, and
+  a customer without a record there gets no update of that field: nobody is authoritative;
+* a ``hub.*`` value is computed (:mod:`ledgerlink.sync._hub`): linked ids, billing status,
+  last invoice and payment days, open balance, MRR and ARR.
+
+It compares that with the target record as it last landed (canonically, through the target's
+own mapping, so ``USA`` and ``US`` are the same country) and only real differences become
+writes. A null in the source of truth never erases a value. Fields under one nested object
+(``address.*``, ``BillAddr.*``) are written together, because vendors replace such objects
+whole. Metadata keys are written one by one.
+
+**No ping-pong.** Values flow one way, from the source of truth, and the next pull shows the
+target holding what was written, so a settled customer plans nothing.
+
+**Conflicts.** Every plan remembers, per target record and field, the value both sides agreed
+on (an ``audit_log`` row ``plan.baseline`` per customer, written when it changes). When the
+source of truth *and* the target both moved away from it since the last plan and disagree,
+the field's ``on_conflict`` rule decides: ``source_wins`` writes the source's value,
+``review`` writes nothing and puts the target record in the quarantine at stage ``plan``
+(``ledgerlink quarantine list --stage plan``) with both values, until the two systems agree
+again (someone fixes one of them), which resolves the row.
+
+**Missing records.** A customer with Stripe invoices but no QuickBooks customer gets one
+created (:data:`CREATE_RULES`). QuickBooks wants ``DisplayName`` unique among customers,
+vendors and employees (error 6240): a name another landed customer holds, or one refused with
+6240 before, gets a numbered suffix (``Acme GmbH (2)``); an update never renames a customer
+onto a name another one holds. The push worker links the new record to the customer
+(:func:`record_results`), so the next plan updates it rather than creating another, and its
+id is written back to Salesforce.
+
+**Outbox.** Writes go into the outbox in the plan's transaction with a key from (target,
+object, action, customer, content, version): the version is the change time of the target
+record as landed, so planning the same change again queues nothing, while a value that comes
+back to an earlier one gets a new key. A pending update that a newer plan no longer wants is
+cancelled ("superseded").
+
+The daemon calls :func:`plan` on its schedule; ``ledgerlink sync run`` calls it in a cycle.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy.engine import Connection, Engine
+
+from ledgerlink.connector.protocol import WriteAction, WriteOp
+from ledgerlink.domain.entities import Invoice, Party, Payment, Subscription
+from ledgerlink.log import get_logger
+from ledgerlink.mapping.apply import Normalizer
+from ledgerlink.mapping.loader import MappingSet
+from ledgerlink.mapping.normalize import quarantine_record
+from ledgerlink.mapping.schema import ObjectMapping, TruthRule, top_field
+from ledgerlink.store.db import for_writing
+from ledgerlink.store.models import (
+    AuditLog,
+    Customer,
+    CustomerLink,
+    LinkMethod,
+    LinkStatus,
+    Outbox,
+    OutboxStatus,
+    Quarantine,
+    QuarantineStage,
+    SourceRecord,
+)
+from ledgerlink.store.repository import Store
+from ledgerlink.store.types import utcnow
+from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
+from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
+from ledgerlink.sync.push import PushedWrite
+
+__all__ = [
+    "BASELINE_ACTION",
+    "CREATE_RULES",
+    "PLAN_ENTITY",
+    "RUN_ACTION",
+    "FieldChange",
+    "PlanConflict",
+    "PlanReport",
+    "PlannedOp",
+    "plan",
+    "record_results",
+]
+
+PLAN_ENTITY = "customer"
+"""``entity_kind`` of the planner's outbox rows (their ``entity_id`` is the customer id)."""
+BASELINE_ACTION = "plan.baseline"
+RUN_ACTION = "plan.run"
+CREATE_RULES: Mapping[str, tuple[str, ...]] = {"quickbooks": BILLING_SYSTEMS}
+"""Target system -> systems whose invoices make the hub create the customer there."""
+UNIQUE_NAMES: Mapping[tuple[str, str], str] = {("quickbooks", "Customer"): "DisplayName"}
+"""Objects whose name field the vendor keeps unique, and that field."""
+DUPLICATE_NAME_CODE = "6240"
+
+_PARTY = "party"
+_BILLING_ENTITIES = {"invoice", "payment", "subscription"}
+# Canonical party field -> the golden field whose lineage names the preferred record.
+_LINEAGE_KEY = {
+    "name": "name",
+    "emails": "email",
+    "phones": "phone",
+    "website": "website",
+    "addresses": "street",
+    "tax_ids": "tax_id",
+}
+_SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+_CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_LINK = CustomerLink.__table__  # type: ignore[attr-defined]
+_SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
+_OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
+_QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
+_MISSING = object()
+_log = get_logger(component="plan")
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field a write changes: the target's field, its value as last landed, the new one.
+
+    Attributes:
+        field: the target system's field (``Open_Balance__c``, ``address.city``).
+        old: the value the target holds (as landed), None when empty or unknown.
+        new: the value written.
+        source: where the new value comes from (``salesforce``, ``hub.mrr``).
+    """
+
+    field: str
+    old: Any
+    new: Any
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedOp:
+    """A write the plan wants: target, object, action, the record and the changes.
+
+    Attributes:
+        target: the connector that makes the write.
+        object: the target object (``Account``, ``customers``, ``Customer``).
+        action: ``update`` of a linked record, or ``create`` of a missing one.
+        customer_id: the golden customer.
+        remote_id: the target record (None for a create).
+        payload: what is sent, in the target's field names.
+        changes: the fields that change, with old and new values.
+        idempotency_key: the outbox key.
+    """
+
+    target: str
+    object: str
+    action: WriteAction
+    customer_id: str
+    remote_id: str | None
+    payload: Mapping[str, Any]
+    changes: tuple[FieldChange, ...]
+    idempotency_key: str
+
+    def planned_write(self) -> PlannedWrite:
+        """Return the outbox row of this write."""
+        op = WriteOp(
+            idempotency_key=self.idempotency_key,
+            object=self.object,
+            action=self.action,
+            payload=dict(self.payload),
+            remote_id=self.remote_id,
+        )
+        return PlannedWrite(self.target, op, entity_kind=PLAN_ENTITY, entity_id=self.customer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanConflict:
+    """A field that the source of truth and a target both changed since the last plan.
+
+    Attributes:
+        customer_id: the golden customer.
+        target: the target system.
+        object: the target object.
+        record_id: the target record.
+        field: the canonical field (``addresses``) whose rule says ``review``.
+        path: the target's field.
+        source_system: the field's source of truth.
+        source_value: the value there now.
+        target_value: the value in the target now.
+        agreed: the value both held at the last plan.
+    """
+
+    customer_id: str
+    target: str
+    object: str
+    record_id: str
+    field: str
+    path: str
+    source_system: str
+    source_value: Any
+    target_value: Any
+    agreed: Any
+
+    def describe(self) -> str:
+        """One sentence for the quarantine reason."""
+        return (
+            f"{self.field} ({self.path}) changed in {self.source_system} "
+            f"({self.agreed!r} -> {self.source_value!r}) and in {self.target} "
+            f"({self.agreed!r} -> {self.target_value!r}) since the last plan"
+        )
+
+
+@dataclass
+class PlanReport:
+    """What one :func:`plan` did (or, with ``dry_run``, would do).
+
+    Attributes:
+        customers: golden customers planned.
+        ops: the writes wanted (each with its field changes).
+        conflicts: fields held for review.
+        queued: outbox rows inserted (a key already queued is not counted).
+        superseded: pending updates cancelled because a newer plan wants something else.
+        resolved: review rows of the quarantine resolved because the systems agree again.
+        notes: things people should know (a value not written, and why).
+        dry_run: nothing was stored.
+        seconds: wall time.
+    """
+
+    customers: int = 0
+    ops: list[PlannedOp] = field(default_factory=list)
+    conflicts: list[PlanConflict] = field(default_factory=list)
+    queued: int = 0
+    superseded: int = 0
+    resolved: int = 0
+    notes: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    seconds: float = 0.0
+
+    def by_target(self) -> dict[str, int]:
+        """Writes wanted per target system."""
+        return dict(Counter(op.target for op in self.ops))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts, for logs and the audit row."""
+        return {
+            "customers": self.customers,
+            "writes": len(self.ops),
+            "by_target": self.by_target(),
+            "conflicts": len(self.conflicts),
+            "queued": self.queued,
+            "superseded": self.superseded,
+            "resolved": self.resolved,
+            "dry_run": self.dry_run,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# -- what landed ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A linked party record as last landed, mapped."""
+
+    system: str
+    object: str
+    id: str
+    payload: Mapping[str, Any]
+    party: Party
+    dump: Mapping[str, Any]
+    changed_at: datetime
+
+    @property
+    def ref(self) -> str:
+        return f"{self.system}:{self.object}:{self.id}"
+
+
+@dataclass
+class _World:
+    """Everything one plan reads, loaded in one transaction."""
+
+    customers: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, list[_Record]] = field(default_factory=lambda: defaultdict(list))
+    billing: dict[str, Billing] = field(default_factory=dict)
+    names: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    created: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    open_creates: set[tuple[str, str, str]] = field(default_factory=set)
+    refused_names: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, str]]:
+    return [
+        (system, name, mapping.entity)
+        for system, file in sorted(mappings.systems.items())
+        for name, mapping in sorted(file.objects.items())
+        if mapping.entity in entities
+    ]
+
+
+def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _World:
+    world = _World()
+    for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
+        world.customers[row.id] = row
+    customer_of: dict[tuple[str, str, str], str] = {}
+    for row in conn.execute(
+        select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
+            _LINK.c.status == LinkStatus.LINKED.value
+        )
+    ):
+        customer_of[(row.system, row.object, row.external_id)] = row.customer_id
+    wanted = _objects(mappings, {_PARTY, *_BILLING_ENTITIES})
+    kinds = {(system, obj): entity for system, obj, entity in wanted}
+    billing: list[Invoice | Payment | Subscription] = []
+    query = select(
+        _SOURCE.c.system,
+        _SOURCE.c.object,
+        _SOURCE.c.external_id,
+        _SOURCE.c.payload,
+        _SOURCE.c.changed_at,
+    ).where(
+        tuple_(_SOURCE.c.system, _SOURCE.c.object).in_(list(kinds)),
+        _SOURCE.c.deleted_at.is_(None),
+    )
+    for row in conn.execute(query):
+        mapper = normalizer.mapper(row.system, row.object)
+        if mapper is None:
+            continue
+        try:
+            entity = mapper.map(row.external_id, row.payload)
+        except ValueError:
+            continue  # quarantined by the mapping stage; nothing to plan from
+        if isinstance(entity, Party):
+            key = (row.system, row.object)
+            world.names.setdefault(key, {})[entity.name.strip().lower()] = row.external_id
+            customer = customer_of.get((row.system, row.object, row.external_id))
+            if customer is not None:
+                world.records[customer].append(
+                    _Record(
+                        row.system,
+                        row.object,
+                        row.external_id,
+                        row.payload,
+                        entity,
+                        entity.model_dump(mode="json"),
+                        row.changed_at,
+                    )
+                )
+        elif isinstance(entity, Invoice | Payment | Subscription):
+            billing.append(entity)
+    world.billing = group_billing(billing, customer_of)
+    _load_outbox(conn, world)
+    world.baselines = _load_baselines(conn)
+    return world
+
+
+def _load_outbox(conn: Connection, world: _World) -> None:
+    rows = conn.execute(
+        select(
+            _OUTBOX.c.target,
+            _OUTBOX.c.object,
+            _OUTBOX.c.entity_id,
+            _OUTBOX.c.status,
+            _OUTBOX.c.remote_id,
+            _OUTBOX.c.last_error,
+        ).where(
+            _OUTBOX.c.entity_kind == PLAN_ENTITY,
+            _OUTBOX.c.action == WriteAction.CREATE.value,
+        )
+    )
+    for row in rows:
+        key = (row.entity_id, row.target, row.object)
+        if row.status == OutboxStatus.DONE.value and row.remote_id:
+            world.created[key] = row.remote_id
+        elif row.status in (OutboxStatus.PENDING.value, OutboxStatus.IN_FLIGHT.value):
+            world.open_creates.add(key)
+        elif row.status == OutboxStatus.FAILED.value and DUPLICATE_NAME_CODE in (
+            row.last_error or ""
+        ):
+            world.refused_names[key] += 1
+
+
+def _load_baselines(conn: Connection) -> dict[str, dict[str, Any]]:
+    latest = (
+        select(func.max(_AUDIT.c.id))
+        .where(_AUDIT.c.action == BASELINE_ACTION)
+        .group_by(_AUDIT.c.subject)
+        .scalar_subquery()
+    )
+    rows = conn.execute(select(_AUDIT.c.subject, _AUDIT.c.details).where(_AUDIT.c.id.in_(latest)))
+    return {row.subject: dict((row.details or {}).get("agreed") or {}) for row in rows}
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def _read(tree: Any, path: str) -> Any:
+    """Value at a dotted path of a raw payload; :data:`_MISSING` when a step is absent."""
+    node = tree
+    for step in path.split("."):
+        if not isinstance(node, Mapping) or step not in node:
+            return _MISSING
+        node = node[step]
+    return node
+
+
+def _index_kinds(mapping: ObjectMapping, name: str) -> dict[int, str]:
+    """``addresses[0].kind: {const: billing}`` in a mapping -> ``{0: "billing"}``."""
+    kinds: dict[int, str] = {}
+    for path, spec in mapping.fields.items():
+        match = re.fullmatch(rf"{name}\[(\d+)\]\.kind", path)
+        if match and isinstance(spec.const, str):
+            kinds[int(match.group(1))] = spec.const
+    return kinds
+
+
+def _canonical(dump: Mapping[str, Any], path: str, kinds: Mapping[int, str]) -> Any:
+    """Value of a canonical path (``addresses[0].city``) in a dumped entity, or None.
+
+    ``addresses[N]`` means the address of the kind the mapping gives index N (billing,
+    shipping), since an empty address is dropped and would shift the others.
+    """
+    node: Any = dump
+    for segment in path.split("."):
+        match = _SEGMENT.match(segment)
+        if match is None or not isinstance(node, Mapping):
+            return None
+        name, index = match.group(1), match.group(2)
+        node = node.get(name)
+        if index is None:
+            continue
+        if not isinstance(node, list):
+            return None
+        position = int(index)
+        if name == "addresses" and position in kinds:
+            node = next((a for a in node if a.get("kind") == kinds[position]), None)
+        else:
+            node = node[position] if position < len(node) else None
+    return node
+
+
+def _blank(value: Any) -> bool:
+    return value is None or value is _MISSING or (isinstance(value, str) and not value.strip())
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as values: blank is blank, numbers by their decimal value, the rest exactly."""
+    if _blank(a) or _blank(b):
+        return _blank(a) and _blank(b)
+    if _is_number(a) and (_is_number(b) or isinstance(b, str)):
+        try:
+            return Decimal(str(a)) == Decimal(str(b))
+        except InvalidOperation:
+            return False
+    if _is_number(b) and isinstance(a, str):
+        return _same(b, a)
+    return bool(a == b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _nest(fields: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    for path, value in fields:
+        node = payload
+        *parents, last = path.split(".")
+        for step in parents:
+            node = node.setdefault(step, {})
+        node[last] = value
+    return payload
+
+
+def _group(path: str) -> str:
+    """Fields written together: a nested object's members, except metadata keys."""
+    head = path.split(".", 1)[0]
+    return path if head == "metadata" or "." not in path else head
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """The value a target field should hold, and where it comes from."""
+
+    path: str
+    value: Any
+    source: str
+    canonical: str | None = None
+    rule: TruthRule | None = None
+
+
+class _Planner:
+    """Plans one customer at a time against the loaded world."""
+
+    def __init__(self, mappings: MappingSet, world: _World, now: datetime) -> None:
+        self.mappings = mappings
+        self.world = world
+        self.now = now
+        self.order = mappings.truth_order(_PARTY)
+        self.targets = [
+            (system, name, mapping)
+            for system, name, _entity in _objects(mappings, {_PARTY})
+            if (mapping := mappings.systems[system].objects[name]).writes
+        ]
+        self.report = PlanReport()
+        self.agreed: dict[str, dict[str, Any]] = {}
+        self.considered: set[tuple[str, str, str]] = set()
+        self.in_conflict: set[tuple[str, str, str]] = set()
+
+    # -- per customer ------------------------------------------------------------------
+
+    def customer(self, customer_id: str) -> None:
+        records = self.world.records.get(customer_id, [])
+        if not records:
+            return
+        self.report.customers += 1
+        hub = self._hub(customer_id, records)
+        agreed = dict(self.world.baselines.get(customer_id, {}))
+        for system, obj, mapping in self.targets:
+            mine = sorted((r for r in records if (r.system, r.object) == (system, obj)), key=_by_id)
+            created = self.world.created.get((customer_id, system, obj))
+            if mine:
+                primary = self._linked_id(customer_id, system, records)
+                for record in mine:
+                    self._update(
+                        customer_id,
+                        record,
+                        mapping=mapping,
+                        records=records,
+                        hub=hub if record.id == primary else {},
+                        agreed=agreed,
+                    )
+            elif created is None:
+                self._create(
+                    customer_id, system=system, obj=obj, mapping=mapping, records=records, hub=hub
+                )
+        if agreed != self.world.baselines.get(customer_id, {}):
+            self.agreed[customer_id] = agreed
+
+    def _hub(self, customer_id: str, records: Sequence[_Record]) -> dict[str, Any]:
+        ids: dict[str, str | None] = {}
+        for system, key in (
+            ("salesforce", "salesforce_account_id"),
+            ("stripe", "stripe_customer_id"),
+            ("quickbooks", "quickbooks_customer_id"),
+        ):
+            ids[key] = self._linked_id(customer_id, system, records)
+        crm = [r for r in records if r.system == "salesforce"]
+        computed = hub_values(
+            customer_id,
+            ids,
+            self.world.billing.get(customer_id, Billing()),
+            has_billing_record=any(r.system in BILLING_SYSTEMS for r in records),
+            currency=next((r.party.currency for r in crm if r.party.currency), None),
+            now=self.now,
+        )
+        self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
+        return dict(computed.values)
+
+    def _linked_id(self, customer_id: str, system: str, records: Sequence[_Record]) -> str | None:
+        mine = [r for r in records if r.system == system]
+        if mine:
+            lineage = self.world.customers[customer_id].lineage or {}
+            preferred = {str(lineage.get(k)) for k in ("name", "email")}
+            mine.sort(key=lambda r: (r.ref not in preferred, r.id))
+            return mine[0].id
+        return next(
+            (
+                rid
+                for (cid, sys, _o), rid in self.world.created.items()
+                if (cid, sys) == (customer_id, system)
+            ),
+            None,
+        )
+
+    def _sources(
+        self, customer_id: str, canonical: str, systems: Sequence[str], records: Sequence[_Record]
+    ) -> Iterator[_Record]:
+        lineage = self.world.customers[customer_id].lineage or {}
+        preferred = str(lineage.get(_LINEAGE_KEY.get(top_field(canonical), ""), ""))
+        for system in systems:
+            mine = [r for r in records if r.system == system]
+            mine.sort(key=lambda r: (r.ref != preferred, -r.changed_at.timestamp(), r.id))
+            yield from mine
+
+    def _wanted(
+        self,
+        customer_id: str,
+        mapping: ObjectMapping,
+        records: Sequence[_Record],
+        hub: Mapping[str, Any],
+        *,
+        creating: bool,
+    ) -> list[_Wanted]:
+        kinds = _index_kinds(mapping, "addresses")
+        wanted: list[_Wanted] = []
+        for path, expression in mapping.writes.items():
+            if expression.startswith("hub."):
+                # Only the customer's primary record of a system takes the hub's values
+                # (``hub`` is empty for the others): ids such as Stripe_Customer_Id__c are
+                # unique in their system.
+                wanted.append(_Wanted(path, hub.get(expression[4:]), expression))
+                continue
+            top = top_field(expression)
+            rule = self.mappings.source_of_truth(_PARTY, top)
+            if rule is None:
+                continue
+            systems = self.order.get(top, (rule.system,)) if creating else (rule.system,)
+            value, source = None, rule.system
+            for record in self._sources(customer_id, expression, systems, records):
+                source_kinds = _index_kinds(
+                    self.mappings.systems[record.system].objects[record.object], "addresses"
+                )
+                found = _canonical(record.dump, expression, source_kinds or kinds)
+                if not _blank(found):
+                    value, source = found, record.system
+                    break
+            wanted.append(_Wanted(path, value, source, expression, rule))
+        return wanted
+
+    def _update(
+        self,
+        customer_id: str,
+        record: _Record,
+        *,
+        mapping: ObjectMapping,
+        records: Sequence[_Record],
+        hub: Mapping[str, Any],
+        agreed: dict[str, Any],
+    ) -> None:
+        key = (record.system, record.object, record.id)
+        self.considered.add(key)
+        target_kinds = _index_kinds(mapping, "addresses")
+        wanted = self._wanted(customer_id, mapping, records, hub, creating=False)
+        groups: dict[str, list[tuple[_Wanted, Any]]] = defaultdict(list)
+        changed: set[str] = set()
+        held: set[str] = set()
+        conflicts: list[PlanConflict] = []
+        for want in wanted:
+            base_key = f"{record.ref}|{want.path}"
+            raw = _read(record.payload, want.path)
+            if want.canonical is not None and want.canonical in mapping.fields:
+                current = _canonical(record.dump, want.canonical, target_kinds)
+            else:
+                current = agreed.get(base_key) if raw is _MISSING else raw
+            groups[_group(want.path)].append((want, current))
+            if _blank(want.value):
+                continue  # the source has nothing: never erase the target's value
+            if self._name_taken(customer_id, record, want):
+                continue
+            if _same(want.value, current):
+                agreed[base_key] = want.value
+                continue
+            agreed_value = agreed.get(base_key, _MISSING)
+            conflict = self._conflict(customer_id, record, want, current, agreed_value)
+            if conflict is not None and want.rule is not None:
+                if want.rule.on_conflict == "review":
+                    conflicts.append(conflict)
+                    held.add(_group(want.path))
+                    continue
+                self.report.notes.append(
+                    f"{customer_id}: {conflict.describe()}; {want.rule.system} wins (source_wins)"
+                )
+            changed.add(_group(want.path))
+        self._record_conflicts(key, conflicts)
+        writes: list[tuple[_Wanted, Any]] = [
+            pair for group in sorted(changed - held) for pair in groups[group]
+        ]
+        writes = [(w, c) for w, c in writes if not _blank(w.value)]
+        if not writes:
+            return
+        for want, _current in writes:
+            agreed[f"{record.ref}|{want.path}"] = want.value
+        payload = _nest((w.path, w.value) for w, _c in writes)
+        changes = tuple(
+            FieldChange(w.path, None if _blank(c) else c, w.value, w.source)
+            for w, c in writes
+            if not _same(w.value, c)
+        )
+        version = record.changed_at.isoformat()
+        op_key = idempotency_key(
+            record.system, record.object, WriteAction.UPDATE, customer_id, payload, version=version
+        )
+        self.report.ops.append(
+            PlannedOp(
+                record.system,
+                record.object,
+                WriteAction.UPDATE,
+                customer_id,
+                record.id,
+                payload,
+                changes,
+                op_key,
+            )
+        )
+
+    def _name_taken(self, customer_id: str, record: _Record, want: _Wanted) -> bool:
+        """An update must not rename a record onto a name another record of its system holds."""
+        if UNIQUE_NAMES.get((record.system, record.object)) != want.path:
+            return False
+        holder = self.world.names.get((record.system, record.object), {}).get(
+            str(want.value).strip().lower()
+        )
+        if holder is None or holder == record.id:
+            return False
+        self.report.notes.append(
+            f"{customer_id}: {record.ref} keeps its {want.path}: {want.value!r} belongs to "
+            f"{record.system} record {holder}"
+        )
+        return True
+
+    def _conflict(
+        self, customer_id: str, record: _Record, want: _Wanted, current: Any, agreed: Any
+    ) -> PlanConflict | None:
+        """Both sides moved away from the agreed value: a conflict (None otherwise)."""
+        if want.canonical is None or want.rule is None or agreed is _MISSING:
+            return None
+        if _same(want.value, agreed) or _same(current, agreed):
+            return None
+        return PlanConflict(
+            customer_id=customer_id,
+            target=record.system,
+            object=record.object,
+            record_id=record.id,
+            field=top_field(want.canonical),
+            path=want.path,
+            source_system=want.rule.system,
+            source_value=want.value,
+            target_value=current,
+            agreed=agreed,
+        )
+
+    def _record_conflicts(self, key: tuple[str, str, str], conflicts: list[PlanConflict]) -> None:
+        if conflicts:
+            self.in_conflict.add(key)
+            self.report.conflicts.extend(conflicts)
+
+    def _create(
+        self,
+        customer_id: str,
+        *,
+        system: str,
+        obj: str,
+        mapping: ObjectMapping,
+        records: Sequence[_Record],
+        hub: Mapping[str, Any],
+    ) -> None:
+        billed_in = CREATE_RULES.get(system)
+        invoices = self.world.billing.get(customer_id, Billing()).invoices
+        if not billed_in or not any(i.source.system in billed_in for i in invoices):
+            return
+        if (customer_id, system, obj) in self.world.open_creates:
+            return  # the earlier create is still on its way
+        wanted = [
+            w
+            for w in self._wanted(customer_id, mapping, records, hub, creating=True)
+            if not _blank(w.value)
+        ]
+        name_field = UNIQUE_NAMES.get((system, obj))
+        if name_field is not None:
+            named = self._unique_name(customer_id, system, obj, name_field, wanted)
+            if named is None:
+                return
+            wanted = named
+        payload = _nest((w.path, w.value) for w in wanted)
+        content = {"customer": customer_id, "name": payload.get(name_field or "", None)}
+        op_key = idempotency_key(system, obj, WriteAction.CREATE, customer_id, content)
+        changes = tuple(FieldChange(w.path, None, w.value, w.source) for w in wanted)
+        self.report.ops.append(
+            PlannedOp(system, obj, WriteAction.CREATE, customer_id, None, payload, changes, op_key)
+        )
+
+    def _unique_name(
+        self, customer_id: str, system: str, obj: str, name_field: str, wanted: list[_Wanted]
+    ) -> list[_Wanted] | None:
+        name = next((w for w in wanted if w.path == name_field), None)
+        if name is None:
+            self.report.notes.append(f"{customer_id}: no name to create a {system} {obj} with")
+            return None
+        taken = self.world.names.setdefault((system, obj), {})
+        base = str(name.value).strip()
+        # Names the vendor refused before are held by a vendor or employee the hub cannot see.
+        number = 1 + self.world.refused_names[(customer_id, system, obj)]
+        candidate = base if number == 1 else f"{base} ({number})"
+        while candidate.lower() in taken:
+            number += 1
+            candidate = f"{base} ({number})"
+        taken[candidate.lower()] = ""  # the next create of this plan must not take it too
+        renamed = _Wanted(name.path, candidate, name.source, name.canonical, name.rule)
+        return [renamed if w is name else w for w in wanted]
+
+
+def _by_id(record: _Record) -> str:
+    return record.id
+
+
+# -- storing -------------------------------------------------------------------------------
+
+
+def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
+    report = planner.report
+    report.queued = enqueue(conn, [op.planned_write() for op in report.ops], now=now)
+    report.superseded = _supersede(conn, planner, now)
+    for key, conflicts in _by_record(report.conflicts).items():
+        system, obj, record_id = key
+        quarantine_record(
+            conn,
+            system=system,
+            object_name=obj,
+            external_id=record_id,
+            stage=QuarantineStage.PLAN.value,
+            reason="conflict: "
+            + "; ".join(c.describe() for c in conflicts)
+            + ". Make the two systems agree and the next plan goes on.",
+            payload={
+                "customer_id": conflicts[0].customer_id,
+                "conflicts": [
+                    {
+                        "field": c.field,
+                        "path": c.path,
+                        "source_system": c.source_system,
+                        "source_value": c.source_value,
+                        "target_value": c.target_value,
+                        "agreed": c.agreed,
+                    }
+                    for c in conflicts
+                ],
+            },
+            now=now,
+        )
+    report.resolved = _resolve(conn, planner.considered - planner.in_conflict, now)
+    for customer_id, agreed in planner.agreed.items():
+        conn.execute(
+            insert(_AUDIT).values(
+                at=now,
+                actor="ledgerlink",
+                action=BASELINE_ACTION,
+                subject=customer_id,
+                details={"agreed": agreed},
+            )
+        )
+    if report.queued or report.conflicts or report.superseded:
+        conn.execute(
+            insert(_AUDIT).values(
+                at=now,
+                actor="ledgerlink",
+                action=RUN_ACTION,
+                subject="plan",
+                details=report.as_dict(),
+            )
+        )
+
+
+def _by_record(conflicts: Iterable[PlanConflict]) -> dict[tuple[str, str, str], list[PlanConflict]]:
+    grouped: dict[tuple[str, str, str], list[PlanConflict]] = defaultdict(list)
+    for conflict in conflicts:
+        grouped[(conflict.target, conflict.object, conflict.record_id)].append(conflict)
+    return dict(grouped)
+
+
+def _supersede(conn: Connection, planner: _Planner, now: datetime) -> int:
+    """Cancel pending updates of planned records that this plan no longer wants."""
+    wanted = {op.idempotency_key for op in planner.report.ops}
+    rows = conn.execute(
+        select(
+            _OUTBOX.c.id,
+            _OUTBOX.c.target,
+            _OUTBOX.c.object,
+            _OUTBOX.c.remote_id,
+            _OUTBOX.c.idempotency_key,
+        ).where(
+            _OUTBOX.c.entity_kind == PLAN_ENTITY,
+            _OUTBOX.c.action == WriteAction.UPDATE.value,
+            _OUTBOX.c.status == OutboxStatus.PENDING.value,
+            _OUTBOX.c.claimed_by.is_(None),
+        )
+    )
+    stale = [
+        row.id
+        for row in rows
+        if (row.target, row.object, row.remote_id) in planner.considered
+        and row.idempotency_key not in wanted
+    ]
+    if stale:
+        conn.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(stale), _OUTBOX.c.status == OutboxStatus.PENDING.value)
+            .values(
+                status=OutboxStatus.CANCELLED.value,
+                last_error="superseded by a newer plan",
+                updated_at=now,
+            )
+        )
+    return len(stale)
+
+
+def _resolve(conn: Connection, settled: set[tuple[str, str, str]], now: datetime) -> int:
+    """Resolve the plan-stage quarantine rows of records that are no longer in conflict."""
+    rows = conn.execute(
+        select(
+            _QUARANTINE.c.id, _QUARANTINE.c.system, _QUARANTINE.c.object, _QUARANTINE.c.external_id
+        ).where(
+            _QUARANTINE.c.stage == QuarantineStage.PLAN.value,
+            _QUARANTINE.c.resolved_at.is_(None),
+        )
+    )
+    ids = [row.id for row in rows if (row.system, row.object, row.external_id) in settled]
+    if ids:
+        conn.execute(
+            update(_QUARANTINE)
+            .where(_QUARANTINE.c.id.in_(ids))
+            .values(resolved_at=now, updated_at=now)
+        )
+    return len(ids)
+
+
+# -- entry points --------------------------------------------------------------------------
+
+
+def plan(
+    store: Store | Engine,
+    mappings: MappingSet,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+) -> PlanReport:
+    """Plan the writes that bring every target system in line with the golden customers.
+
+    Reads customers, links, landed records and the outbox; in one transaction queues the
+    writes (:func:`ledgerlink.sync.outbox.enqueue`), cancels superseded pending updates,
+    quarantines conflicts for review and remembers the agreed values. Safe to call again at
+    any time: a change already queued is not queued twice.
+
+    Args:
+        store: the store (or its engine).
+        mappings: the loaded mappings (``writes`` and ``source_of_truth``).
+        now: the time of the plan (timezone-aware UTC).
+        dry_run: compute and report only; nothing is stored or queued.
+
+    Returns:
+        The writes (with their field changes), conflicts and counts.
+
+    Raises:
+        ValueError: ``now`` is naive.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        msg = "now must be timezone-aware"
+        raise ValueError(msg)
+    started = time.perf_counter()
+    engine = store.engine if isinstance(store, Store) else store
+    normalizer = Normalizer(mappings)
+    with engine.connect() as conn:
+        world = _load(conn, mappings, normalizer)
+    planner = _Planner(mappings, world, now)
+    for customer_id in sorted(world.customers):
+        planner.customer(customer_id)
+    report = planner.report
+    report.dry_run = dry_run
+    if not dry_run:
+        with for_writing(engine).begin() as conn:
+            _store(conn, planner, now)
+    report.seconds = time.perf_counter() - started
+    _log.info("plan.done", **report.as_dict())
+    return report
+
+
+def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
+    """Push callback: link each record the hub created to its customer, in the push's transaction.
+
+    A created record is linked with method ``created``: matching keeps it with its customer
+    once it lands, and the next plan updates it instead of creating another.
+    """
+    for write in writes:
+        if (
+            write.entity_kind != PLAN_ENTITY
+            or write.action != WriteAction.CREATE.value
+            or not write.remote_id
+            or not write.entity_id
+        ):
+            continue
+        exists = conn.execute(
+            select(_LINK.c.id).where(
+                _LINK.c.system == write.target,
+                _LINK.c.object == write.object,
+                _LINK.c.external_id == write.remote_id,
+            )
+        ).first()
+        customer = conn.execute(
+            select(_CUSTOMER.c.id).where(_CUSTOMER.c.id == write.entity_id)
+        ).first()
+        if exists is not None or customer is None:
+            continue
+        now = utcnow()
+        conn.execute(
+            insert(_LINK).values(
+                system=write.target,
+                object=write.object,
+                external_id=write.remote_id,
+                customer_id=write.entity_id,
+                score=1.0,
+                method=LinkMethod.CREATED.value,
+                status=LinkStatus.LINKED.value,
+                reasons=[{"kind": "created", "idempotency_key": write.idempotency_key}],
+                created_at=now,
+                updated_at=now,
+            )
+        )
