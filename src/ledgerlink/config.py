@@ -32,7 +32,9 @@ from ledgerlink.log import register_secret
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
+    "BudgetConfig",
     "ConfigError",
+    "DaemonConfig",
     "DatabaseConfig",
     "LedgerlinkConfig",
     "LoggingConfig",
@@ -104,6 +106,47 @@ class SyncConfig(_Section):
     page_size: int = Field(default=1000, ge=1, le=100_000)
 
 
+def _off_or_at_least_five(value: int) -> int:
+    if value != 0 and value < 5:
+        msg = "must be 0 (off) or at least 5 seconds"
+        raise ValueError(msg)
+    return value
+
+
+class BudgetConfig(_Section):
+    """An API budget the daemon keeps to: ``limit`` calls per ``window_seconds``, all replicas."""
+
+    limit: int = Field(ge=1)
+    window_seconds: int = Field(default=60, ge=1)
+
+
+class DaemonConfig(_Section):
+    """Jobs of ``ledgerlink serve`` beyond the pulls, and the vendor API budgets they share.
+
+    An interval of 0 turns that job off. ``budgets`` replaces a connector's default budget
+    (see docs/operations.md); ``quota_reserve`` is the share of every budget kept for normal
+    jobs: low-priority jobs (first loads, revenue refresh) wait for the next window beyond it.
+    """
+
+    match_interval_seconds: int = 300
+    plan_interval_seconds: int = 120
+    push_interval_seconds: int = 30
+    revenue_interval_seconds: int = 3600
+    push_lease_seconds: int = Field(default=300, ge=5)
+    quota_reserve: float = Field(default=0.1, ge=0, lt=1)
+    budgets: dict[str, BudgetConfig] = Field(default_factory=dict)
+
+    @field_validator(
+        "match_interval_seconds",
+        "plan_interval_seconds",
+        "push_interval_seconds",
+        "revenue_interval_seconds",
+    )
+    @classmethod
+    def _interval(cls, value: int) -> int:
+        return _off_or_at_least_five(value)
+
+
 class LedgerlinkConfig(BaseSettings):
     """The whole configuration. ``connectors`` maps a connector name to its own settings,
     which that connector's ``settings_model`` validates when it connects."""
@@ -119,6 +162,7 @@ class LedgerlinkConfig(BaseSettings):
     logging: LoggingConfig = LoggingConfig()
     secrets: SecretsConfig = SecretsConfig()
     sync: SyncConfig = SyncConfig()
+    daemon: DaemonConfig = DaemonConfig()
     mappings_dir: Path | None = None
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -153,3 +153,34 @@ def test_alert_rules_are_well_formed_and_use_exported_metrics() -> None:
             assert re.fullmatch(r"\d+[smh]", rule["for"])
         for metric in re.findall(r"\bledgerlink_\w+", rule["expr"]):
             assert metric in exported, (rule["alert"], metric)
+
+
+def test_grafana_dashboard_queries_only_exported_metrics() -> None:
+    """Every panel query of deploy/grafana/ledgerlink.json names metrics ledgerlink exports, and the outbox, review and quota panels exist."""
+    dashboard = json.loads((DEPLOY / "grafana" / "ledgerlink.json").read_text(encoding="utf-8"))
+    exported = exported_metric_names()
+    used = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            for metric in re.findall(r"\bledgerlink_\w+", target["expr"]):
+                assert metric in exported, (panel["title"], metric)
+                used.add(metric)
+    assert {
+        "ledgerlink_outbox_oldest_pending_age_seconds",
+        "ledgerlink_review_queue_records",
+        "ledgerlink_quota_headroom_ratio",
+        "ledgerlink_stream_lag_seconds",
+    } <= used
+
+
+def test_alert_rules_cover_outbox_age_review_queue_and_budgets() -> None:
+    """The shipped alerts watch stuck writes, a growing review queue and budgets near exhaustion."""
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text(encoding="utf-8"))
+    alerts = {rule["alert"] for rule in rules["groups"][0]["rules"]}
+    assert {
+        "LedgerlinkOutboxStuck",
+        "LedgerlinkReviewQueueGrowing",
+        "LedgerlinkQuotaNearlyExhausted",
+        "LedgerlinkVendorLimitNearlyExhausted",
+    } <= alerts

@@ -63,7 +63,7 @@ def test_a_registered_job_kind_is_scheduled_next_to_pulls(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A later part adds a job kind by registering a factory; build_jobs includes its jobs."""
-    factories = dict(jobs_module._FACTORIES)
+    factories = {"pull": jobs_module._FACTORIES["pull"]}
     monkeypatch.setattr(jobs_module, "_FACTORIES", factories)
     push = Job(name="push", kind="push", interval_seconds=10, run=lambda _s: JobReport(ok=True))
     jobs_module.register_job_factory("push", lambda _ctx: [push])

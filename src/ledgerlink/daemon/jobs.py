@@ -20,11 +20,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from ledgerlink.config import ConfigError, LedgerlinkConfig
+from ledgerlink.connector.errors import ConnectorError, QuotaExhaustedError, RateLimitedError
 from ledgerlink.connector.protocol import Connector, Cursor, Page, Stream, WriteOp, WriterSpec
-from ledgerlink.store import Store
+from ledgerlink.daemon.quota import QuotaWait
+from ledgerlink.store import Store, SyncState
 from ledgerlink.sync.engine import pull_stream
 from ledgerlink.sync.runtime import SCHEDULE_KEYS, connector_settings_without_schedule
 
@@ -40,7 +45,9 @@ __all__ = [
     "build_jobs",
     "connector_settings_without_schedule",
     "job_factories",
+    "priority_of",
     "pull_jobs",
+    "quota_wait",
     "register_job_factory",
     "stale_after_seconds",
     "stream_interval_seconds",
@@ -78,12 +85,18 @@ class StopSignal:
 
 @dataclass(frozen=True, slots=True)
 class JobReport:
-    """How one run of a job went. ``detail`` is short and holds no customer data."""
+    """How one run of a job went. ``detail`` is short and holds no customer data.
+
+    ``wait`` is set when the job stopped because a vendor budget is spent (the vendor said
+    so with a quota or rate-limit error): the run counts as ``waiting``, not as an error, and
+    the job's next run moves to ``wait.until``.
+    """
 
     ok: bool
     detail: str = ""
     interrupted: bool = False
     counts: Mapping[str, int] = field(default_factory=dict)
+    wait: QuotaWait | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,10 @@ class Job:
         stream: the stream it concerns, if any.
         stale_after_seconds: ``/readyz`` fails when the job had no success for this long
             (None: the job does not count for readiness).
+        budgets: connectors whose vendor API budget the job draws on; before each run the
+            quota gate may make it wait for the next window.
+        priority: ``normal`` or ``low`` (or a function answering it at run time): low jobs
+            leave the budgets' reserve to normal ones.
     """
 
     name: str
@@ -110,6 +127,13 @@ class Job:
     connector: str | None = None
     stream: str | None = None
     stale_after_seconds: float | None = None
+    budgets: tuple[str, ...] = ()
+    priority: str | Callable[[], str] = "normal"
+
+
+def priority_of(job: Job) -> str:
+    """Return the priority of ``job``'s next run (``normal`` or ``low``)."""
+    return job.priority() if callable(job.priority) else job.priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +250,7 @@ class StoppableConnector:
         self.stop = stop
         self.name = inner.name
         self.interrupted = False
+        self.error: ConnectorError | None = None
 
     def __repr__(self) -> str:
         return f"StoppableConnector({self.name!r})"
@@ -243,6 +268,9 @@ class StoppableConnector:
                 if self.stop.is_set():
                     self.interrupted = True
                     return
+        except ConnectorError as exc:
+            self.error = exc  # kept for its class and retry_after; the engine records it
+            raise
         finally:
             close = getattr(pages, "close", None)
             if close is not None:
@@ -265,7 +293,35 @@ class StoppableConnector:
         self.inner.close()
 
 
-def _pull_run(store: Store, connector: Connector, stream: str) -> Callable[[StopSignal], JobReport]:
+def quota_wait(
+    error: ConnectorError | None, connector: str, fallback_seconds: float
+) -> QuotaWait | None:
+    """Return the wait a vendor's quota or rate-limit error asks for, or None for other errors.
+
+    The wait lasts ``retry_after`` when the vendor gave one, else ``fallback_seconds``.
+    """
+    if not isinstance(error, QuotaExhaustedError | RateLimitedError):
+        return None
+    seconds = error.retry_after if error.retry_after is not None else fallback_seconds
+    until = datetime.now(UTC) + timedelta(seconds=max(seconds, 1.0))
+    return QuotaWait(f"{connector}.{error.kind}", until, "vendor")
+
+
+def _first_load(store: Store, connector: str, stream: str) -> bool:
+    """True while a stream never had a successful pull: its next run is a full load."""
+    table = SyncState.__table__  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:
+        last = conn.execute(
+            select(table.c.last_success_at).where(
+                table.c.connector == connector, table.c.stream == stream
+            )
+        ).scalar_one_or_none()
+    return last is None
+
+
+def _pull_run(
+    store: Store, connector: Connector, stream: str, interval: float
+) -> Callable[[StopSignal], JobReport]:
     from ledgerlink.daemon.status import record_pull
 
     def run(stop: StopSignal) -> JobReport:
@@ -284,6 +340,9 @@ def _pull_run(store: Store, connector: Connector, stream: str) -> Callable[[Stop
         }
         if result.error is not None:
             kind = result.error.split(":", 1)[0]
+            wait = quota_wait(guarded.error, connector.name, interval)
+            if wait is not None:
+                return JobReport(ok=True, detail=kind, counts=counts, wait=wait)
             return JobReport(ok=False, detail=kind, counts=counts)
         return JobReport(
             ok=True,
@@ -308,11 +367,22 @@ def pull_jobs(context: JobContext) -> Iterator[Job]:
                 name=f"pull:{name}:{stream.name}",
                 kind="pull",
                 interval_seconds=interval,
-                run=_pull_run(context.store, connector, stream.name),
+                run=_pull_run(context.store, connector, stream.name, interval),
                 connector=name,
                 stream=stream.name,
                 stale_after_seconds=stale_after_seconds(context.config, name, interval),
+                budgets=(name,),
+                priority=_pull_priority(context.store, name, stream.name),
             )
+
+
+def _pull_priority(store: Store, connector: str, stream: str) -> Callable[[], str]:
+    """A stream's first load (a full list, a backfill) is low priority; later pulls are normal."""
+
+    def priority() -> str:
+        return "low" if _first_load(store, connector, stream) else "normal"
+
+    return priority
 
 
 register_job_factory("pull", pull_jobs)

@@ -6,6 +6,12 @@ at once), ``max_instances=1`` (a slow run is never doubled in one replica), ``co
 :class:`JobRunner`, which takes the job's lock (an advisory lock on PostgreSQL, so that one
 replica does the work), records the outcome for ``/status`` and the metrics, and never lets a
 failing job stop the scheduler.
+
+Before a job that draws on vendor API budgets runs, the runner asks the
+:class:`~ledgerlink.daemon.quota.QuotaGate` whether it must wait for the next window (a
+low-priority job near the limit, any job once a budget is spent); after each run it flushes
+the calls made into the shared budgets. A waiting job, or one stopped by a vendor's quota or
+rate-limit error, ends with outcome ``waiting`` and its next run moves to the window's end.
 """
 
 from __future__ import annotations
@@ -21,15 +27,19 @@ from apscheduler.schedulers.background import BackgroundScheduler  # type: ignor
 from apscheduler.triggers.interval import IntervalTrigger  # type: ignore[import-untyped]
 from sqlalchemy.exc import SQLAlchemyError
 
-from ledgerlink.daemon.jobs import Job, JobReport, StopSignal
+from ledgerlink.daemon.jobs import Job, JobReport, StopSignal, priority_of
 from ledgerlink.daemon.locks import JobLocks
+from ledgerlink.daemon.quota import QuotaGate, QuotaWait
 from ledgerlink.daemon.status import JOB_DURATION, JOB_RUNS, JobTracker
 from ledgerlink.log import get_logger
 
 __all__ = ["JobRunner", "JobScheduler", "Outcome"]
 
 Outcome = str
-"""``ok``, ``error``, ``interrupted``, ``crashed``, ``locked`` or ``stopping``."""
+"""``ok``, ``error``, ``interrupted``, ``crashed``, ``locked``, ``waiting`` or ``stopping``."""
+
+Defer = Callable[[str, datetime], None]
+"""Moves the next run of the named job to no earlier than the given time."""
 
 _log = get_logger(component="daemon.scheduler")
 
@@ -46,6 +56,8 @@ class JobRunner:
         tracker: where outcomes are recorded.
         stop: the daemon's stop signal; no run starts once it is set.
         clock: current time (injectable for tests).
+        gate: the quota gate (None: jobs never wait for budgets).
+        defer: moves a job's next run (set by :class:`JobScheduler`).
     """
 
     def __init__(
@@ -55,11 +67,15 @@ class JobRunner:
         stop: StopSignal,
         *,
         clock: Callable[[], datetime] = _now,
+        gate: QuotaGate | None = None,
+        defer: Defer | None = None,
     ) -> None:
         self.locks = locks
         self.tracker = tracker
         self.stop = stop
         self.clock = clock
+        self.gate = gate
+        self.defer = defer
 
     def __repr__(self) -> str:
         return f"JobRunner(locks={self.locks!r})"
@@ -83,6 +99,11 @@ class JobRunner:
             self.locks.hold(job.name) if job.singleton else nullcontext(True)
         )
         try:
+            wait = self._quota_wait(job)
+            if wait is not None:
+                JOB_RUNS.labels(job.kind, job.name, "waiting").inc()
+                self._wait(job, wait)
+                return "waiting"
             with lock as acquired:
                 if not acquired:
                     JOB_RUNS.labels(job.kind, job.name, "locked").inc()
@@ -97,15 +118,46 @@ class JobRunner:
             _log.warning("job.lock_failed", job=job.name, error=type(exc).__name__)
             return "error"
 
+    def _quota_wait(self, job: Job) -> QuotaWait | None:
+        if self.gate is None or not job.budgets:
+            return None
+        self.gate.flush()  # count this replica's latest calls before judging
+        return self.gate.check(job.budgets, priority_of(job))
+
+    def _wait(self, job: Job, wait: QuotaWait) -> None:
+        """Record that ``job`` waits for a budget and move its next run to the window's end."""
+        self.tracker.waiting(job.name, wait)
+        if self.defer is not None:
+            self.defer(job.name, wait.until)
+        _log.info(
+            "job.waiting_for_quota",
+            job=job.name,
+            budget=wait.budget,
+            until=wait.until.isoformat(),
+            reason=wait.reason,
+        )
+
+    def _flush_quota(self, job: Job) -> None:
+        if self.gate is None or not job.budgets:
+            return
+        try:
+            self.gate.flush()
+        except SQLAlchemyError as exc:  # counted again at the next flush
+            _log.warning("quota.flush_failed", job=job.name, error=type(exc).__name__)
+
     def _run_locked(self, job: Job) -> Outcome:
         log = _log.bind(job=job.name)
         self.tracker.started(job.name, job.kind, self.clock())
         started = time.perf_counter()
         outcome: Outcome = "crashed"
         detail = ""
+        wait: QuotaWait | None = None
         try:
             report: JobReport = job.run(self.stop)
-            if not report.ok:
+            wait = report.wait
+            if wait is not None:
+                outcome = "waiting"
+            elif not report.ok:
                 outcome = "error"
             elif report.interrupted:
                 outcome = "interrupted"
@@ -120,7 +172,10 @@ class JobRunner:
             JOB_DURATION.labels(job.kind, job.name).observe(seconds)
             JOB_RUNS.labels(job.kind, job.name, outcome).inc()
             self.tracker.finished(job.name, outcome, detail, self.clock(), seconds)
+            self._flush_quota(job)
         log.info("job.finished", outcome=outcome, detail=detail, seconds=round(seconds, 3))
+        if wait is not None:
+            self._wait(job, wait)
         return outcome
 
 
@@ -155,6 +210,8 @@ class JobScheduler:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
         self._jobs: dict[str, Job] = {}
+        if runner.defer is None:
+            runner.defer = self.defer
 
     def __repr__(self) -> str:
         return f"JobScheduler(jobs={len(self._jobs)}, running={self.running})"
@@ -228,6 +285,15 @@ class JobScheduler:
                 job.modify(next_run_time=soon)
                 moved.append(name)
         return moved
+
+    def defer(self, name: str, until: datetime) -> None:
+        """Move the next run of job ``name`` to ``until`` when it is due earlier (quota waits)."""
+        if not self.running:
+            return
+        job = self._scheduler.get_job(name)
+        if job is None or job.next_run_time is None or job.next_run_time >= until:
+            return
+        job.modify(next_run_time=until)
 
     def shutdown(self) -> None:
         """Stop scheduling new runs; running jobs go on (they watch the stop signal)."""

@@ -19,12 +19,15 @@ from typing import Any
 
 import uvicorn
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 
 from ledgerlink import __version__
 from ledgerlink.config import LedgerlinkConfig
 from ledgerlink.connector.errors import ConfigurationError
 from ledgerlink.connector.protocol import Connector, ConnectorPlugin
 from ledgerlink.connector.registry import load_plugin
+from ledgerlink.daemon import cycle  # noqa: F401 - registers the match, plan, push and revenue jobs
+from ledgerlink.daemon.health import HealthProbe, StoreHealth, party_objects, update_health_gauges
 from ledgerlink.daemon.http import WebhookAnswer, create_app
 from ledgerlink.daemon.jobs import (
     JobContext,
@@ -33,6 +36,7 @@ from ledgerlink.daemon.jobs import (
     connector_settings_without_schedule,
 )
 from ledgerlink.daemon.locks import JobLocks, ReplicaGuard, advisory_key, locks_for
+from ledgerlink.daemon.quota import BudgetUsage, QuotaGate, default_budgets
 from ledgerlink.daemon.scheduler import JobRunner, JobScheduler
 from ledgerlink.daemon.status import (
     JobTracker,
@@ -112,7 +116,17 @@ class Daemon:
         self.stop_signal = StopSignal()
         self.tracker = JobTracker()
         self.locks: JobLocks = locks_for(self.engine)
-        self.runner = JobRunner(self.locks, self.tracker, self.stop_signal, clock=clock)
+        self.quota = QuotaGate(
+            self.engine,
+            default_budgets(config),
+            reserve=config.daemon.quota_reserve,
+            clock=clock,
+        )
+        self.health = HealthProbe(self.engine, self._party_objects, clock=clock)
+        self._parties: dict[str, list[str]] | None = None
+        self.runner = JobRunner(
+            self.locks, self.tracker, self.stop_signal, clock=clock, gate=self.quota
+        )
         self.scheduler = JobScheduler(
             self.runner,
             workers=self.options.workers,
@@ -317,10 +331,36 @@ class Daemon:
             self.store, self._scheduled, started_at=self.started_at, now=self.clock()
         )
 
+    def _party_objects(self) -> dict[str, list[str]]:
+        """Party objects per system, from the mappings (loaded once; none when they are invalid)."""
+        if self._parties is None:
+            from ledgerlink.mapping import MappingError, load_mappings
+
+            try:
+                self._parties = party_objects(load_mappings(self.config.mappings_dir))
+            except MappingError:
+                _log.warning("daemon.mappings_invalid", effect="unmatched records not counted")
+                self._parties = {}
+        return self._parties
+
+    def _operations(self) -> tuple[StoreHealth | None, list[BudgetUsage]]:
+        """Read the store's health and the API budgets; (None, []) when the database is down."""
+        try:
+            health = self.health.read()
+            usages = self.quota.usage()
+        except SQLAlchemyError as exc:
+            _log.warning("daemon.health_unreadable", error=type(exc).__name__)
+            return None, []
+        update_health_gauges(health)
+        self.quota.update_gauges(usages)
+        self.tracker.update_waiting_gauge(self.clock())
+        return health, usages
+
     def refresh_metrics(self) -> None:
-        """Update the per-stream gauges and the readiness gauge from the store."""
+        """Update the gauges computed from the store: streams, readiness, outbox, budgets."""
         readiness = self.readiness()
         update_stream_gauges(readiness.streams)
+        self._operations()
 
     def status_token(self) -> str | None:
         """Return the bearer token of ``/status``, or None."""
@@ -333,6 +373,7 @@ class Daemon:
         readiness = self.readiness()
         update_stream_gauges(readiness.streams)
         self.tracker.set_next_runs(self.scheduler.next_runs())
+        health, usages = self._operations()
         return {
             "version": __version__,
             "now": now.isoformat(),
@@ -345,6 +386,11 @@ class Daemon:
             "streams": [view.to_json() for view in readiness.streams],
             "jobs": [state.to_json() for state in self.tracker.snapshot()],
             "webhooks": sorted(self._webhooks),
+            "quota": {
+                "reserve": self.config.daemon.quota_reserve,
+                "budgets": [usage.to_json() for usage in usages],
+            },
+            "work": None if health is None else health.to_json(),
         }
 
     def webhook(self, name: str, body: bytes, headers: Mapping[str, str]) -> WebhookAnswer | None:

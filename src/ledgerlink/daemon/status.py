@@ -29,9 +29,11 @@ from ledgerlink.sync.engine import StreamResult
 
 if TYPE_CHECKING:
     from ledgerlink.daemon.jobs import StopSignal
+    from ledgerlink.daemon.quota import QuotaWait
 
 __all__ = [
     "BUILD_INFO",
+    "JOBS_WAITING",
     "JOB_DURATION",
     "JOB_RUNS",
     "RECORDS_LANDED",
@@ -79,6 +81,12 @@ JOB_DURATION = Histogram(
 JOBS_RUNNING = Gauge(
     "ledgerlink_jobs_running",
     "Jobs running in this replica now.",
+    registry=REGISTRY,
+)
+JOBS_WAITING = Gauge(
+    "ledgerlink_jobs_waiting_for_quota",
+    "Jobs of this replica waiting for the next window of a vendor API budget.",
+    ["budget"],
     registry=REGISTRY,
 )
 STREAM_LAST_SUCCESS = Gauge(
@@ -135,6 +143,7 @@ class JobState:
     last_success_at: datetime | None = None
     last_duration_seconds: float | None = None
     next_run_at: datetime | None = None
+    waiting: QuotaWait | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON view used by ``/status``."""
@@ -152,6 +161,7 @@ class JobState:
                 None if self.last_duration_seconds is None else round(self.last_duration_seconds, 3)
             ),
             "next_run_at": _iso(self.next_run_at),
+            "waiting_for_quota": None if self.waiting is None else self.waiting.to_json(),
         }
 
 
@@ -200,6 +210,7 @@ class JobTracker:
             state = self._jobs.setdefault(name, JobState(name=name, kind=kind))
             state.running = True
             state.last_started_at = now
+            state.waiting = None
 
     def finished(self, name: str, outcome: str, detail: str, now: datetime, seconds: float) -> None:
         """Note that ``name`` finished at ``now`` with ``outcome`` after ``seconds``."""
@@ -213,6 +224,27 @@ class JobTracker:
             state.last_duration_seconds = seconds
             if outcome == "ok":
                 state.last_success_at = now
+
+    def waiting(self, name: str, wait: QuotaWait) -> None:
+        """Note that ``name`` waits for ``wait.budget`` until ``wait.until``."""
+        with self._lock:
+            state = self._jobs.get(name)
+            if state is not None:
+                state.last_outcome = "waiting"
+                state.last_detail = f"waiting for {wait.budget}"
+                state.waiting = wait
+
+    def update_waiting_gauge(self, now: datetime) -> None:
+        """Set ``ledgerlink_jobs_waiting_for_quota`` from the jobs still waiting at ``now``."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for state in self._jobs.values():
+                if state.waiting is not None and state.waiting.until > now:
+                    counts[state.waiting.budget] = counts.get(state.waiting.budget, 0) + 1
+                elif state.waiting is not None:
+                    counts.setdefault(state.waiting.budget, 0)
+        for budget, count in counts.items():
+            JOBS_WAITING.labels(budget).set(count)
 
     def skipped(self, name: str, outcome: str, detail: str) -> None:
         """Note a run that did not happen (locked by another replica, or stopping)."""

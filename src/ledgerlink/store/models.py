@@ -15,6 +15,8 @@ tables; a test compares this metadata with the migrated schema on SQLite and Pos
 * ``outbox``: write operations for target systems, each with a unique idempotency key.
 * ``quarantine``: records that failed a stage, with the reason. ``audit_log``: who did what.
 * ``credential``: secrets a connector rotates, encrypted (see :mod:`ledgerlink.store.secrets`).
+* ``api_budget``: vendor API calls made in the current window per (connector, budget), by
+  every replica, and the usage the vendor last reported (see :mod:`ledgerlink.daemon.quota`).
 
 Every timestamp is timezone-aware UTC (:class:`~ledgerlink.store.types.UTCDateTime`).
 """
@@ -43,6 +45,7 @@ from sqlmodel import Field, SQLModel
 from ledgerlink.store.types import BIG_ID, JSON_TYPE, UTCDateTime, utcnow
 
 __all__ = [
+    "ApiBudget",
     "AuditLog",
     "Credential",
     "Customer",
@@ -336,4 +339,19 @@ class Credential(SQLModel, table=True):
 
     name: str = Field(sa_column=Column(String(_EXTERNAL_ID), primary_key=True))
     ciphertext: str = Field(sa_column=Column(Text(), nullable=False))
+    updated_at: datetime = _ts()
+
+
+class ApiBudget(SQLModel, table=True):
+    """Vendor API calls counted in one budget's current window, shared by every replica."""
+
+    __tablename__ = "api_budget"
+
+    connector: str = Field(sa_column=Column(String(_NAME), primary_key=True))
+    budget: str = Field(sa_column=Column(String(_NAME), primary_key=True))
+    window_start: datetime = _ts()
+    window_seconds: int = Field(default=60, sa_column=Column(Integer(), nullable=False))
+    used: int = Field(default=0, sa_column=Column(Integer(), nullable=False))
+    vendor_used: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
+    vendor_limit: int | None = Field(default=None, sa_column=Column(Integer(), nullable=True))
     updated_at: datetime = _ts()
