@@ -34,6 +34,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from ledgerlink.store import Store, create_engine_for, head_revision, upgrade
 
+pytest_plugins = ["tests.secret_scan"]
+
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
 _DATABASE_FIXTURES = ("database_url", "empty_database_url")

@@ -9,7 +9,6 @@ JSON. The helpers here (engine, actor, spreadsheet-safe CSV) are shared by ``con
 
 from __future__ import annotations
 
-import csv
 import getpass
 import io
 import json
@@ -110,11 +109,12 @@ def render_rows(
     """
     if fmt == "json":
         return json.dumps(list(rows), indent=2, ensure_ascii=False, default=str) + "\n"
+    from ledgerlink.revenue.report import write_csv_row
+
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
+    write_csv_row(buffer, list(columns))
     for row in rows:
-        writer.writerow([spreadsheet_safe(row.get(c)) for c in columns])
+        write_csv_row(buffer, [spreadsheet_safe(row.get(c)) for c in columns])
     return buffer.getvalue()
 
 

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -51,6 +52,7 @@ __all__ = [
     "neutralise_cell",
     "render",
     "revenue_table",
+    "write_csv_row",
 ]
 
 Cell = str | int | Money | None
@@ -100,6 +102,19 @@ def neutralise_cell(text: str) -> str:
     return text
 
 
+def write_csv_row(out: TextIO, cells: Sequence[str]) -> None:
+    """Write one CSV row ending in ``\\n``, quoting every cell when one holds a carriage return.
+
+    Python's writer only quotes the characters of its own line ending, so a bare ``\\r`` would
+    go out unquoted; spreadsheets read it as a line break, and a value ``x\\r=cmd()`` would
+    start a new row with a live formula.
+    """
+    if any("\r" in cell for cell in cells):
+        csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL).writerow(cells)
+    else:
+        csv.writer(out, lineterminator="\n").writerow(cells)
+
+
 def _text(cell: Cell) -> str:
     if cell is None:
         return ""
@@ -136,10 +151,9 @@ def render(table: Table, report_format: ReportFormat | str = ReportFormat.TABLE)
         return json.dumps({"title": table.title, "rows": records}, indent=2) + "\n"
     if chosen is ReportFormat.CSV:
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([neutralise_cell(column) for column in table.columns])
+        write_csv_row(buffer, [neutralise_cell(column) for column in table.columns])
         for row in table.rows:
-            writer.writerow([neutralise_cell(_text(cell)) for cell in row])
+            write_csv_row(buffer, [neutralise_cell(_text(cell)) for cell in row])
         return buffer.getvalue()
     rich_table = RichTable(title=table.title)
     for column in table.columns:

@@ -70,7 +70,15 @@ def pull_stream(
     error: str | None = None
     try:
         for page in connector.read(stream, cursor):
-            landed = store.land_page(connector.name, page, connector=connector.name, now=_now())
+            try:
+                landed = store.land_page(connector.name, page, connector=connector.name, now=_now())
+            except ValueError as exc:
+                # A payload the store cannot hold (a NaN the vendor's JSON smuggled in): the
+                # page stays unlanded with its cursor, this stream reports it, the others go on.
+                error = f"unstorable page: {exc}"
+                store.save_error(connector.name, stream, error, now=_now())
+                log.error("stream.unstorable_page", error=error, pages=pages)
+                break
             pages += 1
             read += len(page.records)
             inserted += landed.inserted
@@ -84,7 +92,7 @@ def pull_stream(
         store.save_error(connector.name, stream, error, now=_now())
         log.warning("stream.failed", error=error, pages=pages)
     else:
-        if pages == 0:
+        if pages == 0 and error is None:
             # Nothing to read is a success too: record it, so readiness does not go stale.
             store.save_cursor(connector.name, stream, cursor, now=_now())
     result = StreamResult(

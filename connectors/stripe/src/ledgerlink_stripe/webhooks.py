@@ -3,7 +3,8 @@
 The daemon mounts :meth:`WebhookIntake.handle` on ``/webhooks/stripe`` and answers with the
 returned status. In order, a delivery is:
 
-1. refused with 413 when its body exceeds the size limit (before any parsing);
+1. refused with 413 when its body exceeds the size limit (before any parsing), and with 415
+   when it declares a content type other than ``application/json`` (what Stripe sends);
 2. refused with 400 when ``Stripe-Signature`` matches none of the endpoint secrets (several
    are accepted while a secret is rotated) or its timestamp is outside the tolerance in
    *either* direction (stripe-python alone accepts future timestamps);
@@ -74,7 +75,7 @@ class IntakeResult:
     """What to answer Stripe and why.
 
     Attributes:
-        status: HTTP status for the answer (200, 400, 413, 500).
+        status: HTTP status for the answer (200, 400, 413, 415, 500).
         outcome: ``accepted``, ``superseded``, ``duplicate`` or ``rejected``.
         reason: a short reason for logs (never a secret).
         event_id: the event id when the body was readable.
@@ -146,8 +147,9 @@ class WebhookIntake:
         Returns:
             The :class:`IntakeResult`; it never raises for bad input.
         """
-        if len(body) > self.max_body_bytes:
-            return self._reject(413, "body too large")
+        refused = self._refuse_unread(body, headers)
+        if refused is not None:
+            return refused
         signature = _header(headers, "stripe-signature")
         try:
             verify_signature(
@@ -188,6 +190,15 @@ class WebhookIntake:
         self._log.debug("stripe.webhook", event_id=event.id, type=event.type, outcome=outcome)
         return IntakeResult(200, outcome, "", event.id)
 
+    def _refuse_unread(self, body: bytes, headers: Mapping[str, str]) -> IntakeResult | None:
+        """Refuse, before any parsing, a body too large or declared as something not JSON."""
+        if len(body) > self.max_body_bytes:
+            return self._reject(413, "body too large")
+        content_type = _header(headers, "content-type")
+        if content_type is not None and not _is_json(content_type):
+            return self._reject(415, "content type must be application/json")
+        return None
+
     def _remember(self, event: WebhookEvent) -> None:
         self._seen[event.id] = None
         if len(self._seen) > self.remember:
@@ -214,12 +225,21 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def _is_json(content_type: str) -> bool:
+    """True for ``application/json`` with any parameters (Stripe adds ``charset=utf-8``)."""
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
 def _parse(body: bytes) -> WebhookEvent:
     data = json.loads(body)
-    if data.get("object") != "event":
+    if not isinstance(data, dict) or data.get("object") != "event":
         msg = "not an event"
         raise ValueError(msg)
-    obj = data["data"]["object"]
+    inner = data.get("data")
+    obj = inner.get("object") if isinstance(inner, dict) else None
+    if not isinstance(obj, dict):
+        msg = "event without a data.object"
+        raise ValueError(msg)
     return WebhookEvent(
         id=str(data["id"]),
         type=str(data["type"]),
