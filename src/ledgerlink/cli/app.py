@@ -24,6 +24,7 @@ from ledgerlink.cli import report as report_cmd
 from ledgerlink.cli import sandbox as sandbox_cmd
 from ledgerlink.cli import serve as serve_cmd
 from ledgerlink.cli import sync as sync_cmd
+from ledgerlink.cli import trace as trace_cmd
 from ledgerlink.cli._common import EXIT_CONFIG, State, err
 from ledgerlink.config import ConfigError
 from ledgerlink.connector.errors import ConfigurationError
@@ -57,6 +58,7 @@ app.command("init")(init_cmd.init)
 app.command("sandbox")(sandbox_cmd.sandbox)
 app.command("demo")(demo_cmd.demo)
 app.command("serve")(serve_cmd.serve)
+app.command("trace")(trace_cmd.trace)
 
 
 def _version(value: bool) -> None:

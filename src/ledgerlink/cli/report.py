@@ -8,6 +8,7 @@ links them to golden customers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -19,17 +20,18 @@ from ledgerlink.cli._common import fail, out, state
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from ledgerlink.domain.entities import Invoice
+    from ledgerlink.domain.entities import CreditNote, Invoice, Payment, Quote, Refund, SourceRef
     from ledgerlink.mapping import MappingSet
     from ledgerlink.revenue import Month, SubscriptionHistory
 
-__all__ = ["Billing", "app", "load_billing", "months_ending"]
+__all__ = ["Billing", "RevenueInputs", "app", "load_billing", "load_revenue", "months_ending"]
 
 app = typer.Typer(
     help=(
         "Revenue reports from the billing data in the store: MRR and ARR per customer and "
         "month, and monthly MRR movements (new, expansion, contraction, churn, reactivation) "
-        "that reconcile opening to closing MRR. Definitions: docs/revenue.md."
+        "that reconcile opening to closing MRR, and bookings, billings, cash and recognised revenue "
+        "side by side. Definitions: docs/revenue.md."
     ),
     no_args_is_help=True,
 )
@@ -170,6 +172,158 @@ def movements(
     billing = _load_billing(ctx)
     report = compute_movements(billing.histories, start, end, customer=customer)
     _print(render(movements_table(report, by_customer=by_customer), report_format))
+
+
+@dataclass(frozen=True)
+class RevenueInputs:
+    """What ``report revenue`` reads: quotes, billing documents, payments and golden links."""
+
+    quotes: list[Quote]
+    invoices: list[Invoice]
+    credit_notes: list[CreditNote]
+    payments: list[Payment]
+    refunds: list[Refund]
+    golden: dict[tuple[str, str, str], str]
+
+    @property
+    def empty(self) -> bool:
+        """Whether the store holds nothing the report counts."""
+        return not (
+            self.quotes or self.invoices or self.credit_notes or self.payments or self.refunds
+        )
+
+    def customer_of(self, party: SourceRef | None) -> str:
+        """The golden customer of a record's party, else its ``system/object/id`` key."""
+        from ledgerlink.revenue.mrr import default_customer
+
+        if party is not None:
+            golden = self.golden.get((party.system, party.object, party.id))
+            if golden is not None:
+                return golden
+        return default_customer(party)
+
+
+def _accepted(quote: Quote) -> Quote:
+    """Give an accepted quote without an acceptance time its last change time.
+
+    Salesforce's standard Quote has no acceptance date: the change that set ``Status`` to
+    Accepted is the best record of it, so bookings are not silently empty.
+    """
+    from ledgerlink.domain.entities import QuoteStatus
+
+    if quote.status is QuoteStatus.ACCEPTED and quote.accepted_at is None:
+        return quote.model_copy(update={"accepted_at": quote.updated_at or quote.created_at})
+    return quote
+
+
+def load_revenue(engine: Engine, mappings: MappingSet) -> RevenueInputs:
+    """Map the quotes (Salesforce) and invoices, credit notes, charges and refunds (Stripe).
+
+    Records that do not map are quarantined (as in a sync cycle) and left out; golden customer
+    links come from the matching run (``customer_link`` rows with status ``linked``).
+    """
+    from sqlalchemy import select
+
+    from ledgerlink.domain.entities import CreditNote, Invoice, Payment, Quote, Refund
+    from ledgerlink.mapping.normalize import iter_normalized
+    from ledgerlink.store.models import CustomerLink, LinkStatus
+
+    inputs = RevenueInputs([], [], [], [], [], {})
+    now = datetime.now(UTC)
+    sources = (
+        ("salesforce", ["Quote"]),
+        ("stripe", ["invoices", "credit_notes", "charges", "refunds"]),
+    )
+    for system, objects in sources:
+        for outcome in iter_normalized(
+            engine, mappings, system, since=None, now=now, objects=objects
+        ):
+            entity = outcome.entity
+            if isinstance(entity, Quote):
+                inputs.quotes.append(_accepted(entity))
+            elif isinstance(entity, Invoice):
+                inputs.invoices.append(entity)
+            elif isinstance(entity, CreditNote):
+                inputs.credit_notes.append(entity)
+            elif isinstance(entity, Payment):
+                inputs.payments.append(entity)
+            elif isinstance(entity, Refund):
+                inputs.refunds.append(entity)
+    link = CustomerLink.__table__  # type: ignore[attr-defined]
+    query = select(link.c.system, link.c.object, link.c.external_id, link.c.customer_id).where(
+        link.c.status == LinkStatus.LINKED.value
+    )
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            inputs.golden[row.system, row.object, row.external_id] = row.customer_id
+    return inputs
+
+
+def _load_revenue(ctx: typer.Context) -> RevenueInputs:
+    from ledgerlink.mapping import MappingError, load_mappings
+    from ledgerlink.store.db import create_engine_for
+
+    config = state(ctx).config()
+    try:
+        mappings = load_mappings(config.mappings_dir)
+    except MappingError as exc:
+        fail(f"mappings: {exc} (run `ledgerlink mappings check`)", 2)
+    engine = create_engine_for(config.database.url)
+    try:
+        return load_revenue(engine, mappings)
+    finally:
+        engine.dispose()
+
+
+@app.command("revenue")
+def revenue(
+    ctx: typer.Context,
+    first: FromOption = None,
+    last: ToOption = None,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="Only this customer: a golden customer id or a system/object/id key."),
+    ] = None,
+    currency: Annotated[str | None, typer.Option(help="Only this currency (ISO code).")] = None,
+    report_format: FormatOption = "table",
+) -> None:
+    """Bookings, billings, cash and recognised revenue side by side, per month and currency.
+
+    Bookings are accepted quotes net of tax; billings finalised invoices net of tax and
+    discounts, less credit notes; cash succeeded payments less refunds; recognised revenue
+    spreads each invoice line straight-line by day over its service period. See docs/revenue.md.
+    """
+    from ledgerlink.revenue import render, revenue_by_month, revenue_table
+    from ledgerlink.revenue.report import ReportFormat, Table
+
+    if report_format not in {f.value for f in ReportFormat}:
+        fail(f"--format {report_format!r}: use table, csv or json", 2)
+    start, end = _months(first, last)
+    code = currency.strip().upper() if currency else None
+    if code is not None and not re.fullmatch(r"[A-Z]{3}", code):
+        fail(f"--currency {currency!r}: write a three-letter ISO 4217 code such as EUR", 2)
+    inputs = _load_revenue(ctx)
+    rows = revenue_by_month(
+        start,
+        end,
+        quotes=inputs.quotes,
+        invoices=inputs.invoices,
+        credit_notes=inputs.credit_notes,
+        payments=inputs.payments,
+        refunds=inputs.refunds,
+        customer=customer,
+        customer_of=inputs.customer_of,
+    )
+    rows = [row for row in rows if code is None or row.currency == code]
+    table = revenue_table(rows)
+    if not rows:
+        why = (
+            "the store holds no quotes, invoices or payments yet (run `ledgerlink sync run`)"
+            if inputs.empty
+            else "nothing matches the chosen months, customer and currency"
+        )
+        table = Table(table.title, table.columns, table.rows, notes=(f"No revenue: {why}.",))
+    _print(render(table, report_format))
 
 
 def _print(text: str) -> None:
