@@ -59,6 +59,15 @@ def test_missing_reference_names_the_key(tmp_path: Path) -> None:
         ),
         ("[database\n", "not valid TOML"),
         ("[logging]\nlevel = 'LOUD'\n", "logging.level"),
+        (
+            "[ledger.rates]\nEUR = 0\n",
+            "ledger.rates: Value error, the rate of EUR must be a positive",
+        ),
+        (
+            "[ledger.rates]\neur = '1.1'\n",
+            "ledger.rates: Value error, 'eur' is not an ISO 4217 code",
+        ),
+        ("[ledger]\nhome_currency = 'dollars'\n", "ledger.home_currency"),
     ],
 )
 def test_bad_config_errors_name_file_key_and_reason(
@@ -77,3 +86,13 @@ def test_required_file_missing_says_how_to_create_it(tmp_path: Path) -> None:
     """Asking for a config that does not exist points to `ledgerlink init`."""
     with pytest.raises(ConfigError, match="ledgerlink init"):
         load_config(tmp_path / "absent.toml", required=True)
+
+
+def test_ledger_rates_are_exact_decimals(tmp_path: Path) -> None:
+    """Rates written as strings (or TOML numbers) become exact decimals, never binary floats."""
+    path = write(
+        tmp_path, '[ledger]\nhome_currency = "GBP"\n[ledger.rates]\nEUR = "0.8571"\nUSD = 0.79\n'
+    )
+    ledger = load_config(path).ledger
+    assert ledger.home_currency == "GBP"
+    assert {k: str(v) for k, v in ledger.rates.items()} == {"EUR": "0.8571", "USD": "0.79"}

@@ -17,6 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from contextvars import ContextVar
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "BudgetConfig",
     "ConfigError",
     "DaemonConfig",
+    "LedgerConfig",
     "DatabaseConfig",
     "LedgerlinkConfig",
     "LoggingConfig",
@@ -106,6 +108,31 @@ class SyncConfig(_Section):
     page_size: int = Field(default=1000, ge=1, le=100_000)
 
 
+class LedgerConfig(_Section):
+    """How the ledger values what it posts: the books' home currency and fallback rates.
+
+    ``rates`` maps a currency to the number of home-currency units one unit of it is worth
+    (``EUR = "1.0850"``). A rate is used only when Stripe's balance transaction carries none;
+    a currency with neither is quarantined, never posted at a rate of 1. Write rates as
+    strings: TOML floats are binary fractions.
+    """
+
+    home_currency: str = Field(default="USD", pattern="^[A-Z]{3}$")
+    rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("rates")
+    @classmethod
+    def _positive(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for currency, rate in value.items():
+            if len(currency) != 3 or not currency.isalpha() or not currency.isupper():
+                msg = f"{currency!r} is not an ISO 4217 code (three capital letters)"
+                raise ValueError(msg)
+            if not rate.is_finite() or rate <= 0:
+                msg = f"the rate of {currency} must be a positive number"
+                raise ValueError(msg)
+        return value
+
+
 def _off_or_at_least_five(value: int) -> int:
     if value != 0 and value < 5:
         msg = "must be 0 (off) or at least 5 seconds"
@@ -163,6 +190,7 @@ class LedgerlinkConfig(BaseSettings):
     secrets: SecretsConfig = SecretsConfig()
     sync: SyncConfig = SyncConfig()
     daemon: DaemonConfig = DaemonConfig()
+    ledger: LedgerConfig = LedgerConfig()
     mappings_dir: Path | None = None
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
