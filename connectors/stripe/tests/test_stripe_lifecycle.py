@@ -329,3 +329,21 @@ def test_sandbox_stays_deterministic_under_a_seed() -> None:
             ids.append([c["id"] for c in http.get("/v1/customers").json()["data"]])
         box.stop()
     assert ids[0] == ids[1]
+
+
+def test_invoice_item_names_its_price_under_pricing(api: Stripe, clock: str) -> None:
+    """The pinned API version takes pricing[price] on an invoice item and refuses a top-level price."""
+    customer = api.customer_on_clock(clock)
+    seat = api.price("usd", "extra_seat")
+    refused = api.http.post(
+        "/v1/invoiceitems", data={"customer": customer["id"], "price": seat["id"]}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "parameter_unknown"
+    item = api.post(
+        "/v1/invoiceitems",
+        customer=customer["id"],
+        quantity=3,
+        **{"pricing[price]": seat["id"]},
+    )
+    assert (item["amount"], item["currency"]) == (3 * seat["unit_amount"], "usd")

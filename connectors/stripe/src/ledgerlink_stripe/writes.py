@@ -104,7 +104,11 @@ class StripeWriter:
         invoice_id = str(draft.body["id"])
         for number, line in enumerate(lines):
             params: JSON = {"customer": payload["customer"], "invoice": invoice_id, **line}
-            if "price" not in line and "currency" not in line and payload.get("currency"):
+            if "price" in params:
+                # Since 2025-03-31 an invoice item names its price as pricing[price]; the
+                # top-level price parameter is refused by the pinned API version.
+                params["pricing"] = {"price": params.pop("price")}
+            elif "currency" not in line and payload.get("currency"):
                 params["currency"] = payload["currency"]
             self.api.post("/v1/invoiceitems", params, f"{key}:line:{number}")
         if not finalize:

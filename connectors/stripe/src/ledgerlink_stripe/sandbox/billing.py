@@ -557,7 +557,17 @@ class Billing:
             raise customer
         self.get("customer", customer, "customer")
         quantity = _int(params, "quantity", 1)
-        price = self.get("price", params["price"], "price") if params.get("price") else None
+        if "price" in params:  # removed in 2025-03-31.basil: pricing[price] instead
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                "Received unknown parameter: price",
+                code="parameter_unknown",
+                param="price",
+            )
+        pricing = params.get("pricing")
+        price_id = pricing.get("price") if isinstance(pricing, dict) else None
+        price = self.get("price", price_id, "pricing[price]") if price_id else None
         if price is not None:
             amount, currency = price["unit_amount"] * quantity, price["currency"]
         else:
