@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from ledgerlink.connector.errors import ConnectorError
 
 if TYPE_CHECKING:
+    from ledgerlink.connector.roster import Roster
     from ledgerlink.connector.sandbox import FaultInjector
 
 __all__ = [
@@ -296,11 +297,16 @@ class SandboxOptions:
         seed: random seed; the same seed gives the same data.
         size: number of top-level customers/accounts to seed.
         port: TCP port on 127.0.0.1, 0 for any free port.
+        roster: companies shared by every system's sandbox; when given, a sandbox seeds its
+            customers (Salesforce Account, Stripe customer, QuickBooks Customer) from
+            ``roster.rows(<its name>)`` instead of inventing them, and ``size`` is ignored for
+            them (what hangs off customers, such as Stripe subscriptions, follows the roster).
     """
 
     seed: int = 7
     size: int = 50
     port: int = 0
+    roster: Roster | None = None
 
 
 @runtime_checkable

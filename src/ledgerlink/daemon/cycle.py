@@ -11,7 +11,8 @@ metrics and ``/status`` treat them like the pulls. Intervals come from ``[daemon
   parties changed since the previous one; when another replica matched in between (a newer
   ``match.run`` audit row than this replica's own), it rebuilds its state from the tables.
 * ``plan``: one singleton job calling ``ledgerlink.sync.plan.plan(store, mappings, now=...)``
-  when that module is installed; without it, no plan job is scheduled. The push jobs hand
+  when that module is installed, then ``ledgerlink.sync.quotes.plan_quotes`` (the billing of
+  accepted quotes) when that one is; without the planner, no plan job is scheduled. The push jobs hand
   the planner's ``record_results`` to the push worker, so a record the hub created is linked
   to its customer in the transaction that marks its row done.
 * ``push:TARGET``: one job per connector that declares writers. It runs on *every* replica at
@@ -48,6 +49,7 @@ from ledgerlink.sync.push import push
 
 __all__ = [
     "PLAN_MODULE",
+    "QUOTES_MODULE",
     "REVENUE_ACTION",
     "match_jobs",
     "plan_jobs",
@@ -58,6 +60,8 @@ __all__ = [
 
 #: The planner's module; the plan job is scheduled only when it can be imported.
 PLAN_MODULE = "ledgerlink.sync.plan"
+#: The quote planner's module; the plan job also bills accepted quotes when it is installed.
+QUOTES_MODULE = "ledgerlink.sync.quotes"
 _AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
 _ACTOR = "ledgerlink-serve"
 
@@ -161,12 +165,21 @@ def _planner_function(name: str) -> Callable[..., Any] | None:
     return function if callable(function) else None
 
 
+def _quotes_planner() -> Callable[..., Any] | None:
+    """Return ``ledgerlink.sync.quotes.plan_quotes`` when it is installed, else None."""
+    if importlib.util.find_spec(QUOTES_MODULE) is None:
+        return None
+    function = getattr(importlib.import_module(QUOTES_MODULE), "plan_quotes", None)
+    return function if callable(function) else None
+
+
 def _plan_run(
     context: JobContext, planner: Callable[..., Any]
 ) -> Callable[[StopSignal], JobReport]:
     from ledgerlink.mapping import MappingError
 
     mappings = _Mappings(context)
+    quotes = _quotes_planner()
 
     def run(stop: StopSignal) -> JobReport:
         if stop.is_set():
@@ -175,13 +188,22 @@ def _plan_run(
             loaded = mappings.get()
         except MappingError as exc:
             return _mapping_failure(exc)
-        report = planner(context.store, loaded, now=_now())
+        now = _now()
+        report = planner(context.store, loaded, now=now)
         summary = report.as_dict() if hasattr(report, "as_dict") else {}
         counts = {
             name: value
             for name, value in summary.items()
             if isinstance(value, int) and not isinstance(value, bool)
         }
+        # Accepted quotes are billed after the customers are planned, as in a cycle.
+        if quotes is not None:
+            billed = quotes(context.store, loaded, now=now).as_dict()
+            counts.update(
+                (f"quotes_{name}", value)
+                for name, value in billed.items()
+                if isinstance(value, int) and not isinstance(value, bool)
+            )
         return JobReport(ok=True, counts=counts)
 
     return run

@@ -2,6 +2,7 @@
 
 Pulling lands what changed (and maps it when matching reads it), matching rebuilds golden
 customers and links, :func:`ledgerlink.sync.plan.plan` queues the writes the targets need, and
+:func:`ledgerlink.sync.quotes.plan_quotes` queues the Stripe billing of accepted quotes,
 :func:`ledgerlink.sync.push.push` sends them, linking created records to their customers. A dry
 run pulls and matches (the local store only) and plans without queueing or sending anything.
 """
@@ -25,6 +26,7 @@ from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import LedgerPlanReport, plan_ledger
 from ledgerlink.sync.plan import PlanReport, plan, record_results
 from ledgerlink.sync.push import PushReport, push
+from ledgerlink.sync.quotes import QuotePlanReport, plan_quotes
 
 __all__ = ["CycleProgress", "CycleReport", "SystemSummary", "run_cycle"]
 
@@ -57,6 +59,7 @@ class CycleReport:
     pulls: list[StreamResult] = field(default_factory=list)
     matching: MatchSummary | None = None
     plan: PlanReport | None = None
+    quotes: QuotePlanReport | None = None
     ledger: LedgerPlanReport | None = None
     pushes: list[PushReport] = field(default_factory=list)
     systems: dict[str, SystemSummary] = field(default_factory=dict)
@@ -112,6 +115,7 @@ def run_cycle(
         progress=None if progress is None else lambda stage, n: progress("match", stage, n),
     )
     report.plan = plan(store, mappings, now=now, dry_run=dry_run)
+    report.quotes = plan_quotes(store, mappings, now=now, dry_run=dry_run)
     report.ledger = plan_ledger(store, mappings, now=now, dry_run=dry_run)
     if progress is not None:
         progress("plan", "writes", len(report.plan.ops))

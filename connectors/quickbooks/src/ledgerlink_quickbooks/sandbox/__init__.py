@@ -45,7 +45,10 @@ class QuickBooksSandbox:
     def __init__(self, options: SandboxOptions | None = None) -> None:
         options = options or SandboxOptions()
         self.clock = Clock()
-        self.company = Company(SANDBOX_REALM, options.seed, options.size, self.clock)
+        customers = None if options.roster is None else options.roster.rows("quickbooks")
+        self.company = Company(
+            SANDBOX_REALM, options.seed, options.size, self.clock, customers=customers
+        )
         self.oauth = OAuthServer(self.clock)
         self.limits = SandboxLimits()
         self.state = SandboxState(

@@ -10,8 +10,10 @@ EUR. Name-list entities (accounts, items, tax codes, currencies) are small fixed
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import random
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +34,8 @@ __all__ = [
     "payment_time",
     "qbo_time",
     "quantize",
+    "roster_customer",
+    "unique_display_names",
 ]
 
 PACIFIC = dt.timezone(dt.timedelta(hours=-7))
@@ -290,6 +294,42 @@ def customer(seed: int, n: int, i: int) -> JSON:
             digits,
         ][style]
         record["PrimaryPhone"] = {"FreeFormNumber": phone}
+    return record
+
+
+_ROSTER_FIELDS = ("CompanyName", "PrimaryEmailAddr", "PrimaryPhone", "WebAddr")
+
+
+def unique_display_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """DisplayNames for roster ``rows``: QuickBooks refuses a name already used, so a repeat
+    (ignoring case) gets `` (2)``, `` (3)``... the way a bookkeeper would tell them apart."""
+    seen: dict[str, int] = {}
+    names: list[str] = []
+    for row in rows:
+        name = str(row.get("DisplayName") or row.get("CompanyName") or "Customer").strip()
+        count = seen.get(name.lower(), 0) + 1
+        seen[name.lower()] = count
+        names.append(name if count == 1 else f"{name} ({count})")
+    return names
+
+
+def roster_customer(seed: int, n: int, i: int, row: Mapping[str, Any], display_name: str) -> JSON:
+    """Return customer ``i`` (1-based) with the company fields of a shared roster's ``row``.
+
+    Id, SyncToken, currency and timestamps are generated as for any customer, so invoices and
+    payments keep pointing at customers by number; name, e-mail, phone, website and billing
+    address come from the row (absent there, absent here).
+    """
+    record = customer(seed, n, i)
+    for name in _ROSTER_FIELDS:
+        record.pop(name, None)
+        if row.get(name) is not None:
+            record[name] = copy.deepcopy(row[name])
+    record["DisplayName"] = display_name
+    record["PrintOnCheckName"] = record.get("CompanyName") or display_name
+    record["Active"] = True
+    address = dict(row.get("BillAddr") or {})
+    record["BillAddr"] = {"Id": str(10_000 + i), **address}
     return record
 
 

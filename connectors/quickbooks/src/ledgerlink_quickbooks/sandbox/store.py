@@ -17,7 +17,7 @@ import copy
 import datetime as dt
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -259,7 +259,18 @@ class Company:
         clock: shared sandbox clock.
     """
 
-    def __init__(self, realm_id: str, seed: int, size: int, clock: Clock) -> None:
+    def __init__(
+        self,
+        realm_id: str,
+        seed: int,
+        size: int,
+        clock: Clock,
+        *,
+        customers: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        if customers is not None:
+            # A shared roster fixes the customers; invoices and payments follow their number.
+            size = len(customers)
         self.realm_id = realm_id
         self.seed = seed
         self.size = size
@@ -272,7 +283,7 @@ class Company:
             "Customer": EntityTable(
                 "Customer",
                 n_cust,
-                lambda i: data.customer(seed, n_cust, i),
+                self._customer_factory(seed, n_cust, customers),
                 lambda i: data.customer_time(n_cust, i),
             ),
             "Invoice": EntityTable(
@@ -294,6 +305,17 @@ class Company:
         self._customer_names: dict[str, int] | None = None
 
     # -- seeding ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _customer_factory(
+        seed: int, n_cust: int, rows: Sequence[Mapping[str, Any]] | None
+    ) -> Callable[[int], JSON]:
+        """Generated customers, or the roster's when ``rows`` is given (customer ``i`` is
+        ``rows[i - 1]``)."""
+        if rows is None:
+            return lambda i: data.customer(seed, n_cust, i)
+        names = data.unique_display_names(rows)
+        return lambda i: data.roster_customer(seed, n_cust, i, rows[i - 1], names[i - 1])
 
     def _seed_name_lists(self) -> None:
         seeded = data.DATA_EPOCH - dt.timedelta(days=400)

@@ -21,7 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ledgerlink.connector.protocol import SandboxOptions
 from ledgerlink.connector.sandbox import FaultInjector, LoopbackServer
 from ledgerlink_salesforce.sandbox.app import SalesforceApi, render_error
-from ledgerlink_salesforce.sandbox.data import HUB_ACCOUNT_FIELDS, Org
+from ledgerlink_salesforce.sandbox.data import (
+    HUB_ACCOUNT_FIELDS,
+    HUB_DEAL_FIELDS,
+    Org,
+    seed_accounts,
+)
+from ledgerlink_salesforce.sandbox.deals import SeededDeal, seed_accepted_quotes
 from ledgerlink_salesforce.streams import DEFAULT_FIELDS
 
 __all__ = ["SANDBOX_API_VERSION", "SalesforceSandbox", "start_sandbox"]
@@ -57,7 +63,12 @@ class SalesforceSandbox:
 
     def __init__(self, options: SandboxOptions, *, api_max: int = 100_000) -> None:
         self.private_key_pem, public_pem = _key_pair()
-        self.org = Org(seed=options.seed, size=options.size, api_max=api_max)
+        # A shared roster fixes the Accounts; contacts, deals and quotes follow their number.
+        accounts = None if options.roster is None else options.roster.rows("salesforce")
+        size = options.size if accounts is None else len(accounts)
+        self.org = Org(seed=options.seed, size=size, api_max=api_max)
+        if accounts is not None:
+            seed_accounts(self.org, accounts)
         self.api = SalesforceApi(
             self.org,
             client_id=_CLIENT_ID,
@@ -101,7 +112,14 @@ class SalesforceSandbox:
                     *DEFAULT_FIELDS["Account"],
                     "Stripe_Customer_Id__c",
                     *HUB_ACCOUNT_FIELDS,
-                ]
+                ],
+                # The deal's currency, and the billing status the hub writes back to it.
+                "Quote": [*DEFAULT_FIELDS["Quote"], "CurrencyIsoCode", *HUB_DEAL_FIELDS],
+                "Opportunity": [
+                    *DEFAULT_FIELDS["Opportunity"],
+                    "CurrencyIsoCode",
+                    *HUB_DEAL_FIELDS,
+                ],
             },
         }
         if auth == "jwt":
@@ -113,6 +131,10 @@ class SalesforceSandbox:
                 client_secret=_CLIENT_SECRET, password=_PASSWORD, security_token=_SECURITY_TOKEN
             )
         return settings
+
+    def seed_accepted_quotes(self, first_account: int = 1) -> list[SeededDeal]:
+        """Add a few quotes accepted now, with lines (see :mod:`.deals`); return them."""
+        return seed_accepted_quotes(self.org, first_account=first_account)
 
     def stop(self) -> None:
         """Stop serving.

@@ -16,7 +16,7 @@ import bisect
 import heapq
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 __all__ = [
     "FIELD_TYPES",
     "HUB_ACCOUNT_FIELDS",
+    "HUB_DEAL_FIELDS",
     "OBJECTS",
     "ObjectSpec",
     "Org",
@@ -31,6 +32,7 @@ __all__ = [
     "case_safe_id",
     "format_sf_datetime",
     "salesforce_id",
+    "seed_accounts",
 ]
 
 T = TypeVar("T")
@@ -113,6 +115,9 @@ HUB_ACCOUNT_FIELDS: tuple[str, ...] = (
 """Custom Account fields the hub writes back (``mappings/salesforce.yaml``); an org must
 create them, as this sandbox org has (with ``Stripe_Customer_Id__c``)."""
 
+HUB_DEAL_FIELDS: tuple[str, ...] = ("Invoiced__c", "Paid__c")
+"""Custom Quote and Opportunity checkboxes the hub writes back (billing status of the deal)."""
+
 FIELD_TYPES: dict[str, str] = {
     "Id": "id",
     "IsDeleted": "boolean",
@@ -147,6 +152,8 @@ FIELD_TYPES: dict[str, str] = {
     "Last_Invoice_Date__c": "date",
     "Last_Payment_Date__c": "date",
     "IsWon": "boolean",
+    "Invoiced__c": "boolean",
+    "Paid__c": "boolean",
     "IsClosed": "boolean",
     "IsActive": "boolean",
     "UseStandardPrice": "boolean",
@@ -226,6 +233,7 @@ OBJECTS: dict[str, ObjectSpec] = {
                 "IsClosed",
                 "Pricebook2Id",
                 "Type",
+                *HUB_DEAL_FIELDS,
             ),
             required=("Name", "StageName", "CloseDate"),
         ),
@@ -256,6 +264,7 @@ OBJECTS: dict[str, ObjectSpec] = {
                 "GrandTotal",
                 "CurrencyIsoCode",
                 "Pricebook2Id",
+                *HUB_DEAL_FIELDS,
             ),
             required=("Name", "OpportunityId"),
             per_account=0.5,
@@ -684,6 +693,43 @@ def _pricebook_entry(_table: Table, index: int, _rnd: Draw) -> dict[str, Any]:
         "IsActive": index != 10,
         "UseStandardPrice": False,
     }
+
+
+_ROSTER_ACCOUNT_FIELDS = (
+    "Name",
+    "Website",
+    "Phone",
+    "BillingStreet",
+    "BillingCity",
+    "BillingState",
+    "BillingPostalCode",
+    "BillingCountry",
+)
+
+
+def seed_accounts(org: Org, accounts: Sequence[Mapping[str, Any]]) -> None:
+    """Make ``accounts`` (a shared roster's Account rows) the org's seeded Accounts, in order.
+
+    The company fields (name, website, phone, billing address) come from the rows; the rest
+    (type, industry, currency, owner) and the timestamps are generated as for any Account, so
+    that contacts, opportunities and quotes keep pointing at Accounts by position.
+
+    Raises:
+        ValueError: a row's ``Id`` is not the Id this org gives that position.
+    """
+    rows = tuple(accounts)
+    table = org.tables["Account"]
+    for index, row in enumerate(rows):
+        if row.get("Id") != table.id_for(index):
+            msg = f"roster Account {index} has Id {row.get('Id')!r}, not {table.id_for(index)!r}"
+            raise ValueError(msg)
+
+    def build(table: Table, index: int, rnd: Draw) -> dict[str, Any]:
+        record = _account(table, index, rnd)
+        record.update({name: rows[index].get(name) for name in _ROSTER_ACCOUNT_FIELDS})
+        return record
+
+    org.tables["Account"] = Table(table.spec, len(rows), org.seed, build)
 
 
 _GENERATORS: dict[str, Callable[[Table, int, Draw], dict[str, Any]]] = {

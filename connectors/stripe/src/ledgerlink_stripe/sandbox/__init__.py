@@ -23,6 +23,7 @@ from ledgerlink.connector.sandbox import (
 )
 from ledgerlink_stripe.sandbox.app import build_app, render_fault
 from ledgerlink_stripe.sandbox.billing import Billing
+from ledgerlink_stripe.sandbox.deals import seed_one_time_prices
 from ledgerlink_stripe.sandbox.delivery import WebhookDeliverer
 from ledgerlink_stripe.sandbox.store import SandboxState
 
@@ -80,7 +81,12 @@ class StripeSandbox:
     ) -> None:
         options = options or SandboxOptions()
         kwargs: dict[str, Any] = {"clock": clock} if clock is not None else {}
-        self.state = SandboxState(seed=options.seed, size=options.size, **kwargs)
+        # A shared roster fixes the customers; subscriptions and invoices follow their number.
+        customers = None if options.roster is None else options.roster.rows("stripe")
+        size = options.size if customers is None else len(customers)
+        self.state = SandboxState(seed=options.seed, size=size, **kwargs)
+        if customers is not None:
+            self.state.catalog.use_customers(customers)
         self.billing = Billing(self.state)
         self.api_key = SANDBOX_API_KEY
         app = build_app(self.state, self.billing, api_key=self.api_key, settle_after=settle_after)
@@ -96,6 +102,10 @@ class StripeSandbox:
     def connector_settings(self) -> dict[str, Any]:
         """Return settings with which the Stripe plugin connects to this sandbox."""
         return {"api_key": self.api_key, "api_base": self.base_url}
+
+    def seed_one_time_prices(self) -> dict[str, dict[str, Any]]:
+        """Add the one-time Onboarding prices (see :mod:`.deals`); return them by lookup key."""
+        return seed_one_time_prices(self.billing)
 
     def stop(self) -> None:
         """Stop serving and delivering webhooks."""

@@ -13,8 +13,9 @@ small catalogue of products and prices in several currencies (JPY is zero-decima
 
 from __future__ import annotations
 
+import copy
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,7 @@ class SeedCatalog:
     def __init__(self, seed: int, size: int, now: int) -> None:
         self.seed = seed
         self.size = max(1, size)
+        self.roster_customers: tuple[Mapping[str, Any], ...] = ()
         self.start = now - 400 * _DAY
         self.end = now - _DAY
         n = self.size
@@ -176,6 +178,22 @@ class SeedCatalog:
             )
             for name in prefixes
         }
+
+    def use_customers(self, customers: Sequence[Mapping[str, Any]]) -> None:
+        """Take the company fields of seeded customer ``i`` from ``customers[i]`` (a roster).
+
+        The rows give name, e-mail, phone, address and metadata (the Salesforce cross-reference);
+        ids, currency, payment method and everything that hangs off a customer (subscription,
+        invoices, charges) are seeded as usual, so build the catalogue with ``size`` equal to
+        ``len(customers)``.
+
+        Raises:
+            ValueError: the catalogue does not have one seeded customer per row.
+        """
+        if len(customers) != self.counts["customer"]:
+            msg = f"{len(customers)} roster customers for {self.counts['customer']} seeded ones"
+            raise ValueError(msg)
+        self.roster_customers = tuple(customers)
 
     # -- helpers -------------------------------------------------------------------------
     def id(self, kind: str, index: int) -> str:
@@ -305,7 +323,16 @@ class SeedCatalog:
             tax_exempt="none",
             test_clock=None,
             default_source=None,
-        )
+        ) | self._roster_fields(i)
+
+    def _roster_fields(self, i: int) -> JSON:
+        if not self.roster_customers:
+            return {}
+        row = self.roster_customers[i]
+        return {
+            name: copy.deepcopy(row.get(name))
+            for name in ("name", "email", "phone", "address", "metadata")
+        }
 
     def _make_subscription(self, i: int) -> JSON:
         h = self._h("sub", i)
