@@ -128,6 +128,48 @@ def test_cross_reference_with_different_tax_id_goes_to_review(
     assert [r.reason for r in state.review_queue] == [ReviewReason.CONTRADICTED_XREF]
 
 
+def test_cross_reference_against_company_identifiers_goes_to_review(
+    party: PartyMaker, model: MatchModel
+) -> None:
+    """A cross-reference copied onto a nameless customer of another company's domain is queued."""
+    records = [
+        party("sf:1", name="Quisatri Foundry NV", website="quisatri.nl", country="NL"),
+        party("sf:2", name="Zanrara Security", website="zanrara.ca", country="CA"),
+        party("st:1", emails="ap@zanrara.ca", xrefs=["sf:1"]),
+    ]
+    state = match_all(records, model=model)
+    assert not together(state, "st:1", "sf:1")
+    assert together(state, "st:1", "sf:2")
+    assert [r.reason for r in state.review_queue] == [ReviewReason.CONTRADICTED_XREF]
+
+
+def test_name_repeated_in_a_system_needs_more_evidence(
+    party: PartyMaker, model: MatchModel
+) -> None:
+    """A name alone links when one record per system has it, not when a system has it twice."""
+    unique = [party("sf:1", name="Velora Optics AB"), party("st:1", name="Velora Optics")]
+    assert together(match_all(unique, model=model), "sf:1", "st:1")
+    repeated = [*unique, party("sf:2", name="Velora Optics Aktiebolag", city="Malmo")]
+    state = match_all(repeated, model=model)
+    assert not together(state, "sf:1", "st:1")
+    assert not together(state, "sf:2", "st:1")
+
+
+def test_name_becoming_repeated_updates_earlier_links(party: PartyMaker, model: MatchModel) -> None:
+    """A record that repeats a name re-examines the pairs that relied on that name."""
+    first = [
+        party("sf:1", name="Velora Optics", country="SE", city="Stockholm"),
+        party("st:1", name="Velora Optics AB", country="SE", city="Stockholm"),
+    ]
+    state = match_all(first, model=model)
+    assert together(state, "sf:1", "st:1")
+    other = party("sf:2", name="Velora Optics", country="SE", city="Malmö")
+    match_new(state, [other])
+    full = match_all([*first, other], model=model)
+    assert _state_view(state) == _state_view(full)
+    assert not together(state, "sf:1", "st:1")
+
+
 def test_same_name_in_another_country_is_kept_apart(party: PartyMaker, model: MatchModel) -> None:
     """Identical names in different countries with nothing else shared are a hard negative."""
     records = [
@@ -309,6 +351,27 @@ def test_incremental_removal_and_decisions_equal_full_run(
     assert state.cluster_of[split.a] != state.cluster_of[split.b]
 
 
+def test_incremental_run_with_neighbourhoods_equals_full_run(dataset: Dataset) -> None:
+    """With blocks compared by neighbourhood, incremental changes still equal a full run."""
+    config = MatchConfig(max_block_size=2, neighbourhood=1)
+    records = list(dataset.records)
+    fitted = match_all(records, config=config)
+    cut = len(records) // 2
+    state = match_all(records[:cut], config=config, model=fitted.model)
+    renamed = [replace(r, name=records[i + 1].name) for i, r in enumerate(records[:60:6])]
+    final = {r.ref: r for r in records}
+    final.update({r.ref: r for r in renamed})
+    gone = [r.ref for r in records[cut::25]]
+    for ref_gone in gone:
+        del final[ref_gone]
+    for start in range(cut, len(records), 50):
+        match_new(state, records[start : start + 50])
+    match_new(state, renamed, removed=gone)
+    full = match_all(list(final.values()), config=config, model=fitted.model)
+    assert state.index.stats(0).oversized_keys > 0
+    assert _state_view(state) == _state_view(full)
+
+
 def test_customer_ids_survive_an_incremental_run(dataset: Dataset, model: MatchModel) -> None:
     """A customer that only gains a member keeps its id."""
     records = list(dataset.records)
@@ -323,3 +386,5 @@ def test_thresholds_are_validated() -> None:
     """A review threshold above the link threshold is refused."""
     with pytest.raises(ValueError, match="thresholds"):
         MatchConfig(link_threshold=0.5, review_threshold=0.9)
+    with pytest.raises(ValueError, match="neighbourhood"):
+        MatchConfig(neighbourhood=-1)

@@ -55,6 +55,10 @@ from ledgerlink.matching.party import PartyRecord, PartyRef
         ("Allegro Sp. z o.o.", "allegro"),
         ("Natura Ltda.", "natura"),
         ("Cemex S.A. de C.V.", "cemex"),
+        ("Volvo Aktiebolag", "volvo"),
+        ("Tesco Public Limited Company", "tesco"),
+        ("Kone Osakeyhtiö", "kone"),
+        ("Enel Società per Azioni", "enel"),
         ("Johnson and Johnson", "johnson and johnson"),
         ("Johnson & Johnson", "johnson and johnson"),
         ("McDonald's Corp", "mcdonalds"),
@@ -220,9 +224,9 @@ def test_party_normalization_keeps_only_evidence() -> None:
             tax_id="DE123456789",
         )
     )
-    assert party.emails == {"jane@gmail.com", "ap@acme.de"}
-    assert party.domains == {"acme.de"}
-    assert party.phones == {"+49301234567"}
+    assert party.emails == ("ap@acme.de", "jane@gmail.com")
+    assert party.domains == ("acme.de",)
+    assert party.phones == ("+49301234567",)
     assert (party.name, party.country, party.tax_id) == ("acme", "DE", "123456789")
 
 

@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledgerlink.matching import MatchModel, compare, normalize_party
-from ledgerlink.matching.score import FIELDS, MISSING, name_similarity
+from ledgerlink.matching import MatchModel, NormalizedParty, compare, normalize_party
+from ledgerlink.matching.score import (
+    FIELDS,
+    MISSING,
+    NAME_EXACT,
+    NAME_EXACT_REPEATED,
+    name_similarity,
+)
 from ledgerlink.matching.synthetic import Dataset
 
 from .conftest import PartyMaker
@@ -96,3 +102,35 @@ def test_model_survives_a_json_round_trip(model: MatchModel) -> None:
     again = MatchModel.from_json(model.to_json())
     vector = (2, 1, 0, MISSING, 1, 4)
     assert again.weight(vector) == model.weight(vector)
+
+
+class _Repeated:
+    """Every name counts as carried by other companies too."""
+
+    def repeated(self, a: NormalizedParty, b: NormalizedParty) -> bool:
+        return True
+
+
+def test_exact_name_carried_by_other_companies_is_weaker(party: PartyMaker) -> None:
+    """Agreeing on a name other records of a system carry is its own, weaker level."""
+    a = normalize_party(party("sf:1", name="Acme GmbH", country="DE"))
+    b = normalize_party(party("st:1", name="ACME", country="DE"))
+    assert compare(a, b)[0] == NAME_EXACT
+    assert compare(a, b, _Repeated())[0] == NAME_EXACT_REPEATED
+
+
+def test_fitted_model_trusts_unique_names_more_than_repeated_ones(model: MatchModel) -> None:
+    """EM gives an exact name no other record of a system shares more weight than a repeated one."""
+    name = model.params["name"]
+    assert name.weight(NAME_EXACT) > name.weight(NAME_EXACT_REPEATED)
+
+
+def test_model_stored_before_repeated_names_scores_as_before(model: MatchModel) -> None:
+    """A stored model with one exact-name level scores both exact levels with its weight."""
+    stored = model.to_json()
+    old_name = stored["params"]["name"]
+    stored["params"]["name"] = {"m": old_name["m"][:NAME_EXACT], "u": old_name["u"][:NAME_EXACT]}
+    old = MatchModel.from_json(stored)
+    weight = model.params["name"].weight(NAME_EXACT_REPEATED)
+    assert old.params["name"].weight(NAME_EXACT) == pytest.approx(weight)
+    assert old.params["name"].weight(NAME_EXACT_REPEATED) == pytest.approx(weight)

@@ -33,6 +33,13 @@ uab | ou | as | kk | k k | kabushiki kaisha | yk | gk | godo kaisha | sro | s r 
 sp zoo | sp z oo | sp z o o | spzoo | kft | zrt | nyrt | bt | doo | d o o | dd | ad | ood
 ooo | oao | pao | zao | ao | sdn bhd | bhd | berhad | tbk | pt | jsc | pjsc | ojsc | cjsc
 llc fz | fze | fzco | fz llc | wll | spc | saog | saoc | ltd sti | as | aş
+public limited company | public company limited | public company | aktiebolag | aktiebolaget
+aktiengesellschaft | gesellschaft mit beschrankter haftung | osakeyhtio | julkinen osakeyhtio
+aksjeselskap | allmennaksjeselskap | aktieselskab | anpartsselskab | societe anonyme
+societe par actions simplifiee | societe a responsabilite limitee | sociedad anonima
+sociedad limitada | sociedade limitada | sociedade anonima | societa per azioni
+societa a responsabilita limitata | besloten vennootschap | naamloze vennootschap
+spolka z ograniczona odpowiedzialnoscia | spolka akcyjna | limitada | proprietary
 """
 LEGAL_SUFFIXES: tuple[tuple[str, ...], ...] = tuple(
     sorted(

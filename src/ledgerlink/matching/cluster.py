@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections import defaultdict, deque
+from array import array
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ledgerlink.matching.block import BlockIndex, ordered_pair
+from ledgerlink.matching.block import BlockIndex, name_key, ordered_pair
 from ledgerlink.matching.normalize import NormalizedParty, normalize_party
 from ledgerlink.matching.party import PartyRecord, PartyRef
 from ledgerlink.matching.score import (
@@ -45,6 +46,7 @@ from ledgerlink.matching.score import (
     MatchModel,
     compare,
     estimate_model,
+    pair_country,
 )
 
 __all__ = [
@@ -121,12 +123,15 @@ class MatchConfig:
     Attributes:
         link_threshold: match probability at or above which a pair is linked automatically.
         review_threshold: probability at or above which a pair not linked goes to review.
-        max_block_size: blocking keys shared by more parties produce no candidates.
+        max_block_size: blocks with more parties are compared by sorted neighbourhood.
+        neighbourhood: in a block above ``max_block_size``, how many parties on each side
+            (in name order) a party is compared with; 0 leaves such blocks out.
     """
 
     link_threshold: float = 0.95
     review_threshold: float = 0.50
-    max_block_size: int = 100
+    max_block_size: int = 20
+    neighbourhood: int = 5
 
     def __post_init__(self) -> None:
         if not 0.0 < self.review_threshold <= self.link_threshold <= 1.0:
@@ -134,6 +139,9 @@ class MatchConfig:
             raise ValueError(msg)
         if self.max_block_size < 2:
             msg = "max_block_size must be at least 2"
+            raise ValueError(msg)
+        if self.neighbourhood < 0:
+            msg = "neighbourhood must not be negative"
             raise ValueError(msg)
 
 
@@ -228,8 +236,9 @@ class MatchState:
         self.model = model
         self.parties: dict[PartyRef, NormalizedParty] = {}
         self.records: dict[PartyRef, PartyRecord] = {}
-        self.index = BlockIndex(config.max_block_size)
+        self.index = BlockIndex(config.max_block_size, config.neighbourhood)
         self.referenced_by: dict[PartyRef, set[PartyRef]] = defaultdict(set)
+        self.names = _NameFrequency(self.index)
         self.decisions: list[HumanDecision] = []
         self.clusters: dict[str, Cluster] = {}
         self.cluster_of: dict[PartyRef, str] = {}
@@ -252,31 +261,49 @@ class MatchState:
 
     # -- indexing ------------------------------------------------------------------------
 
+    def _same_name(self, party: NormalizedParty) -> set[PartyRef]:
+        """Return the parties that share a party's name.
+
+        Whether a name is repeated within a system changes with every party that takes or
+        drops it, and with it the level of every exact-name comparison of those parties; an
+        incremental run examines them again.
+        """
+        return set() if party.name is None else set(self.index.members(name_key(party.name)))
+
     def _put(self, record: PartyRecord) -> set[PartyRef]:
+        disturbed: set[PartyRef] = set()
         old = self.parties.get(record.ref)
         if old is not None:
             for target in old.xrefs:
                 self.referenced_by[target].discard(record.ref)
+            disturbed |= self._same_name(old)
         party = normalize_party(record)
         self.parties[record.ref] = party
         self.records[record.ref] = record
         for target in party.xrefs:
             self.referenced_by[target].add(record.ref)
-        return self.index.add(party)
+        disturbed |= self.index.add(party)
+        return disturbed | self._same_name(party)
 
     def _drop(self, ref: PartyRef) -> set[PartyRef]:
         old = self.parties.pop(ref, None)
         self.records.pop(ref, None)
+        disturbed: set[PartyRef] = set()
         if old is not None:
             for target in old.xrefs:
                 self.referenced_by[target].discard(ref)
-        return self.index.remove(ref)
+            disturbed = self._same_name(old)
+        return disturbed | self.index.remove(ref)
+
+    def compare(self, a: PartyRef, b: PartyRef) -> tuple[int, ...]:
+        """Compare two known parties (names repeated within a system weigh less)."""
+        return compare(self.parties[a], self.parties[b], self.names)
 
     # -- scoring -------------------------------------------------------------------------
 
     def pair_score(self, a: PartyRef, b: PartyRef) -> tuple[tuple[int, ...], float, float]:
         """Compare two known parties: their comparison vector, match weight and probability."""
-        vector = compare(self.parties[a], self.parties[b])
+        vector = self.compare(a, b)
         weight = self.model.weight(vector)
         return vector, weight, self.model.probability(vector)
 
@@ -337,6 +364,39 @@ class MatchState:
                 self.cluster_of[member] = cid
         for item in builder.review_items():
             self.review[ordered_pair(item.a, item.b)] = item
+
+
+class _NameFrequency:
+    """Which shared names other companies carry too, read from the blocking index.
+
+    One company normally has one record per system, so a name that a system holds on two
+    records, at least one of them outside the pair being compared, belongs to several
+    companies (or to a duplicate) there, and agreeing on it is weaker evidence. Records known
+    to be in another country than the pair do not count: the same name abroad is told apart
+    by location.
+    """
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: BlockIndex) -> None:
+        self._index = index
+
+    def repeated(self, a: NormalizedParty, b: NormalizedParty) -> bool:
+        name = a.name
+        if name is None:
+            return False
+        country = pair_country(a, b)
+        pair = (a.ref, b.ref)
+        seen: dict[str, bool] = {}  # system -> whether a record outside the pair was seen
+        for party in self._index.parties(name_key(name)):
+            if party.name != name or (country and party.country and party.country != country):
+                continue
+            outside = party.ref not in pair
+            system = party.ref.system
+            if system in seen and (outside or seen[system]):
+                return True
+            seen[system] = seen.get(system, False) or outside
+        return False
 
 
 def _choose_id(
@@ -456,8 +516,14 @@ class _ClusterBuilder:
             return "the cross-reference joins parties with different tax ids"
         if vector[_NAME] == 0 and vector[_LOCATION] == _OTHER_COUNTRY:
             return "the cross-reference joins dissimilar names in different countries"
-        if vector[_NAME] == 0 and probability < self.state.config.review_threshold:
+        if probability >= self.state.config.review_threshold:
+            return None
+        if vector[_NAME] == 0:
             return "the cross-reference joins dissimilar names with no other shared evidence"
+        if 0 in (vector[_DOMAIN], vector[_PHONE]):
+            # A metadata id copied onto the wrong customer: nothing vouches for the pair
+            # and a company identifier says otherwise.
+            return "the cross-reference joins parties with different company domains or phones"
         return None
 
     def apply_xrefs(self) -> None:
@@ -493,7 +559,7 @@ class _ClusterBuilder:
         ra, rb = self.find(a), self.find(b)
         if ra == rb or self._cannot_link(ra, rb):
             return
-        vector = compare(self.state.parties[a], self.state.parties[b])
+        vector = self.state.compare(a, b)
         if _hard_negative(vector):
             return
         if vector[_LOCATION] == _OTHER_COUNTRY and probability >= self.state.config.link_threshold:
@@ -591,25 +657,37 @@ def match_all(
     for record in records:
         state._put(record)
     pairs = list(state.index.pairs())
-    vectors = [compare(state.parties[a], state.parties[b]) for a, b in pairs]
+    # Each pair keeps only the number of its comparison vector: a million parties give
+    # millions of pairs but a few hundred distinct vectors.
+    patterns: dict[tuple[int, ...], int] = {}
+    pattern_of = array(
+        "H", (patterns.setdefault(state.compare(a, b), len(patterns)) for a, b in pairs)
+    )
     state.compared_pairs = len(pairs)
     if model is None:
+        counts = Counter(pattern_of)
+        vectors = list(patterns)
         parties = [state.parties[r] for r in sorted(state.parties)]
         known = [
-            compare(party, state.parties[target])
+            state.compare(party.ref, target)
             for party in parties
             for target in party.xrefs
             if target in state.parties and target != party.ref
         ]
-        state.model = estimate_model(parties, vectors, known_matches=known)
-    cache: dict[tuple[int, ...], float] = {}
+        state.model = estimate_model(
+            parties,
+            (),
+            vector_counts={vectors[i]: n for i, n in counts.items()},
+            known_matches=known,
+            names=state.names,
+        )
+    probabilities = [state.model.probability(vector) for vector in patterns]
     edges: dict[tuple[PartyRef, PartyRef], float] = {}
-    for pair, vector in zip(pairs, vectors, strict=True):
-        probability = cache.get(vector)
-        if probability is None:
-            probability = cache[vector] = state.model.probability(vector)
+    for pair, pattern in zip(pairs, pattern_of, strict=True):
+        probability = probabilities[pattern]
         if probability >= config.review_threshold:
             edges[pair] = probability
+    del pairs, pattern_of
     state.decisions = list(decisions)
     state._recluster(set(state.parties), edges, _active_constraints(state.decisions))
     return state

@@ -9,13 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 __all__ = ["PartyRecord", "PartyRef"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class PartyRef:
+class PartyRef(NamedTuple):
     """Reference to one source record: ``salesforce:Account:001...``.
+
+    A named tuple rather than a dataclass: the engine hashes, compares and sorts references
+    millions of times in a large run, and a tuple does that in C (a tenth of the run time at
+    100,000 parties went to the dataclass's generated ``__hash__`` and ``__eq__``). Ordered
+    and compared field by field, as before.
 
     Attributes:
         system: the connector name (``salesforce``, ``stripe``, ``quickbooks``).
