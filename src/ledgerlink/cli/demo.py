@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
     from ledgerlink.sync.cycle import CycleReport
 
 __all__ = ["demo"]
+
+#: Illustrative exchange rates (USD per unit) for the demo's books, used where a Stripe balance
+#: transaction carries none; a real deployment sets its own under ``[ledger.rates]``.
+DEMO_RATES = {"CAD": "0.73", "EUR": "1.08", "GBP": "1.27", "JPY": "0.0067"}
 
 
 @dataclass
@@ -104,6 +109,7 @@ def demo(
             connectors,
         )
         _print_roster(roster, list(connectors))
+        _seed_deals(sandboxes)
         mappings = load_mappings(None)
         totals.add(_cycle(store, connectors, mappings, "cycle 1 (first load)"))
         if "stripe" in sandboxes and months:
@@ -120,7 +126,12 @@ def demo(
     example = _three_system_record(engine)
     engine.dispose()
     config_path = directory / "ledgerlink.toml"
-    config_path.write_text(f'[database]\nurl = "{database_url}"\n', encoding="utf-8")
+    rates = "".join(f'{currency} = "{rate}"\n' for currency, rate in DEMO_RATES.items())
+    config_path.write_text(
+        f'[database]\nurl = "{database_url}"\n\n[ledger]\nhome_currency = "USD"\n\n'
+        f"[ledger.rates]\n{rates}",
+        encoding="utf-8",
+    )
     out.print(f"\n{totals.cycles} cycles in {time.monotonic() - started:.1f} s.", highlight=False)
     out.print("[bold]Try next[/] (the demo database stays for you to explore):")
     for command in try_next_commands(example):
@@ -177,11 +188,27 @@ def _print_roster(roster: Roster, systems: list[str]) -> None:
     )
 
 
+def _seed_deals(sandboxes: dict[str, Sandbox]) -> None:
+    """Add fresh accepted quotes in Salesforce and their one-time prices in Stripe.
+
+    Quotes accepted long ago are not billed when ledgerlink is switched on; these are accepted
+    now, so the demo shows a deal becoming a Stripe subscription or invoice.
+    """
+    for sandbox, method in (
+        (sandboxes.get("stripe"), "seed_one_time_prices"),
+        (sandboxes.get("salesforce"), "seed_accepted_quotes"),
+    ):
+        seed = getattr(sandbox, method, None)
+        if callable(seed):
+            seed()
+
+
 def _cycle(
     store: Store, connectors: dict[str, Connector], mappings: MappingSet, title: str
 ) -> CycleReport:
     """Run one full cycle with a progress line per stage, and print a one-line account."""
     from ledgerlink.sync.cycle import run_cycle
+    from ledgerlink.sync.ledger import LedgerOptions
 
     with Progress(
         SpinnerColumn(),
@@ -199,7 +226,14 @@ def _cycle(
                 tasks[label] = progress.add_task(label, total=None)
             progress.advance(tasks[label], count)
 
-        report = run_cycle(store, connectors, mappings, now=datetime.now(UTC), progress=advance)
+        report = run_cycle(
+            store,
+            connectors,
+            mappings,
+            now=datetime.now(UTC),
+            progress=advance,
+            ledger=LedgerOptions(rates={c: Decimal(r) for c, r in DEMO_RATES.items()}),
+        )
     read = sum(r.read for r in report.pulls)
     changed = sum(r.inserted + r.updated + r.deleted for r in report.pulls)
     sent = sum(p.done for p in report.pushes)

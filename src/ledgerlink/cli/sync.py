@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ledgerlink.connector.protocol import Connector
     from ledgerlink.mapping import MappingSet
     from ledgerlink.sync.cycle import CycleReport
+    from ledgerlink.sync.ledger import LedgerOptions
 
 __all__ = ["app"]
 
@@ -151,12 +152,20 @@ def run(
     """
     from ledgerlink.cli.match import open_engine, open_mappings
     from ledgerlink.connector.errors import ConnectorError
+    from ledgerlink.sync.cycle import ledger_options
 
     mappings = open_mappings(ctx)
     with open_engine(ctx) as engine:
         connectors = _connect(ctx, engine, connector)
         try:
-            report = _run(engine, connectors, mappings, stream=stream, dry_run=dry_run)
+            report = _run(
+                engine,
+                connectors,
+                mappings,
+                stream=stream,
+                dry_run=dry_run,
+                ledger=ledger_options(state(ctx).config()),
+            )
         except ConnectorError as exc:
             fail(str(exc), EXIT_CONFIG if exc.kind == "configuration" else EXIT_FAILED)
         finally:
@@ -176,6 +185,7 @@ def _run(
     *,
     stream: list[str] | None,
     dry_run: bool,
+    ledger: LedgerOptions,
 ) -> CycleReport:
     from ledgerlink.store import Store
     from ledgerlink.sync.cycle import run_cycle
@@ -204,4 +214,5 @@ def _run(
             streams=stream,
             dry_run=dry_run,
             progress=advance,
+            ledger=ledger,
         )

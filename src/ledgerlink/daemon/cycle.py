@@ -10,11 +10,11 @@ metrics and ``/status`` treat them like the pulls. Intervals come from ``[daemon
   :class:`~ledgerlink.matching.persist.Matcher` between runs, so a run re-matches only the
   parties changed since the previous one; when another replica matched in between (a newer
   ``match.run`` audit row than this replica's own), it rebuilds its state from the tables.
-* ``plan``: one singleton job calling ``ledgerlink.sync.plan.plan(store, mappings, now=...)``
-  when that module is installed, then ``ledgerlink.sync.quotes.plan_quotes`` (the billing of
-  accepted quotes) when that one is; without the planner, no plan job is scheduled. The push jobs hand
-  the planner's ``record_results`` to the push worker, so a record the hub created is linked
-  to its customer in the transaction that marks its row done.
+* ``plan``: one singleton job calling :func:`ledgerlink.sync.cycle.plan_all`: the customer
+  planner, the billing of accepted quotes, then the ledger postings (valued with ``[ledger]``),
+  the same writes ``ledgerlink sync run`` queues. The push jobs hand the planner's
+  ``record_results`` to the push worker, so a record the hub created is linked to its
+  customer in the transaction that marks its row done.
 * ``push:TARGET``: one job per connector that declares writers. It runs on *every* replica at
   once: outbox rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so replicas
   share the rows without sending one twice. It draws on the target's API budget.
@@ -25,9 +25,6 @@ metrics and ``/status`` treat them like the pulls. Intervals come from ``[daemon
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -48,8 +45,6 @@ from ledgerlink.sync.outbox import OUTBOX
 from ledgerlink.sync.push import push
 
 __all__ = [
-    "PLAN_MODULE",
-    "QUOTES_MODULE",
     "REVENUE_ACTION",
     "match_jobs",
     "plan_jobs",
@@ -58,10 +53,6 @@ __all__ = [
     "worker_id",
 ]
 
-#: The planner's module; the plan job is scheduled only when it can be imported.
-PLAN_MODULE = "ledgerlink.sync.plan"
-#: The quote planner's module; the plan job also bills accepted quotes when it is installed.
-QUOTES_MODULE = "ledgerlink.sync.quotes"
 _AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
 _ACTOR = "ledgerlink-serve"
 
@@ -157,29 +148,20 @@ def match_jobs(context: JobContext) -> Iterator[Job]:
 # -- plan ------------------------------------------------------------------------------------
 
 
-def _planner_function(name: str) -> Callable[..., Any] | None:
-    """Return ``ledgerlink.sync.plan.<name>`` when the planner is installed, else None."""
-    if importlib.util.find_spec(PLAN_MODULE) is None:
-        return None
-    function = getattr(importlib.import_module(PLAN_MODULE), name, None)
-    return function if callable(function) else None
+def _counts(prefix: str, report: Any) -> dict[str, int]:
+    return {
+        f"{prefix}{name}": value
+        for name, value in report.as_dict().items()
+        if isinstance(value, int) and not isinstance(value, bool)
+    }
 
 
-def _quotes_planner() -> Callable[..., Any] | None:
-    """Return ``ledgerlink.sync.quotes.plan_quotes`` when it is installed, else None."""
-    if importlib.util.find_spec(QUOTES_MODULE) is None:
-        return None
-    function = getattr(importlib.import_module(QUOTES_MODULE), "plan_quotes", None)
-    return function if callable(function) else None
-
-
-def _plan_run(
-    context: JobContext, planner: Callable[..., Any]
-) -> Callable[[StopSignal], JobReport]:
+def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
     from ledgerlink.mapping import MappingError
+    from ledgerlink.sync.cycle import ledger_options, plan_all
 
     mappings = _Mappings(context)
-    quotes = _quotes_planner()
+    options = ledger_options(context.config)
 
     def run(stop: StopSignal) -> JobReport:
         if stop.is_set():
@@ -188,35 +170,21 @@ def _plan_run(
             loaded = mappings.get()
         except MappingError as exc:
             return _mapping_failure(exc)
-        now = _now()
-        report = planner(context.store, loaded, now=now)
-        summary = report.as_dict() if hasattr(report, "as_dict") else {}
-        counts = {
-            name: value
-            for name, value in summary.items()
-            if isinstance(value, int) and not isinstance(value, bool)
-        }
-        # Accepted quotes are billed after the customers are planned, as in a cycle.
-        if quotes is not None:
-            billed = quotes(context.store, loaded, now=now).as_dict()
-            counts.update(
-                (f"quotes_{name}", value)
-                for name, value in billed.items()
-                if isinstance(value, int) and not isinstance(value, bool)
-            )
+        # Customers, then the billing of accepted quotes, then the ledger: as in a cycle.
+        planned = plan_all(context.store, loaded, now=_now(), ledger=options)
+        counts = _counts("", planned.plan)
+        counts.update(_counts("quotes_", planned.quotes))
+        counts.update(_counts("ledger_", planned.ledger))
         return JobReport(ok=True, counts=counts)
 
     return run
 
 
 def plan_jobs(context: JobContext) -> Iterator[Job]:
-    """Yield the plan job when the planner is installed and its interval is not 0."""
+    """Yield the plan job (customers, quotes, ledger) unless its interval is 0."""
     interval = context.config.daemon.plan_interval_seconds
-    planner = _planner_function("plan") if interval else None
-    if planner is not None and "now" in inspect.signature(planner).parameters:
-        yield Job(
-            name="plan", kind="plan", interval_seconds=interval, run=_plan_run(context, planner)
-        )
+    if interval:
+        yield Job(name="plan", kind="plan", interval_seconds=interval, run=_plan_run(context))
 
 
 # -- push ------------------------------------------------------------------------------------
@@ -238,8 +206,9 @@ _WAIT_KINDS = ("quota_exhausted", "rate_limited")
 def _push_run(
     store: Store, connector: Connector, lease: timedelta, interval: float
 ) -> Callable[[StopSignal], JobReport]:
+    from ledgerlink.sync.plan import record_results as on_result
+
     me = worker_id()
-    on_result = _planner_function("record_results")
 
     def run(stop: StopSignal) -> JobReport:
         totals: dict[str, int] = dict.fromkeys(("batches", "done", "retried", "failed"), 0)

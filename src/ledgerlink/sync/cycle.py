@@ -17,18 +17,27 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from ledgerlink.config import LedgerlinkConfig
 from ledgerlink.connector.protocol import Connector
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.matching.persist import MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
 from ledgerlink.store.repository import Store
 from ledgerlink.sync.engine import StreamResult, pull
-from ledgerlink.sync.ledger import LedgerPlanReport, plan_ledger
+from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
 from ledgerlink.sync.plan import PlanReport, plan, record_results
 from ledgerlink.sync.push import PushReport, push
 from ledgerlink.sync.quotes import QuotePlanReport, plan_quotes
 
-__all__ = ["CycleProgress", "CycleReport", "SystemSummary", "run_cycle"]
+__all__ = [
+    "CycleProgress",
+    "CycleReport",
+    "PlanReports",
+    "SystemSummary",
+    "ledger_options",
+    "plan_all",
+    "run_cycle",
+]
 
 CycleProgress = Callable[[str, str, int], None]
 """Called as ``progress(stage, detail, count)``: ``pull``/stream/records, ``match``, ``plan``,
@@ -70,6 +79,44 @@ class CycleReport:
         return all(r.ok for r in self.pulls) and all(p.ok for p in self.pushes)
 
 
+@dataclass
+class PlanReports:
+    """What one planning pass queued: customer fields, quote billing, ledger postings."""
+
+    plan: PlanReport
+    quotes: QuotePlanReport
+    ledger: LedgerPlanReport
+
+
+def ledger_options(config: LedgerlinkConfig | None) -> LedgerOptions:
+    """The ledger's valuation options from ``[ledger]`` (home currency, fallback rates)."""
+    if config is None:
+        return LedgerOptions()
+    return LedgerOptions(home_currency=config.ledger.home_currency, rates=config.ledger.rates)
+
+
+def plan_all(
+    store: Store,
+    mappings: MappingSet,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    ledger: LedgerOptions | None = None,
+) -> PlanReports:
+    """Plan everything the targets need, in the order each step relies on.
+
+    Customers first (a missing Stripe or QuickBooks customer is created, ids go back to
+    Salesforce), then the billing of accepted quotes (it needs the Stripe customer), then the
+    ledger postings (they need the QuickBooks customer and the Stripe money). Both ``ledgerlink
+    sync run`` and the daemon's plan job call this, so they queue the same writes.
+    """
+    return PlanReports(
+        plan=plan(store, mappings, now=now, dry_run=dry_run),
+        quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run),
+        ledger=plan_ledger(store, mappings, now=now, dry_run=dry_run, options=ledger),
+    )
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -83,6 +130,7 @@ def run_cycle(
     streams: Sequence[str] | None = None,
     dry_run: bool = False,
     progress: CycleProgress | None = None,
+    ledger: LedgerOptions | None = None,
 ) -> CycleReport:
     """Run one cycle over ``connectors`` (pull and push) and every customer (match and plan).
 
@@ -94,6 +142,7 @@ def run_cycle(
         streams: only these streams (of the connectors that have them); None: all.
         dry_run: plan without queueing, push nothing.
         progress: called as the stages advance.
+        ledger: the ledger's valuation options (see :func:`ledger_options`); defaults if None.
 
     Returns:
         The report of every stage and the per-system summary.
@@ -114,9 +163,8 @@ def run_cycle(
         now=now,
         progress=None if progress is None else lambda stage, n: progress("match", stage, n),
     )
-    report.plan = plan(store, mappings, now=now, dry_run=dry_run)
-    report.quotes = plan_quotes(store, mappings, now=now, dry_run=dry_run)
-    report.ledger = plan_ledger(store, mappings, now=now, dry_run=dry_run)
+    planned = plan_all(store, mappings, now=now, dry_run=dry_run, ledger=ledger)
+    report.plan, report.quotes, report.ledger = planned.plan, planned.quotes, planned.ledger
     if progress is not None:
         progress("plan", "writes", len(report.plan.ops))
     if not dry_run:
