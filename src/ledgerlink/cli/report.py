@@ -81,13 +81,17 @@ def _months(first: str | None, last: str | None) -> tuple[Month, Month]:
 def load_billing(engine: Engine, mappings: MappingSet) -> Billing:
     """Map the Stripe subscriptions and invoices in the store into revenue inputs.
 
-    Records that do not map are quarantined (as in a sync cycle) and left out.
+    Each subscription's history is rebuilt from its invoices (one snapshot per billed period
+    and per mid-period change, then its current state), so upgrades, downgrades and
+    cancellations show as movements in the months they happened. Records that do not map are
+    quarantined (as in a sync cycle) and left out.
     """
     from ledgerlink.domain.entities import Invoice, Subscription
     from ledgerlink.mapping.normalize import iter_normalized
-    from ledgerlink.revenue import histories, snapshot
+    from ledgerlink.revenue import histories
+    from ledgerlink.revenue.history import rebuild_histories
 
-    snapshots = []
+    subscriptions: list[Subscription] = []
     invoices: list[Invoice] = []
     for outcome in iter_normalized(
         engine,
@@ -98,9 +102,10 @@ def load_billing(engine: Engine, mappings: MappingSet) -> Billing:
         objects=["subscriptions", "invoices"],
     ):
         if isinstance(outcome.entity, Subscription):
-            snapshots.append(snapshot(outcome.entity))
+            subscriptions.append(outcome.entity)
         elif isinstance(outcome.entity, Invoice):
             invoices.append(outcome.entity)
+    snapshots = rebuild_histories(subscriptions, invoices)
     return Billing(histories=list(histories(snapshots)), invoices=invoices)
 
 

@@ -5,6 +5,8 @@ that tools disagree on spelled out in :class:`RevenuePolicy`:
 
 - :mod:`ledgerlink.revenue.mrr`: subscriptions normalised to months, exactly; ``explain``;
   ACV from quotes; metered usage and one-off charges apart.
+- :mod:`ledgerlink.revenue.history`: subscription histories rebuilt from Stripe invoices, one
+  snapshot per billed period and per mid-period change.
 - :mod:`ledgerlink.revenue.movements`: new, expansion, contraction, churn, reactivation that
   reconcile opening to closing MRR.
 - :mod:`ledgerlink.revenue.recognition`: straight-line recognition by day, side by side with
@@ -14,6 +16,7 @@ that tools disagree on spelled out in :class:`RevenuePolicy`:
 
 from __future__ import annotations
 
+from ledgerlink.revenue.history import rebuild_histories, rebuild_history
 from ledgerlink.revenue.movements import (
     Movement,
     MovementKind,
@@ -117,6 +120,8 @@ __all__ = [
     "movements_table",
     "mrr_table",
     "neutralise_cell",
+    "rebuild_histories",
+    "rebuild_history",
     "recognise",
     "render",
     "revenue_by_month",
