@@ -62,3 +62,19 @@ def test_secret_named_keys_are_masked_even_when_unknown(captured: io.StringIO) -
     assert event["access_token"] == REDACTED
     assert event["client_secret"] == REDACTED
     assert event["page"] == 2
+
+
+def test_a_logger_made_before_configuration_follows_it() -> None:
+    """Module-level loggers exist before `configure_logging` runs; its level and stream still apply."""
+    early = get_logger(component="early")
+    stream = io.StringIO()
+    configure_logging(level="WARNING", json=True, stream=stream)
+    try:
+        early.info("too.chatty", detail=1)
+        early.warning("worth.saying", api_key=SECRET)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["worth.saying"]
+    assert lines[0]["component"] == "early"
+    assert lines[0]["api_key"] == REDACTED

@@ -124,5 +124,10 @@ def configure_logging(
 
 
 def get_logger(**bound: Any) -> Any:
-    """Return a structlog logger with ``bound`` key-values."""
-    return structlog.get_logger().bind(**bound)
+    """Return a structlog logger with ``bound`` key-values.
+
+    The logger stays lazy: it takes the configuration in force when it logs, not the one in
+    force when it was made, so module-level loggers follow a later :func:`configure_logging`
+    (level, renderer, redaction).
+    """
+    return structlog.get_logger(**bound)
