@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +30,9 @@ from ledgerlink.daemon import cycle  # noqa: F401 - registers the match, plan, p
 from ledgerlink.daemon.health import HealthProbe, StoreHealth, party_objects, update_health_gauges
 from ledgerlink.daemon.http import WebhookAnswer, create_app
 from ledgerlink.daemon.jobs import (
+    Job,
     JobContext,
+    JobReport,
     StopSignal,
     build_jobs,
     connector_settings_without_schedule,
@@ -52,6 +54,11 @@ from ledgerlink.sync.runtime import connect, secret_store_for
 __all__ = ["Daemon", "DaemonOptions", "DaemonStartError"]
 
 _log = get_logger(component="daemon")
+
+CHAIN_WITHIN = 0.2
+"""Seconds within which a webhook's landed news starts the plan, and queued writes the pushes."""
+CHAIN_SECONDS = 60.0
+"""How long after a webhook the pushes that wrote something bring their target's pulls forward."""
 
 
 def _now() -> datetime:
@@ -137,6 +144,8 @@ class Daemon:
         self.connectors: dict[str, Connector] = {}
         self._plugins = dict(plugins) if plugins is not None else None
         self._webhooks: dict[str, Any] = {}
+        self._webhook_news: set[str] = set()
+        self._chain_until = 0.0
         self._scheduled: list[ScheduledStream] = []
         self._guard = ReplicaGuard(self.engine)
         self._server: uvicorn.Server | None = None
@@ -171,8 +180,10 @@ class Daemon:
         try:
             self._prepare_database()
             self._connect_all()
-            jobs = build_jobs(
-                JobContext(config=self.config, store=self.store, connectors=self.connectors)
+            jobs = self._chain_after_webhooks(
+                build_jobs(
+                    JobContext(config=self.config, store=self.store, connectors=self.connectors)
+                )
             )
             self._scheduled = [
                 ScheduledStream(
@@ -196,6 +207,74 @@ class Daemon:
             jobs=len(jobs),
             connectors=sorted(self.connectors),
         )
+
+    def _chain_after_webhooks(self, jobs: list[Job]) -> list[Job]:
+        """Let a webhook's news run through plan and push at once, not on their intervals.
+
+        A webhook brings its connector's pulls forward; the plan (every 120 s by default) and
+        the push (30 s) would still wait for their next runs, so a payment would reach the
+        ledger minutes later. Wrapped here: a pull that lands changes while its connector has
+        webhook news brings the plan forward, and a plan that queued writes brings the pushes
+        forward. Within :data:`CHAIN_SECONDS` of a webhook, a push that wrote something also
+        brings its target's pulls forward, so that what the target derived from the write (a
+        QuickBooks invoice's balance after a payment) reaches the other systems in the same
+        chain. Without webhooks the schedule is unchanged.
+        """
+        pushes = [job.name for job in jobs if job.kind == "push"]
+        pulls: dict[str, list[str]] = {}
+        for job in jobs:
+            if job.kind == "pull" and job.connector is not None:
+                pulls.setdefault(job.connector, []).append(job.name)
+        chained: list[Job] = []
+        for job in jobs:
+            if job.kind == "pull" and job.connector is not None:
+                chained.append(replace(job, run=self._after_pull(job.connector, job.run)))
+            elif job.kind == "plan":
+                chained.append(replace(job, run=self._after_plan(pushes, job.run)))
+            elif job.kind == "push" and job.connector is not None:
+                target_pulls = pulls.get(job.connector, [])
+                chained.append(
+                    replace(job, run=self._after_push(job.connector, target_pulls, job.run))
+                )
+            else:
+                chained.append(job)
+        return chained
+
+    def _after_pull(
+        self, connector: str, run: Callable[[StopSignal], JobReport]
+    ) -> Callable[[StopSignal], JobReport]:
+        def chained(stop: StopSignal) -> JobReport:
+            report = run(stop)
+            landed = sum(report.counts.get(k, 0) for k in ("inserted", "updated", "deleted"))
+            if landed and connector in self._webhook_news:
+                self._webhook_news.discard(connector)
+                self.scheduler.run_soon(["plan"], within=CHAIN_WITHIN)
+            return report
+
+        return chained
+
+    def _after_push(
+        self, target: str, pulls: list[str], run: Callable[[StopSignal], JobReport]
+    ) -> Callable[[StopSignal], JobReport]:
+        def chained(stop: StopSignal) -> JobReport:
+            report = run(stop)
+            if report.counts.get("done", 0) and time.monotonic() < self._chain_until:
+                self._webhook_news.add(target)
+                self.scheduler.run_soon(pulls, within=CHAIN_WITHIN)
+            return report
+
+        return chained
+
+    def _after_plan(
+        self, pushes: list[str], run: Callable[[StopSignal], JobReport]
+    ) -> Callable[[StopSignal], JobReport]:
+        def chained(stop: StopSignal) -> JobReport:
+            report = run(stop)
+            if any(v for k, v in report.counts.items() if k.endswith("queued")):
+                self.scheduler.run_soon(pushes, within=CHAIN_WITHIN)
+            return report
+
+        return chained
 
     def _prepare_database(self) -> None:
         head = head_revision()
@@ -418,6 +497,8 @@ class Daemon:
                 [f"pull:{name}:{stream}" for stream in wanted],
                 within=self.options.webhook_pull_within,
             )
+            self._webhook_news.add(name)
+            self._chain_until = time.monotonic() + CHAIN_SECONDS
             _log.info("webhook.accepted", connector=name, outcome=outcome, pulls_moved=len(moved))
         return code, document
 

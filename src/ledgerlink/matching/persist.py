@@ -46,6 +46,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.domain.entities import Party
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
@@ -986,6 +987,7 @@ class Matcher:
                 model=model_source,
                 seconds=round(time.perf_counter() - started, 3),
             )
+            crash_point("match.save")
             conn.execute(
                 insert(_AUDIT).values(
                     at=now,

@@ -66,6 +66,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.sql import Executable, literal_column
 
 from ledgerlink.connector.protocol import Cursor, Page, Record
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.store.db import SQLITE_IMMEDIATE, for_writing
 from ledgerlink.store.models import SourceRecord, SyncState
@@ -447,6 +448,7 @@ class Store:
         _require_aware(now)
         with self._write_engine.begin() as conn:
             result = self._land(conn, system, page.records, now)
+            crash_point("land.before_cursor")
             self._save_cursor(conn, connector, page.stream, page.cursor, now)
             if self.dialect == "postgresql" and result.written == 0:
                 # Only the cursor moved: no need to wait for the WAL flush (a few ms a page,

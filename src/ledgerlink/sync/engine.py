@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from ledgerlink.connector.errors import ConnectorError
 from ledgerlink.connector.protocol import Connector
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.store import Store
 
@@ -70,6 +71,7 @@ def pull_stream(
     error: str | None = None
     try:
         for page in connector.read(stream, cursor):
+            crash_point("pull.page_read")
             try:
                 landed = store.land_page(connector.name, page, connector=connector.name, now=_now())
             except ValueError as exc:
@@ -87,6 +89,7 @@ def pull_stream(
             deleted += landed.deleted
             if progress is not None:
                 progress(stream, len(page.records))
+            crash_point("pull.page_landed")
     except ConnectorError as exc:
         error = f"{exc.kind}: {exc}"
         store.save_error(connector.name, stream, error, now=_now())

@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
 from ledgerlink.domain.money import Money
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.mapping.normalize import quarantine_record
@@ -596,6 +597,7 @@ _STRIPE_OBJECT = {
 def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
     report.queued = enqueue(conn, [doc.planned_write() for doc in report.documents], now=now)
+    crash_point("ledger.enqueue")
     for kind, stripe_id, reason, payload in planner.quarantine:
         quarantine_record(
             conn,
@@ -657,6 +659,7 @@ def plan_ledger(
     if not dry_run:
         with for_writing(engine).begin() as conn:
             _store(conn, planner, now)
+        crash_point("ledger.committed")
     report = planner.report
     report.seconds = time.perf_counter() - started
     _log.info("ledger.planned", **report.as_dict())

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
+from ledgerlink.faults import crash_point
 from ledgerlink.store.db import SQLITE_IMMEDIATE, for_writing
 from ledgerlink.store.models import Outbox, OutboxStatus
 from ledgerlink.store.repository import canonical_json
@@ -439,6 +440,7 @@ def claim(
                 claimed = sorted((_claimed_row(row) for row in rows), key=lambda r: r.id)
                 if group is not None:
                     claimed = [_resent(row) for row in claimed]
+                crash_point("outbox.claim")
                 return claimed
     return []
 

@@ -62,6 +62,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
 from ledgerlink.domain.entities import Invoice, Party, Payment, Subscription
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
@@ -814,6 +815,7 @@ def _by_id(record: _Record) -> str:
 def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
     report.queued = enqueue(conn, [op.planned_write() for op in report.ops], now=now)
+    crash_point("plan.enqueue")
     report.superseded = _supersede(conn, planner, now)
     for key, conflicts in _by_record(report.conflicts).items():
         system, obj, record_id = key
@@ -973,6 +975,7 @@ def plan(
     if not dry_run:
         with for_writing(engine).begin() as conn:
             _store(conn, planner, now)
+        crash_point("plan.committed")
     report.seconds = time.perf_counter() - started
     _log.info("plan.done", **report.as_dict())
     return report

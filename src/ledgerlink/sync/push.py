@@ -62,6 +62,7 @@ from ledgerlink.connector.errors import (
     StaleVersionError,
 )
 from ledgerlink.connector.protocol import Connector, WriteResult, WriterSpec
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.normalize import quarantine_record
 from ledgerlink.metrics import REGISTRY
@@ -402,6 +403,7 @@ def _store_outcomes(
             )
         if done and on_result is not None:
             on_result(conn, done)
+        crash_point("push.store_outcome")
     return outcomes, done
 
 
@@ -434,6 +436,7 @@ def _send(
         for result in connector.write(ops):
             if result.idempotency_key in wanted:
                 results[result.idempotency_key] = result
+            crash_point("push.write_result")
     except Exception as exc:  # noqa: BLE001 - stored as the rows' outcome, re-raised unless mapped
         return results, exc
     return results, None
@@ -490,10 +493,13 @@ def push(
             break
         report.batches += 1
         report.sent += len(rows)
+        crash_point("push.claimed")
         results, failure = _send(connector, rows, specs)
+        crash_point("push.sent")
         now = clock()
         outcomes = _plan_outcomes(rows, results, failure, policy, now)
         outcomes, done = _store_outcomes(engine, outcomes, results, on_result, now)
+        crash_point("push.stored")
         _count(report, outcomes, done)
         for outcome in outcomes:
             if outcome.last_error and outcome.status != OutboxStatus.DONE.value:

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from ledgerlink.connector.errors import AuthenticationError, ConfigurationError, RetryableError
 from ledgerlink.connector.protocol import SecretStore
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger, register_secret
 
 __all__ = ["BearerAuth", "TokenManager", "refresh_token_secret_name"]
@@ -138,8 +139,10 @@ class TokenManager:
             register_secret(access, new_refresh)
             # Durable first: once the store has the new refresh token, a crash cannot lock
             # the hub out, whatever happens to the access token below.
+            crash_point("quickbooks.token_rotated")
             if new_refresh != self._secrets.get(self._secret_name):
                 self._secrets.put(self._secret_name, new_refresh)
+            crash_point("quickbooks.token_stored")
             self._access = access
             self._expires_at = self._clock() + dt.timedelta(
                 seconds=int(answer.get("expires_in", 3600))

@@ -30,6 +30,7 @@ from ledgerlink.connector.errors import (
     ConfigurationError,
     RetryableError,
 )
+from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger, register_secret
 
 __all__ = ["JWT_GRANT", "Authenticator", "Credentials", "Session"]
@@ -175,6 +176,7 @@ class Authenticator:
             msg = f"Salesforce refused the {self.credentials.flow} login: {detail}"
             raise AuthenticationError(msg, vendor_code=code, status=response.status_code)
         token = str(body["access_token"])
+        crash_point("salesforce.login")
         register_secret(token)
         rotated = body.get("refresh_token")
         if (
