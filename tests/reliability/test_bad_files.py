@@ -7,6 +7,7 @@ loader. The only acceptable outcomes are a clean load or the loader's own error 
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -103,7 +104,11 @@ def _check_mapping_bytes(name: str, content: bytes) -> None:
             load_mappings(user)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_mapping_file_bytes_load_or_give_located_problems(data: st.DataObject) -> None:
     """Any bytes in a user's mapping file either load or raise MappingError listing reasons; nothing else escapes."""
@@ -149,7 +154,11 @@ def _load_config_bytes(content: bytes) -> None:
             assert error.reason.strip()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     content=st.one_of(
         st.binary(max_size=300),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -159,7 +160,7 @@ _MUTATION = st.one_of(
 
 
 @settings(
-    max_examples=150,
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -10,6 +10,7 @@ nothing (a working injection would return every record).
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -80,7 +81,7 @@ def quickbooks() -> Iterator[Connector]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -109,7 +110,7 @@ def test_salesforce_lookups_by_name_and_external_id_find_exactly_one(
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -8,6 +8,7 @@ read from the environment (a canary of the secret scan). "Processed" means lande
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,7 +182,7 @@ def test_attack_is_refused_with_its_status_and_not_processed(
 
 
 @settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("LEDGERLINK_FUZZ_EXAMPLES", "60")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
