@@ -51,8 +51,10 @@ def _by_name(jobs: list[Job]) -> dict[str, Job]:
     return {job.name: job for job in jobs}
 
 
-def test_a_pull_landing_webhook_news_starts_the_plan_once(daemon: tuple[Daemon, Moves]) -> None:
-    """After an accepted webhook, the first pull of that connector that lands changes brings the plan forward, once."""
+def test_pulls_landing_webhook_news_start_the_plan_while_the_chain_lasts(
+    daemon: tuple[Daemon, Moves],
+) -> None:
+    """After an accepted webhook, each pull of that connector that lands changes brings the plan forward, until the chain ends."""
     service, moves = daemon
     jobs = _by_name(
         service._chain_after_webhooks([_job("pull:slow:ticks", "pull", LANDED, "slow")])
@@ -60,9 +62,13 @@ def test_a_pull_landing_webhook_news_starts_the_plan_once(daemon: tuple[Daemon, 
     jobs["pull:slow:ticks"].run(StopSignal())
     assert moves.moved == [], "no webhook yet: the schedule is unchanged"
     service._webhook_news.add("slow")
+    service._chain_until = time.monotonic() + 60
     jobs["pull:slow:ticks"].run(StopSignal())
     jobs["pull:slow:ticks"].run(StopSignal())
-    assert moves.moved == [["plan"]]
+    assert moves.moved == [["plan"], ["plan"]], "a later stream may bring what the plan needs"
+    service._chain_until = time.monotonic() - 1
+    jobs["pull:slow:ticks"].run(StopSignal())
+    assert len(moves.moved) == 2, "after the chain, pulls keep their schedule"
 
 
 def test_a_pull_that_lands_nothing_keeps_the_news_for_the_next_one(
@@ -74,6 +80,7 @@ def test_a_pull_that_lands_nothing_keeps_the_news_for_the_next_one(
         service._chain_after_webhooks([_job("pull:slow:ticks", "pull", NOTHING, "slow")])
     )
     service._webhook_news.add("slow")
+    service._chain_until = time.monotonic() + 60
     jobs["pull:slow:ticks"].run(StopSignal())
     assert moves.moved == []
     assert "slow" in service._webhook_news

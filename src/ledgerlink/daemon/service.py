@@ -214,7 +214,8 @@ class Daemon:
         A webhook brings its connector's pulls forward; the plan (every 120 s by default) and
         the push (30 s) would still wait for their next runs, so a payment would reach the
         ledger minutes later. Wrapped here: a pull that lands changes while its connector has
-        webhook news brings the plan forward, and a plan that queued writes brings the pushes
+        webhook news brings the plan forward (each such pull, until :data:`CHAIN_SECONDS` after
+        the webhook), and a plan that queued writes brings the pushes
         forward. Within :data:`CHAIN_SECONDS` of a webhook, a push that wrote something also
         brings its target's pulls forward, so that what the target derived from the write (a
         QuickBooks invoice's balance after a payment) reaches the other systems in the same
@@ -246,8 +247,10 @@ class Daemon:
         def chained(stop: StopSignal) -> JobReport:
             report = run(stop)
             landed = sum(report.counts.get(k, 0) for k in ("inserted", "updated", "deleted"))
-            if landed and connector in self._webhook_news:
-                self._webhook_news.discard(connector)
+            # Every landing pull of the connector while the chain lasts starts the plan (the
+            # scheduler coalesces them): the streams of one connector land one after the other,
+            # and what the plan needs (an invoice's new balance) may come with a later one.
+            if landed and connector in self._webhook_news and time.monotonic() < self._chain_until:
                 self.scheduler.run_soon(["plan"], within=CHAIN_WITHIN)
             return report
 
