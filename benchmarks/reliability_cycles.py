@@ -57,7 +57,7 @@ from ledgerlink.connector.roster import Roster
 from ledgerlink.connector.sandbox import Fault
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import DbSecretStore, Store, create_engine_for, generate_key, upgrade
-from ledgerlink.store.models import Outbox, Quarantine
+from ledgerlink.store.models import CustomerLink, LinkStatus, Outbox, Quarantine
 from ledgerlink.sync.cycle import CycleReport, run_cycle
 from ledgerlink.sync.ledger import LedgerOptions
 from ledgerlink.sync.outbox import count_by_status
@@ -93,6 +93,8 @@ class CycleRunResult:
     outbox: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
     held: int = 0
+    in_review: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
     salesforce_writes: int = 0
     trial_balance: Decimal = Decimal(0)
     cycles: int = 0
@@ -131,7 +133,9 @@ def table(results: list[CycleRunResult]) -> str:
         ("outbox rows by status", lambda r: ", ".join(f"{k} {v}" for k, v in r.outbox.items())),
         ("Salesforce record updates", lambda r: r.salesforce_writes),
         ("quarantined records (open, bad input)", lambda r: r.quarantined),
-        ("Stripe documents held for a quarantined customer", lambda r: r.held),
+        ("Stripe customers waiting in the review queue", lambda r: r.in_review),
+        ("Stripe documents held (customer quarantined or in review)", lambda r: r.held),
+        ("ledger documents still waiting, by reason", lambda r: dict(r.waiting) or 0),
         ("trial balance (home currency)", lambda r: r.trial_balance),
         ("cycles (settled)", lambda r: f"{r.cycles} ({'yes' if r.settled else 'no'})"),
         ("waits asked (s, not slept)", lambda r: round(r.waited_seconds)),
@@ -266,7 +270,7 @@ def _switch_faults_on(sandboxes: dict[str, Any], seed: int) -> dict[str, list[An
 def _switch_faults_off(sandboxes: dict[str, Any], kinds: dict[str, list[Any]]) -> None:
     for sandbox in sandboxes.values():
         sandbox.faults.clear()
-    for slow in kinds["answer lost"]:
+    for slow in kinds.get("answer lost", []):
         slow.rate = 0.0
 
 
@@ -290,8 +294,8 @@ def _stripe_truth(stripe: Any, quarantined: set[str]) -> tuple[dict[str, set[str
     """The Stripe ids that must each have one QuickBooks document, by kind, and how many are held.
 
     A document of a Stripe customer that failed to map (quarantined with its reason, say a
-    customer without a name) is held on purpose until someone fixes the record: it is counted
-    as held, not missing.
+    customer without a name) or that waits in the review queue is held on purpose until
+    someone fixes the record or decides: it is counted as held, not missing.
     """
     state = stripe.state
     truth: dict[str, set[str]] = {kind: set() for kind in DOCUMENTS}
@@ -347,8 +351,21 @@ def _check(result: CycleRunResult, sandboxes: dict[str, Any], engine: Engine) ->
                 )
             )
         }
+        # A Stripe customer waiting in the review queue has no customer yet: its documents wait
+        # for the person's decision (posting them to a new QuickBooks customer would make a
+        # duplicate customer the moment the pair is linked).
+        link = CustomerLink.__table__  # type: ignore[attr-defined]
+        in_review = {
+            str(external_id)
+            for (external_id,) in conn.execute(
+                select(link.c.external_id).where(
+                    link.c.system == "stripe", link.c.status == LinkStatus.REVIEW.value
+                )
+            )
+        }
     result.quarantined = len(quarantined)
-    truth, result.held = _stripe_truth(stripe, quarantined)
+    result.in_review = len(in_review)
+    truth, result.held = _stripe_truth(stripe, quarantined | in_review)
     for kind, entity in DOCUMENTS.items():
         notes = _quickbooks_notes(company, entity)
         mine = Counter({k: v for k, v in notes.items() if k in truth[kind]})
@@ -441,6 +458,7 @@ def cycle_run(
     cycles_max: int,
     seed: int,
     fresh_keys: bool = False,
+    faults: bool = True,
     progress: Callable[[str], None] = print,
 ) -> CycleRunResult:
     """Start the sandboxes, run cycles under faults until quiet, one clean cycle, then count."""
@@ -470,7 +488,7 @@ def cycle_run(
             ensure_accounts(connectors["quickbooks"], mappings.accounts.accounts)  # type: ignore[arg-type]
             for sandbox in sandboxes.values():
                 sandbox.faults.reset_counts()
-            kinds = _switch_faults_on(sandboxes, seed)
+            kinds = _switch_faults_on(sandboxes, seed) if faults else {}
             while result.cycles < cycles_max:
                 result.cycles += 1
                 report = run_cycle(
@@ -487,6 +505,8 @@ def cycle_run(
             result.cycles += 1
             clean = run_cycle(store, connectors, mappings, now=datetime.now(UTC), ledger=ledger)
             result.settled = result.settled and _quiet_cycle(clean, engine)
+            if clean.ledger is not None:
+                result.waiting = dict(clean.ledger.waiting)
             result.injected = Counter({k: sum(f.hits for f in fs) for k, fs in kinds.items()})
             result.requests = {s: sandboxes[s].faults.request_count for s in SYSTEMS}
             _check(result, sandboxes, engine)
@@ -510,12 +530,16 @@ def main() -> None:
     parser.add_argument("--cycles-max", type=int, default=12, help="cycles under faults at most")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-control", action="store_true", help="skip the control run")
+    parser.add_argument(
+        "--no-faults", action="store_true", help="the same cycles without faults (a baseline)"
+    )
     args = parser.parse_args()
     common = {
         "companies": args.companies,
         "invoices_per_customer": args.invoices_per_customer,
         "cycles_max": args.cycles_max,
         "seed": args.seed,
+        "faults": not args.no_faults,
     }
     results = [cycle_run("with idempotency keys", **common)]
     if not args.no_control:

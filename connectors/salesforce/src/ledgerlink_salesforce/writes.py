@@ -8,7 +8,10 @@ result or error is mapped back to its :class:`~ledgerlink.connector.protocol.Wri
   /composite/sobjects/{Type}/{ExternalIdField}``; the external-id value is the op's
   ``external_id`` or else its idempotency key, which makes a repeated write land on the same
   record. A group of one uses ``PATCH /sobjects/{Type}/{Field}/{value}``, where several
-  records sharing the value answer HTTP 300: a :class:`ConflictError` for review, not a guess.
+  records sharing the value answer HTTP 300: a :class:`ConflictError` for review, not a guess;
+  but only for a value of letters, digits, ``-`` and ``_``: in a URL path Salesforce reads a
+  ``/`` (even encoded) as a separator and some endings (``.inc``) as a file format, so any
+  other value goes in the body of the collections call.
 * ``UPDATE``: ``PATCH /composite/sobjects`` with each record's ``Id``.
 * ``DELETE``: ``DELETE /composite/sobjects?ids=...``; an already deleted record counts as done.
 
@@ -19,6 +22,7 @@ given to every op of the call and stops the remaining batches when no further ca
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -41,6 +45,8 @@ __all__ = ["COLLECTION_LIMIT", "Writer"]
 COLLECTION_LIMIT = 200
 _READ_ONLY = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp", "attributes"}
 _STOP = (QuotaExhaustedError, AuthenticationError, ConfigurationError)
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+"""External-id values that can travel in a URL path as they are."""
 
 
 class Writer:
@@ -128,7 +134,7 @@ class Writer:
         object_name = ops[0].object
         if kind == "upsert":
             field = self.settings.external_id_for(object_name)
-            if len(ops) == 1:
+            if len(ops) == 1 and _PATH_SAFE.fullmatch(self._external_value(ops[0])):
                 return [self._upsert_one(ops[0], field)]
             records = [
                 {
