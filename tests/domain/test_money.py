@@ -500,3 +500,18 @@ def test_models_refuse_float_string_or_unknown_money(payload: str) -> None:
     """A JSON float or string amount, an unknown currency or a malformed mapping is invalid."""
     with pytest.raises(ValidationError):
         _Priced.model_validate_json(payload)
+
+
+def test_json_number_carries_the_exact_amount_or_refuses() -> None:
+    """Amounts leave for vendors as JSON numbers that read back exactly; a lossy one is refused."""
+    from decimal import Decimal
+
+    from ledgerlink.domain.currencies import MoneyError
+    from ledgerlink.domain.money import json_number
+
+    assert json_number(Decimal("1234.50")) == 1234.5
+    assert json_number(Decimal("120.00")) == 120
+    assert isinstance(json_number(Decimal("120.00")), int)
+    assert json_number(Decimal("0.1")) == 0.1
+    with pytest.raises(MoneyError):
+        json_number(Decimal("12345678901234567.89"))

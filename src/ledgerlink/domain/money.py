@@ -51,6 +51,7 @@ __all__ = [
     "Money",
     "Rounding",
     "RoundingRequiredError",
+    "json_number",
     "sum_money",
     "zero",
 ]
@@ -60,6 +61,25 @@ __all__ = [
 _MAX_DIGITS = 48
 _AMOUNT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _MAX_TEXT_LENGTH = 80
+
+
+def json_number(value: Decimal) -> int | float:
+    """Return ``value`` as the JSON number vendors take, refusing any loss.
+
+    A float is only the carrier of the decimal text at the JSON boundary (``Decimal("1234.50")``
+    -> ``1234.5``); it is exact for amounts of up to 15 significant digits, and anything it
+    would change is refused rather than rounded.
+
+    Raises:
+        MoneyError: ``value`` cannot travel exactly as a JSON number.
+    """
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    if Decimal(repr(as_float)) != value:
+        msg = f"amount {value} cannot be sent exactly as a JSON number"
+        raise MoneyError(msg)
+    return as_float
 
 
 class CurrencyMismatchError(MoneyError):

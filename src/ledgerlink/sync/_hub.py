@@ -36,7 +36,7 @@ from ledgerlink.domain.entities import (
     Subscription,
     SubscriptionStatus,
 )
-from ledgerlink.domain.money import Money
+from ledgerlink.domain.money import Money, json_number
 from ledgerlink.revenue import Month, RevenueError, arr, histories, measure_mrr, snapshot
 
 __all__ = [
@@ -78,13 +78,10 @@ class HubValues:
 def money_value(amount: Money) -> int | float:
     """Return ``amount`` in major units as a JSON number with exactly the currency's digits.
 
-    Vendors take amounts as JSON numbers; the float is only the carrier of the decimal text
-    (``Decimal("1234.50")`` -> ``1234.5``), exact for up to 15 significant digits.
+    Vendors take amounts as JSON numbers (see :func:`~ledgerlink.domain.money.json_number`:
+    exact, or refused).
     """
-    major = amount.to_decimal()
-    if major == major.to_integral_value():
-        return int(major)
-    return float(major)
+    return json_number(amount.to_decimal())
 
 
 def _day(moment: datetime | date | None) -> str | None:

@@ -49,7 +49,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
-from ledgerlink.domain.money import Money
+from ledgerlink.domain.money import Money, json_number
 from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger
 from ledgerlink.mapping.loader import MappingSet
@@ -195,11 +195,7 @@ def _posting() -> ModuleType:
 def _jsonable(value: Any) -> Any:
     """Decimals -> exact JSON numbers (the outbox stores JSON); refuses inexact amounts."""
     if isinstance(value, Decimal):
-        as_float = float(value)
-        if Decimal(repr(as_float)) != value:
-            msg = f"amount {value} cannot be stored exactly as a JSON number"
-            raise ValueError(msg)
-        return int(value) if value == value.to_integral_value() else as_float
+        return json_number(value)
     if isinstance(value, Mapping):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
