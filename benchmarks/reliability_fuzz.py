@@ -47,7 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     for test in TESTS:
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "-x"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                test,
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-x",
+                "--timeout=0",
+            ],
             cwd=ROOT,
             env=env,
             capture_output=True,
