@@ -134,3 +134,40 @@ def test_scheduler_runs_jobs_and_a_webhook_can_bring_a_run_forward() -> None:
     finally:
         scheduler.shutdown()
     assert not scheduler.alive()
+
+
+def test_a_run_asked_for_while_the_job_runs_follows_it_once() -> None:
+    """News that arrives during a run (a webhook, the chain) is run right after, not dropped.
+
+    APScheduler alone would skip such a run (one instance at a time) and leave the news to the
+    job's next interval, an hour away here. Two requests during one run give one more run.
+    """
+    tracker = JobTracker()
+    runs: list[int] = []
+    running, release, second = threading.Event(), threading.Event(), threading.Event()
+
+    def work(_stop: StopSignal) -> JobReport:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            running.set()
+            assert release.wait(30)
+        else:
+            second.set()
+        return JobReport(ok=True)
+
+    scheduler = JobScheduler(
+        JobRunner(LocalJobLocks(), tracker, StopSignal()), workers=2, first_run_within=0
+    )
+    scheduler.add([job("pull", work, interval=3600)])
+    scheduler.start()
+    try:
+        assert running.wait(30)
+        assert scheduler.run_soon(["pull"], within=0.1) == ["pull"]
+        assert scheduler.run_soon(["pull"], within=0.1) == ["pull"]
+        release.set()
+        assert second.wait(30)
+        assert tracker.wait_idle(30)
+        assert runs == [1, 2]
+        assert scheduler.next_runs()["pull"] is not None
+    finally:
+        scheduler.shutdown()

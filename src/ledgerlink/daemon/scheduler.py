@@ -1,8 +1,10 @@
 """Running jobs on their intervals: APScheduler for timing, :class:`JobRunner` for each run.
 
 Every job is an APScheduler interval job with jitter (so replicas and streams do not all fire
-at once), ``max_instances=1`` (a slow run is never doubled in one replica), ``coalesce=True``
-(missed runs collapse into one) and a misfire grace of one interval. Each run goes through
+at once), ``coalesce=True`` (missed runs collapse into one) and a misfire grace of one interval.
+A job runs one run at a time in a replica: a run that falls due while it runs (its interval,
+a webhook, the webhook chain) is run right after the current one ends, once however often it
+was asked, instead of being dropped as APScheduler's ``max_instances=1`` would. Each run goes through
 :class:`JobRunner`, which takes the job's lock (an advisory lock on PostgreSQL, so that one
 replica does the work), records the outcome for ``/status`` and the metrics, and never lets a
 failing job stop the scheduler.
@@ -17,6 +19,7 @@ rate-limit error, ends with outcome ``waiting`` and its next run moves to the wi
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -36,7 +39,8 @@ from ledgerlink.log import get_logger
 __all__ = ["JobRunner", "JobScheduler", "Outcome"]
 
 Outcome = str
-"""``ok``, ``error``, ``interrupted``, ``crashed``, ``locked``, ``waiting`` or ``stopping``."""
+"""``ok``, ``error``, ``interrupted``, ``crashed``, ``locked``, ``waiting``, ``stopping`` or
+``coalesced`` (folded into the run in progress, which runs the job again when it ends)."""
 
 Defer = Callable[[str, datetime], None]
 """Moves the next run of the named job to no earlier than the given time."""
@@ -207,9 +211,14 @@ class JobScheduler:
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
-            job_defaults={"coalesce": True, "max_instances": 1},
+            job_defaults={"coalesce": True, "max_instances": 2},
         )
         self._jobs: dict[str, Job] = {}
+        # Jobs running now, and those asked to run again meanwhile (see _run). APScheduler's
+        # own ``max_instances=1`` would drop such a run instead of deferring it.
+        self._guard = threading.Lock()
+        self._running: set[str] = set()
+        self._again: set[str] = set()
         if runner.defer is None:
             runner.defer = self.defer
 
@@ -224,7 +233,7 @@ class JobScheduler:
             self.runner.tracker.register(job.name, job.kind)
             delay = self._rng.uniform(0, min(self.first_run_within, job.interval_seconds))
             self._scheduler.add_job(
-                self.runner.run,
+                self._run,
                 trigger=IntervalTrigger(
                     seconds=job.interval_seconds,
                     jitter=max(int(job.interval_seconds * self.jitter_fraction), 0) or None,
@@ -237,6 +246,42 @@ class JobScheduler:
                 misfire_grace_time=max(int(job.interval_seconds), 1),
                 replace_existing=True,
             )
+
+    def _run(self, job: Job) -> Outcome:
+        """Run ``job`` through the runner, one run at a time, again while asked to.
+
+        A run that falls due while the job runs (its interval, or :meth:`run_soon`) does not
+        start a second run: it is noted, and the running one runs the job once more as soon as
+        it ends, so news that arrives during a run is never left to the next interval.
+        """
+        with self._guard:
+            if job.name in self._running:
+                self._again.add(job.name)
+                return "coalesced"
+            self._running.add(job.name)
+        try:
+            while True:
+                outcome = self.runner.run(job)
+                with self._guard:
+                    if job.name not in self._again or outcome == "stopping" or not self.running:
+                        self._again.discard(job.name)
+                        return outcome
+                    self._again.discard(job.name)
+        finally:
+            with self._guard:
+                self._running.discard(job.name)
+
+    def _move(self, name: str, when: datetime) -> bool:
+        """Bring job ``name``'s next run forward to ``when``; True when it was later."""
+        if not self.running:
+            return False
+        scheduled = self._scheduler.get_job(name)
+        if scheduled is None or scheduled.next_run_time is None:
+            return False
+        if scheduled.next_run_time <= when:
+            return False
+        scheduled.modify(next_run_time=when)
+        return True
 
     @property
     def jobs(self) -> list[Job]:
@@ -267,22 +312,25 @@ class JobScheduler:
     def run_soon(self, names: Sequence[str], *, within: float = 1.0) -> list[str]:
         """Bring the next run of the named jobs forward to at most ``within`` seconds from now.
 
-        A job already due sooner keeps its time; a running job runs again once it finishes
-        (runs coalesce). Used when a webhook says that a stream has news.
+        A job already due sooner keeps its time. A job running now runs again as soon as that
+        run ends (however often it is asked meanwhile: the requests coalesce into one run), so
+        news that arrives during a run is never left to the next interval. Used when a webhook
+        says that a stream has news, and along the webhook chain.
 
         Returns:
-            The names of the jobs that were moved.
+            The names of the jobs that were moved or marked to run again.
         """
         if not self.running:
             return []
         soon = _now() + timedelta(seconds=within)
         moved = []
         for name in names:
-            job = self._scheduler.get_job(name)
-            if job is None or job.next_run_time is None:
-                continue
-            if job.next_run_time > soon:
-                job.modify(next_run_time=soon)
+            with self._guard:
+                if name in self._running:
+                    self._again.add(name)
+                    moved.append(name)
+                    continue
+            if self._move(name, soon):
                 moved.append(name)
         return moved
 
