@@ -197,3 +197,42 @@ def test_dropped_connections_from_the_sandbox_are_retried(connector, sandbox, re
     sandbox.faults.add(Fault(kind="drop", count=2, path_prefix="/v3/"))
     pages, _ = read_all(connector, "Item", Cursor())
     assert len([r for p in pages for r in p.records]) == 6
+
+
+def test_a_write_ends_the_reuse_of_the_cdc_answer(connector, sandbox, read_all):
+    """What a write changed (the invoice a payment pays) is read at once, not a minute later.
+
+    Within ``cdc_reuse_seconds`` the streams of a cycle share one CDC answer; a payment posted
+    through the same connection changes the invoice's balance, and a read after it must see the
+    new balance instead of the answer from before the write.
+    """
+    _, cursor = read_all(connector, "Invoice", Cursor())
+    pages, cursor = read_all(connector, "Invoice", cursor)  # caches a CDC answer
+    assert _ids(pages) == []
+    invoice = next(
+        i for i in sandbox.company.table("Invoice").by_id() if float(i.get("Balance") or 0) > 0
+    )
+    (result,) = connector.write(
+        [
+            WriteOp(
+                "pay-open-invoice",
+                "Payment",
+                WriteAction.CREATE,
+                {
+                    "CustomerRef": invoice["CustomerRef"],
+                    "TotalAmt": invoice["Balance"],
+                    "Line": [
+                        {
+                            "Amount": invoice["Balance"],
+                            "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}],
+                        }
+                    ],
+                },
+            )
+        ]
+    )
+    assert result.ok, result.error
+    pages, _ = read_all(connector, "Invoice", cursor)
+    (record,) = [r for p in pages for r in p.records]
+    assert record.id == invoice["Id"]
+    assert float(record.payload["Balance"]) == 0

@@ -8,7 +8,8 @@ Reading a stream (see :meth:`QuickBooksConnector.read`):
   time of the first answer becomes the CDC start, so changes made during the load are not
   lost.
 * **Incremental**: one ``/cdc?entities=...&changedSince=...`` call serves every CDC stream of
-  a cycle (the answer is reused for ``cdc_reuse_seconds``); records become pages, deleted
+  a cycle (the answer is reused for ``cdc_reuse_seconds``, until the connection writes);
+  records become pages, deleted
   objects tombstones. The cursor keeps ``since`` (server time of the CDC answer, minus one
   second since QuickBooks stamps whole seconds) plus the usual boundary value and ids.
 * When ``since`` is older than the 30-day CDC window, or an answer hits the 1,000-object cap,
@@ -297,8 +298,18 @@ class QuickBooksConnector:
             )
 
     def write(self, ops: Sequence[WriteOp]) -> Iterator[WriteResult]:
-        """Apply ``ops`` (batched by 30), yielding one result per op in order."""
-        return write_ops(self, ops)
+        """Apply ``ops`` (batched by 30), yielding one result per op in order.
+
+        A write changes what QuickBooks holds (the payment, and the balance of the invoice it
+        pays), so the cached CDC answer is dropped once the writes are done: the next read asks
+        QuickBooks again instead of serving the state from before the write for up to
+        ``cdc_reuse_seconds``.
+        """
+        try:
+            yield from write_ops(self, ops)
+        finally:
+            with self._cdc_lock:
+                self._cdc_cache = None
 
     def check(self) -> CheckReport:
         """Check the refresh token and access to the company."""
