@@ -3,11 +3,18 @@
 Runs two passes through ``Store.land_page`` (records and cursor per page, as the sync engine
 does): a first pass that inserts every record, then a re-ingest of the same records unchanged.
 Prints records/s for each pass (store time only, and wall time including generating the
-payloads) and the process's peak RSS, and on stderr the machine's load average. Payloads are generated lazily, page by page, so memory
-stays flat whatever N is.
+payloads), the re-ingest's speed-up, the process's peak RSS, the machine's 1-minute load
+average at the start and the end of the run, and the CPU time per record of each pass spent
+by this process inside ``land_page`` (client) and by the PostgreSQL backends of the benchmark
+database (server, read from ``/proc`` when the server runs on this host; ``-`` otherwise).
+Payloads are generated lazily, page by page, so memory stays flat whatever N is.
 
     .venv/bin/python benchmarks/store_ingest.py                      # 1,000,000 on both
     .venv/bin/python benchmarks/store_ingest.py --records 100000 --database postgresql
+    .venv/bin/python benchmarks/store_ingest.py --database postgresql --repeat 3
+
+``--repeat N`` runs each database N times (a fresh database each time, one process per run)
+and ends with the spread of the re-ingest speed-up: on a shared host, one run says little.
 
 PostgreSQL: a database ``ledgerlink_bench_<pid>`` is created on the server named by
 ``LEDGERLINK_BENCH_DATABASE_URL`` (default: ``LEDGERLINK_TEST_DATABASE_URL``, then
@@ -20,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,19 +145,69 @@ class PassResult:
     counts: LandResult
     store_seconds: float
     wall_seconds: float
+    client_cpu_seconds: float
+    server_cpu_seconds: float | None
 
 
-def run_pass(store: Store, total: int, page_size: int) -> PassResult:
-    """Land every page once; return counts and timings."""
+class ServerCpu:
+    """CPU time used by the PostgreSQL backends connected to one database, from ``/proc``.
+
+    Only meaningful when the server runs on this host (as in the documented runs); otherwise
+    :meth:`seconds` returns None. Background processes (checkpointer, writer) are not counted.
+    """
+
+    def __init__(self, admin: psycopg.Connection[Any] | None, database: str) -> None:
+        self.admin = admin
+        self.database = database
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def seconds(self) -> float | None:
+        """Return the user + system CPU seconds of the database's backends, or None."""
+        if self.admin is None:
+            return None
+        pids = self.admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+        ).fetchall()
+        total = 0
+        for (pid,) in pids:
+            try:
+                name, _, rest = Path(f"/proc/{pid}/stat").read_text().partition(") ")
+            except OSError:
+                return None  # the server runs elsewhere
+            if not name.endswith("(postgres"):
+                return None  # a process of this host with the same pid, not the backend
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / self.tick
+
+
+def run_pass(store: Store, total: int, page_size: int, server: ServerCpu) -> PassResult:
+    """Land every page once; return counts, timings and CPU times."""
     counts = LandResult()
-    store_seconds = 0.0
+    store_seconds = client_cpu = 0.0
+    server_start = server.seconds()
     wall_start = time.perf_counter()
     now = datetime.now(UTC)
     for page in pages(total, page_size):
         start = time.perf_counter()
+        cpu_start = time.process_time()
         counts += store.land_page("salesforce", page, connector="salesforce", now=now)
+        client_cpu += time.process_time() - cpu_start
         store_seconds += time.perf_counter() - start
-    return PassResult(counts, store_seconds, time.perf_counter() - wall_start)
+    wall = time.perf_counter() - wall_start
+    server_end = server.seconds()
+    server_cpu = None if server_start is None or server_end is None else server_end - server_start
+    return PassResult(counts, store_seconds, wall, client_cpu, server_cpu)
+
+
+def cpu_per_record(result: PassResult, total: int) -> str:
+    """Client and server CPU microseconds per record of a pass, as ``client / server``."""
+    server = (
+        "-"
+        if result.server_cpu_seconds is None
+        else f"{result.server_cpu_seconds / total * 1e6:.1f}"
+    )
+    return f"{result.client_cpu_seconds / total * 1e6:.1f} / {server}"
 
 
 def peak_rss_mib() -> float:
@@ -179,11 +238,12 @@ def bench_one(database: str, total: int, page_size: int) -> None:
         tmp = tempfile.TemporaryDirectory(prefix="ledgerlink-bench-")
         url = f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     engine = create_engine_for(url)
+    backends = ServerCpu(admin, bench_db)
     try:
         upgrade(engine)
         store = Store(engine)
-        first = run_pass(store, total, page_size)
-        again = run_pass(store, total, page_size)
+        first = run_pass(store, total, page_size, backends)
+        again = run_pass(store, total, page_size, backends)
     finally:
         engine.dispose()
         if admin is not None:
@@ -195,13 +255,15 @@ def bench_one(database: str, total: int, page_size: int) -> None:
     assert again.counts.unchanged == total, again.counts
     first_rate = total / first.store_seconds
     again_rate = total / again.store_seconds
+    load_end = os.getloadavg()
     print(
         f"| {database} | {total:,} | {first_rate:,.0f} | {total / first.wall_seconds:,.0f} "
         f"| {again_rate:,.0f} | {total / again.wall_seconds:,.0f} "
-        f"| {again_rate / first_rate:.1f}x | {peak_rss_mib():,.0f} |",
+        f"| {again_rate / first_rate:.2f}x | {peak_rss_mib():,.0f} "
+        f"| {load_start[0]:.2f} to {load_end[0]:.2f} "
+        f"| {cpu_per_record(first, total)} | {cpu_per_record(again, total)} |",
         flush=True,
     )
-    load_end = os.getloadavg()
     print(
         f"{database}: load average (1, 5, 15 min) {load_start[0]:.2f} {load_start[1]:.2f} "
         f"{load_start[2]:.2f} at the start, {load_end[0]:.2f} {load_end[1]:.2f} "
@@ -213,9 +275,24 @@ def bench_one(database: str, total: int, page_size: int) -> None:
 
 HEADER = (
     "| database | records | first pass rec/s (store) | first pass rec/s (wall) "
-    "| re-ingest rec/s (store) | re-ingest rec/s (wall) | re-ingest speed-up | peak RSS MiB |\n"
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    "| re-ingest rec/s (store) | re-ingest rec/s (wall) | re-ingest speed-up | peak RSS MiB "
+    "| load (1 min) | first pass CPU us/rec (client / server) "
+    "| re-ingest CPU us/rec (client / server) |\n"
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 )
+SPEED_UP = re.compile(r"\| ([0-9.]+)x \|")
+
+
+def summarize(database: str, lines: list[str]) -> None:
+    """Print the spread of the re-ingest speed-up over the runs of one database."""
+    ratios = sorted(float(match.group(1)) for line in lines if (match := SPEED_UP.search(line)))
+    if len(ratios) < 2:
+        return
+    print(
+        f"{database}: re-ingest speed-up over {len(ratios)} runs: min {ratios[0]:.2f}x, "
+        f"median {statistics.median(ratios):.2f}x, max {ratios[-1]:.2f}x",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,28 +301,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--page-size", type=int, default=2000, help="records per page")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per database, each in its own process"
+    )
     parser.add_argument("--no-header", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.no_header:
         print(HEADER, flush=True)
-    if args.database != "both":
+    if args.database != "both" and args.repeat == 1:
         bench_one(args.database, args.records, args.page_size)
         return 0
-    for database in ("postgresql", "sqlite"):  # one process each: separate peak RSS
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--records",
-                str(args.records),
-                "--database",
-                database,
-                "--page-size",
-                str(args.page_size),
-                "--no-header",
-            ],
-            check=True,
-        )
+    databases = ("postgresql", "sqlite") if args.database == "both" else (args.database,)
+    lines: dict[str, list[str]] = {database: [] for database in databases}
+    for _ in range(args.repeat):
+        for database in databases:  # one process each: separate peak RSS
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--records",
+                    str(args.records),
+                    "--database",
+                    database,
+                    "--page-size",
+                    str(args.page_size),
+                    "--no-header",
+                ],
+                check=True,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            print(run.stdout, end="", flush=True)
+            lines[database].append(run.stdout)
+    for database in databases:
+        summarize(database, lines[database])
     return 0
 
 

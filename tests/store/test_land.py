@@ -253,9 +253,9 @@ def test_records_landed_by_a_concurrent_writer_are_counted_as_they_are(
     """When another writer stored records after the pre-read, counts say what really happened."""
     store.land("salesforce", [account("001A"), account("001B")], now=T0)
 
-    def stale_pre_read(*args: Any) -> dict[str, tuple[str, bool]]:
+    def stale_pre_read(*args: Any) -> list[str]:
         args[-1]()  # what runs while the pre-read is in flight
-        return {}
+        return [""] * len(args[-2])  # nothing stored, as before the other writer
 
     monkeypatch.setattr(store, "_stored_state", stale_pre_read)
     result = store.land(
