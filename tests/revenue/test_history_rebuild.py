@@ -17,6 +17,7 @@ from ledgerlink.domain.entities import (
 from ledgerlink.domain.money import Money
 from ledgerlink.revenue import (
     Month,
+    PastDueTreatment,
     RevenuePolicy,
     SubscriptionSnapshot,
     customer_mrr,
@@ -136,3 +137,66 @@ def test_a_change_not_invoiced_yet_dates_from_the_current_period() -> None:
     snapshots = rebuild_history(now, invoices)
     assert mrr_by_month(snapshots, MONTHS) == [1000, 1000, 2000, 2000]
     assert snapshots[-1].subscription.status is SubscriptionStatus.PAST_DUE
+
+
+def test_a_renewal_paid_late_is_past_due_until_paid() -> None:
+    """A renewal charged on 10 March and paid on 2 April is past due at the end of March only."""
+    late = invoice("in_3", at(2026, 3, 10), at(2026, 4, 10), 1000, paid_at=at(2026, 4, 2))
+    late = late.model_copy(update={"issued_at": at(2026, 3, 10)})
+    invoices = [
+        invoice("in_1", at(2026, 1, 10), at(2026, 2, 10), 1000),
+        invoice("in_2", at(2026, 2, 10), at(2026, 3, 10), 1000),
+        late,
+    ]
+    snapshots = rebuild_history(current(1000), invoices)
+    (history,) = histories(snapshots)
+    march = history.snapshots[history.index_before(Month(2026, 3).end)]
+    assert march.subscription.status is SubscriptionStatus.PAST_DUE
+    assert mrr_by_month(snapshots, MONTHS) == [1000, 1000, 1000, 1000]
+    excluded = RevenuePolicy(past_due=PastDueTreatment.EXCLUDE)
+    assert [
+        (counted or ("", "", 0))[2]
+        for counted in (customer_mrr(history, m, excluded) for m in MONTHS)
+    ] == [1000, 1000, 0, 1000]
+
+
+def test_a_renewal_paid_at_once_or_by_its_due_date_is_never_past_due() -> None:
+    """Paid within the hour of finalisation, or by its due date, a renewal leaves the status active."""
+    on_time = invoice("in_2", at(2026, 2, 10), at(2026, 3, 10), 1000, paid_at=at(2026, 2, 10, 1))
+    sent = invoice("in_3", at(2026, 3, 10), at(2026, 4, 10), 1000, paid_at=at(2026, 3, 31))
+    sent = sent.model_copy(update={"due_date": at(2026, 3, 31).date()})
+    invoices = [invoice("in_1", at(2026, 1, 10), at(2026, 2, 10), 1000), on_time, sent]
+    snapshots = rebuild_history(current(1000), invoices)
+    assert {s.subscription.status for s in snapshots} == {SubscriptionStatus.ACTIVE}
+
+
+def test_metered_lines_do_not_rebuild_items_and_stay_out_of_mrr() -> None:
+    """Usage lines of a metered item (1,500 then 2,000 calls) never become items in MRR."""
+    calls = SourceRef(system="stripe", object="subscription_item", id="si_calls")
+
+    def usage(start: datetime, end: datetime, quantity: int) -> InvoiceLine:
+        return InvoiceLine(
+            quantity=Decimal(quantity),
+            unit_price=Money(5, "EUR"),
+            amount=Money(5 * quantity, "EUR"),
+            period_start=start,
+            period_end=end,
+            subscription_item=calls,
+        )
+
+    first = invoice("in_1", at(2026, 1, 10), at(2026, 2, 10), 1000)
+    second = invoice("in_2", at(2026, 2, 10), at(2026, 3, 10), 1000)
+    second = second.model_copy(
+        update={"lines": (*second.lines, usage(at(2026, 1, 10), at(2026, 2, 10), 1500))}
+    )
+    third = invoice("in_3", at(2026, 3, 10), at(2026, 4, 10), 1000)
+    third = third.model_copy(
+        update={"lines": (*third.lines, usage(at(2026, 2, 10), at(2026, 3, 10), 2000))}
+    )
+    now = current(1000)
+    metered_item = item("calls", 5).model_copy(update={"source": calls})
+    now = now.model_copy(update={"items": (*now.items, metered_item)})
+    snapshots = rebuild_history(now, [first, second, third], metered=[calls])
+    assert mrr_by_month(snapshots, MONTHS) == [1000, 1000, 1000, 1000]
+    assert all(s.is_metered(metered_item) for s in snapshots)
+    assert all(metered_item in s.subscription.items for s in snapshots)

@@ -175,3 +175,15 @@ def test_revenue_table_and_unknown_format():
     )
     with pytest.raises(ValueError, match="xml"):
         render(Table("t", ("a",), ()), "xml")
+
+
+@pytest.mark.parametrize("command", ["mrr", "movements"])
+def test_an_unknown_past_due_choice_exits_2_before_reading_the_store(command: str) -> None:
+    """`--past-due sometimes` is refused with the two valid choices named, exit code 2."""
+    from typer.testing import CliRunner
+
+    from ledgerlink.cli import app
+
+    result = CliRunner().invoke(app, ["report", command, "--past-due", "sometimes"])
+    assert result.exit_code == 2
+    assert "use include or exclude" in result.output

@@ -4,14 +4,20 @@ The reports read the Stripe subscriptions and invoices landed in the store, map 
 the configured mappings (records that do not map are quarantined, as in a sync cycle) and hand
 them to :mod:`ledgerlink.revenue`. Customers are keyed by their Stripe customer until matching
 links them to golden customers.
+
+Two Stripe facts have no canonical field, so they are read from the landed records themselves:
+which prices are metered (``recurring.usage_type``), so usage is never counted as MRR, and
+disputes (funds withdrawn and reinstated, from each dispute's balance transactions), so cash
+goes down when a bank takes a payment back.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,9 +28,18 @@ if TYPE_CHECKING:
 
     from ledgerlink.domain.entities import CreditNote, Invoice, Payment, Quote, Refund, SourceRef
     from ledgerlink.mapping import MappingSet
-    from ledgerlink.revenue import Month, SubscriptionHistory
+    from ledgerlink.revenue import Dispute, Month, RevenuePolicy, SubscriptionHistory
 
-__all__ = ["Billing", "RevenueInputs", "app", "load_billing", "load_revenue", "months_ending"]
+__all__ = [
+    "Billing",
+    "RevenueInputs",
+    "app",
+    "load_billing",
+    "load_revenue",
+    "metered_references",
+    "months_ending",
+    "stripe_disputes",
+]
 
 app = typer.Typer(
     help=(
@@ -44,6 +59,16 @@ ToOption = Annotated[
 ]
 CustomerOption = Annotated[str | None, typer.Option(help="Only this customer key.")]
 FormatOption = Annotated[str, typer.Option("--format", help="table, csv or json.")]
+PastDueOption = Annotated[
+    str,
+    typer.Option(
+        "--past-due",
+        help=(
+            "include: past-due subscriptions count while Stripe retries the payment; "
+            "exclude: they churn at the failed payment and come back as reactivation."
+        ),
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -78,13 +103,79 @@ def _months(first: str | None, last: str | None) -> tuple[Month, Month]:
     return start, end
 
 
+def _stripe_payloads(engine: Engine, object_name: str) -> Iterator[dict[str, Any]]:
+    """Yield the landed payloads of one Stripe object (not deleted), page by page."""
+    from sqlalchemy import select
+
+    from ledgerlink.store.models import SourceRecord
+
+    table = SourceRecord.__table__  # type: ignore[attr-defined]
+    last_id = 0
+    while True:
+        query = (
+            select(table.c.id, table.c.payload)
+            .where(
+                table.c.system == "stripe",
+                table.c.object == object_name,
+                table.c.deleted_at.is_(None),
+                table.c.id > last_id,
+            )
+            .order_by(table.c.id)
+            .limit(500)
+        )
+        with engine.connect() as conn:
+            rows = list(conn.execute(query))
+        if not rows:
+            return
+        for row in rows:
+            if isinstance(row.payload, dict):
+                yield row.payload
+        last_id = rows[-1].id
+
+
+def _metered_price(price: Any) -> bool:
+    recurring = price.get("recurring") if isinstance(price, dict) else None
+    return isinstance(recurring, dict) and recurring.get("usage_type") == "metered"
+
+
+def metered_references(engine: Engine) -> set[SourceRef]:
+    """The Stripe subscription items and prices billed on usage, from the landed records.
+
+    The canonical subscription has no usage type, so Stripe's ``recurring.usage_type`` is read
+    from the prices, the subscriptions' items and, for items removed since, invoice lines.
+    """
+    from ledgerlink.domain.entities import SourceRef
+
+    def item_ref(item_id: str) -> SourceRef:
+        return SourceRef(system="stripe", object="subscription_item", id=item_id)
+
+    prices = {p["id"] for p in _stripe_payloads(engine, "prices") if _metered_price(p)}
+    items: set[str] = set()
+    for subscription in _stripe_payloads(engine, "subscriptions"):
+        for item in (subscription.get("items") or {}).get("data") or []:
+            if isinstance(item, dict) and _metered_price(item.get("price")):
+                prices.add(item["price"]["id"])
+                items.add(item["id"])
+    if prices:
+        for invoice in _stripe_payloads(engine, "invoices"):
+            for line in (invoice.get("lines") or {}).get("data") or []:
+                price = line.get("price") if isinstance(line, dict) else None
+                billed = isinstance(price, dict) and price.get("id") in prices
+                if billed and line.get("subscription_item"):
+                    items.add(line["subscription_item"])
+    return {item_ref(i) for i in items} | {
+        SourceRef(system="stripe", object="prices", id=p) for p in prices
+    }
+
+
 def load_billing(engine: Engine, mappings: MappingSet) -> Billing:
     """Map the Stripe subscriptions and invoices in the store into revenue inputs.
 
     Each subscription's history is rebuilt from its invoices (one snapshot per billed period
     and per mid-period change, then its current state), so upgrades, downgrades and
-    cancellations show as movements in the months they happened. Records that do not map are
-    quarantined (as in a sync cycle) and left out.
+    cancellations show as movements in the months they happened. Metered items are marked so
+    that usage is reported apart from MRR. Records that do not map are quarantined (as in a
+    sync cycle) and left out.
     """
     from ledgerlink.domain.entities import Invoice, Subscription
     from ledgerlink.mapping.normalize import iter_normalized
@@ -105,8 +196,19 @@ def load_billing(engine: Engine, mappings: MappingSet) -> Billing:
             subscriptions.append(outcome.entity)
         elif isinstance(outcome.entity, Invoice):
             invoices.append(outcome.entity)
-    snapshots = rebuild_histories(subscriptions, invoices)
+    snapshots = rebuild_histories(subscriptions, invoices, metered=metered_references(engine))
     return Billing(histories=list(histories(snapshots)), invoices=invoices)
+
+
+def _policy(past_due: str) -> RevenuePolicy:
+    """The revenue policy the options choose; exit 2 on an unknown choice."""
+    from ledgerlink.revenue import PastDueTreatment, RevenuePolicy
+
+    try:
+        treatment = PastDueTreatment(past_due.strip().lower())
+    except ValueError:
+        fail(f"--past-due {past_due!r}: use include or exclude", 2)
+    return RevenuePolicy(past_due=treatment)
 
 
 def _load_billing(ctx: typer.Context) -> Billing:
@@ -136,6 +238,7 @@ def mrr(
         typer.Option("--explain", help="Show how this customer's MRR in --to's month is made."),
     ] = None,
     report_format: FormatOption = "table",
+    past_due: PastDueOption = "include",
 ) -> None:
     """MRR and ARR per month, customer and currency, with metered usage and one-off charges apart.
 
@@ -145,14 +248,16 @@ def mrr(
     from ledgerlink.revenue import explain, explain_table, mrr_table, render
 
     start, end = _months(first, last)
+    policy = _policy(past_due)
     billing = _load_billing(ctx)
     if explain_customer:
-        table = explain_table(explain(billing.histories, explain_customer, end))
+        table = explain_table(explain(billing.histories, explain_customer, end, policy))
     else:
         table = mrr_table(
             billing.histories,
             start,
             end,
+            policy,
             customer=customer,
             invoices=billing.invoices,
         )
@@ -169,13 +274,15 @@ def movements(
         bool, typer.Option("--by-customer", help="One row per customer and month with a change.")
     ] = False,
     report_format: FormatOption = "table",
+    past_due: PastDueOption = "include",
 ) -> None:
     """Monthly MRR movements: opening + new + expansion - contraction - churn + reactivation = closing."""
     from ledgerlink.revenue import compute_movements, movements_table, render
 
     start, end = _months(first, last)
+    policy = _policy(past_due)
     billing = _load_billing(ctx)
-    report = compute_movements(billing.histories, start, end, customer=customer)
+    report = compute_movements(billing.histories, start, end, policy, customer=customer)
     _print(render(movements_table(report, by_customer=by_customer), report_format))
 
 
@@ -189,12 +296,18 @@ class RevenueInputs:
     payments: list[Payment]
     refunds: list[Refund]
     golden: dict[tuple[str, str, str], str]
+    disputes: list[Dispute] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         """Whether the store holds nothing the report counts."""
         return not (
-            self.quotes or self.invoices or self.credit_notes or self.payments or self.refunds
+            self.quotes
+            or self.invoices
+            or self.credit_notes
+            or self.payments
+            or self.refunds
+            or self.disputes
         )
 
     def customer_of(self, party: SourceRef | None) -> str:
@@ -221,8 +334,70 @@ def _accepted(quote: Quote) -> Quote:
     return quote
 
 
+def _stripe_exponents(mappings: MappingSet) -> dict[str, int]:
+    """The decimals Stripe uses per currency where ISO 4217 differs (the charges mapping's)."""
+    charges = mappings.object_mapping("stripe", "charges")
+    spec = charges.fields.get("amount") if charges is not None else None
+    for step in spec.transforms if spec is not None else ():
+        exponents = getattr(step.params, "exponents", None)
+        if step.name == "money_minor" and isinstance(exponents, dict):
+            return dict(exponents)
+    return {}
+
+
+def _dispute(payload: dict[str, Any], exponents: dict[str, int]) -> Dispute | None:
+    """A dispute's cash effect; None when no funds were withdrawn (an inquiry)."""
+    from ledgerlink.domain.currencies import get_currency
+    from ledgerlink.domain.entities import SourceRef
+    from ledgerlink.domain.money import Money
+    from ledgerlink.revenue import Dispute
+
+    moves = [t for t in payload.get("balance_transactions") or [] if isinstance(t, dict)]
+    withdrawn = [int(t["created"]) for t in moves if int(t["amount"]) < 0]
+    reinstated = [int(t["created"]) for t in moves if int(t["amount"]) > 0]
+    if not withdrawn:
+        return None
+    code = get_currency(str(payload["currency"])).code
+    amount = Money.from_scaled(
+        int(payload["amount"]), exponents.get(code, get_currency(code).exponent), code
+    )
+    charge = payload["charge"]
+    charge_id = str(charge["id"] if isinstance(charge, dict) else charge)
+    return Dispute(
+        payment=SourceRef(system="stripe", object="charges", id=charge_id),
+        amount=amount,
+        withdrawn_at=datetime.fromtimestamp(min(withdrawn), UTC),
+        reinstated_at=datetime.fromtimestamp(max(reinstated), UTC) if reinstated else None,
+    )
+
+
+def stripe_disputes(engine: Engine, mappings: MappingSet) -> list[Dispute]:
+    """Disputes from the landed Stripe dispute records, for the cash column.
+
+    A dispute moves money only through its balance transactions: the negative one withdraws
+    the disputed amount, a positive one (a won dispute) gives it back; an inquiry has none and
+    is left out. Amounts use the scale the charges mapping uses for the currency. A record that
+    cannot be read is logged and left out.
+    """
+    from ledgerlink.log import get_logger
+
+    exponents = _stripe_exponents(mappings)
+    disputes: list[Dispute] = []
+    for payload in _stripe_payloads(engine, "disputes"):
+        try:
+            dispute = _dispute(payload, exponents)
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: a bad amount or currency
+            get_logger().warning(
+                "report.dispute_unreadable", dispute=str(payload.get("id")), error=str(exc)
+            )
+            continue
+        if dispute is not None:
+            disputes.append(dispute)
+    return disputes
+
+
 def load_revenue(engine: Engine, mappings: MappingSet) -> RevenueInputs:
-    """Map the quotes (Salesforce) and invoices, credit notes, charges and refunds (Stripe).
+    """Map the quotes (Salesforce) and invoices, credit notes, charges, refunds and disputes (Stripe).
 
     Records that do not map are quarantined (as in a sync cycle) and left out; golden customer
     links come from the matching run (``customer_link`` rows with status ``linked``).
@@ -254,6 +429,7 @@ def load_revenue(engine: Engine, mappings: MappingSet) -> RevenueInputs:
                 inputs.payments.append(entity)
             elif isinstance(entity, Refund):
                 inputs.refunds.append(entity)
+    inputs.disputes.extend(stripe_disputes(engine, mappings))
     link = CustomerLink.__table__  # type: ignore[attr-defined]
     query = select(link.c.system, link.c.object, link.c.external_id, link.c.customer_id).where(
         link.c.status == LinkStatus.LINKED.value
@@ -295,7 +471,8 @@ def revenue(
     """Bookings, billings, cash and recognised revenue side by side, per month and currency.
 
     Bookings are accepted quotes net of tax; billings finalised invoices net of tax and
-    discounts, less credit notes; cash succeeded payments less refunds; recognised revenue
+    discounts, less credit notes; cash succeeded payments less refunds and disputes (a won
+    dispute comes back); recognised revenue
     spreads each invoice line straight-line by day over its service period. See docs/revenue.md.
     """
     from ledgerlink.revenue import render, revenue_by_month, revenue_table
@@ -316,6 +493,7 @@ def revenue(
         credit_notes=inputs.credit_notes,
         payments=inputs.payments,
         refunds=inputs.refunds,
+        disputes=inputs.disputes,
         customer=customer,
         customer_of=inputs.customer_of,
     )

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ledgerlink_stripe.sandbox.billing import Billing, SandboxError, missing
+from ledgerlink_stripe.sandbox.settlement import Settlement
 from ledgerlink_stripe.sandbox.store import SandboxState, SavedResponse, WebhookEndpoint, new_id
 
 __all__ = ["API_VERSION", "build_app", "decode_form", "render_fault"]
@@ -160,6 +161,7 @@ class _Api:
     ) -> None:
         self.state = state
         self.billing = billing
+        self.settlement = Settlement(billing)
         self.api_key = api_key
         self.settle_after = settle_after
         self._last_settle = time.monotonic()
@@ -289,7 +291,27 @@ class _Api:
                 params = {k: v for k, v in params.items() if k != "status"}
             elif "status" not in params:
                 extra = _not_canceled
+        if object_name == "balance_transaction" and params.get("payout"):
+            return self._paid_out(params)
         return self._list(object_name, f"/v1/{collection}", params, extra)
+
+    def _paid_out(self, params: JSON) -> JSON:
+        """``GET /v1/balance_transactions?payout=po_...``: what an automatic payout paid out."""
+        txns = self.settlement.paid_out(str(params["payout"]))
+        ids = [txn["id"] for txn in txns]
+        start = 0
+        after = params.get("starting_after")
+        if after:
+            if after not in ids:
+                raise missing("balance_transaction", after, "starting_after")
+            start = ids.index(after) + 1
+        limit = _limit(params)
+        return {
+            "object": "list",
+            "url": "/v1/balance_transactions",
+            "has_more": start + limit < len(txns),
+            "data": [dict(txn) for txn in txns[start : start + limit]],
+        }
 
     def _list(
         self, object_name: str, url: str, params: JSON, extra: Callable[[JSON], bool] | None = None
@@ -317,6 +339,7 @@ class _Api:
             starting_after=params.get("starting_after"),
             ending_before=params.get("ending_before"),
             match=match,
+            created_since=_lower_bound(bounds),
         )
         expand = params.get("expand") or []
         return {
@@ -426,7 +449,8 @@ class _Api:
             "invoices": self.billing.create_invoice,
             "invoiceitems": self.billing.create_invoice_item,
             "refunds": self.billing.create_refund,
-            "credit_notes": self.billing.create_credit_note,
+            "credit_notes": self.settlement.create_credit_note,
+            "charges": self.settlement.create_charge,
             "payouts": self.billing.create_payout,
         }
         creator = creators.get(collection)
@@ -441,6 +465,8 @@ class _Api:
             return self.billing.update_customer(object_id, params)
         if collection == "subscriptions":
             return self.billing.update_subscription(object_id, params)
+        if collection == "disputes":
+            return self.billing.update_dispute(object_id, params)
         raise _unknown(request)
 
     def delete(self, request: Request, params: JSON) -> JSON:
@@ -453,16 +479,38 @@ class _Api:
         raise _unknown(request)
 
     def action(self, request: Request, params: JSON) -> JSON:
-        """POST /v1/invoices/{id}/finalize|pay and /v1/subscription_items/{id}/usage_records."""
+        """POST /v1/invoices/{id}/finalize|pay|void|mark_uncollectible, /v1/credit_notes/{id}/void,
+        /v1/disputes/{id}/close, legacy usage_records."""
         collection, object_id = request.path_params["collection"], request.path_params["id"]
         verb = request.path_params["action"]
         if collection == "invoices" and verb == "finalize":
             return self.billing.finalize_invoice(object_id)
         if collection == "invoices" and verb == "pay":
             return self.billing.pay_invoice(object_id, params)
+        settlement = {
+            ("invoices", "void"): self.settlement.void_invoice,
+            ("invoices", "mark_uncollectible"): self.settlement.mark_uncollectible,
+            ("credit_notes", "void"): self.settlement.void_credit_note,
+        }.get((collection, verb))
+        if settlement is not None:
+            return settlement(object_id)
         if collection == "subscription_items" and verb == "usage_records":
             return self.billing.report_usage(object_id, params)
+        if collection == "disputes" and verb == "close":
+            return self.billing.close_dispute(object_id)
         raise _unknown(request)
+
+    def create_meter(self, request: Request, params: JSON) -> JSON:  # noqa: ARG002 - handler signature
+        """POST /v1/billing/meters."""
+        return self.billing.create_meter(params)
+
+    def get_meter(self, request: Request, params: JSON) -> JSON:  # noqa: ARG002 - handler signature
+        """GET /v1/billing/meters/{id}."""
+        return self.billing.get("billing.meter", request.path_params["id"])
+
+    def create_meter_event(self, request: Request, params: JSON) -> JSON:  # noqa: ARG002 - handler signature
+        """POST /v1/billing/meter_events."""
+        return self.billing.create_meter_event(params)
 
     def create_clock(self, request: Request, params: JSON) -> JSON:  # noqa: ARG002 - handler signature
         """POST /v1/test_helpers/test_clocks."""
@@ -542,6 +590,12 @@ def _limit(params: JSON) -> int:
     return limit
 
 
+def _lower_bound(bounds: JSON) -> int | None:
+    """The smallest ``created`` that ``bounds`` lets through, when it has a lower bound."""
+    lower = [int(bounds[op]) + (op == "gt") for op in ("gt", "gte", "eq") if op in bounds]
+    return max(lower) if lower else None
+
+
 def _in_bounds(value: int, bounds: JSON) -> bool:
     checks = {
         "gt": value.__gt__,
@@ -575,6 +629,9 @@ def build_app(
         Route("/v1/test_helpers/test_clocks/{id}", r(api.get_clock), methods=["GET"]),
         Route("/v1/test_helpers/test_clocks/{id}/advance", r(api.advance_clock), methods=["POST"]),
         Route("/v1/invoices/{id}/lines", r(api.invoice_lines), methods=["GET"]),
+        Route("/v1/billing/meters", r(api.create_meter), methods=["POST"]),
+        Route("/v1/billing/meters/{id}", r(api.get_meter), methods=["GET"]),
+        Route("/v1/billing/meter_events", r(api.create_meter_event), methods=["POST"]),
         Route("/v1/{collection}", r(api.list_objects), methods=["GET"]),
         Route("/v1/{collection}", r(api.create), methods=["POST"]),
         Route("/v1/{collection}/{id}", r(api.retrieve), methods=["GET"]),

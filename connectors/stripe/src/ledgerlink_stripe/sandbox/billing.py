@@ -8,11 +8,25 @@ settlement of a charge's balance transaction.
 
 Magic payment methods follow Stripe's test cards: ``pm_card_chargeCustomerFail`` and
 ``pm_card_visa_chargeDeclined`` decline, ``pm_card_createDispute`` succeeds and is disputed.
+Dispute evidence follows Stripe's test values: ``winning_evidence`` wins the dispute (the
+funds are reinstated), ``losing_evidence`` loses it; closing a dispute accepts the loss.
+
+Billing periods: an annual (or weekly, daily) price renews on Stripe's calendar, the same date
+a year later; a month is 30 days in the sandbox (Stripe renews on the same day of the next
+month), so monthly renewals drift by a day or two against the calendar.
+
+Usage-based prices follow the pinned API version: a metered price names a billing meter
+(``recurring[meter]``), usage arrives as meter events (``/v1/billing/meter_events``) and is
+billed in arrears, on the invoice that opens the next period, with the line's period being the
+one the usage was recorded in. The legacy ``usage_records`` path (removed from the API in
+2025-03-31.basil) still works for the seeded legacy prices.
 """
 
 from __future__ import annotations
 
+import calendar
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from ledgerlink_stripe.sandbox.data import ZERO_DECIMAL
@@ -103,6 +117,35 @@ def _int(params: JSON, name: str, default: int | None = None) -> int:
 
 def _bool(value: Any) -> bool:
     return str(value).lower() == "true"
+
+
+def _period_end(start: int, recurring: JSON | None) -> int:
+    """Return the end of the billing period that starts at ``start`` for a price's interval.
+
+    Years follow the calendar as Stripe's do (a period from 29 February ends on 28 February);
+    months are 30 days, the sandbox's simplification (see the module docstring).
+    """
+    interval = (recurring or {}).get("interval") or "month"
+    count = int((recurring or {}).get("interval_count") or 1)
+    if interval == "year":
+        moment = datetime.fromtimestamp(start, UTC)
+        year = moment.year + count
+        day = min(moment.day, calendar.monthrange(year, moment.month)[1])
+        return int(moment.replace(year=year, day=day).timestamp())
+    if interval == "week":
+        return start + 7 * DAY * count
+    if interval == "day":
+        return start + DAY * count
+    return start + PERIOD * count
+
+
+def _recurring(sub: JSON) -> JSON | None:
+    """The ``recurring`` settings of a subscription's prices (Stripe requires one interval)."""
+    for item in sub["items"]["data"]:
+        recurring: JSON | None = item["price"].get("recurring")
+        if recurring:
+            return recurring
+    return None
 
 
 def merge_metadata(current: JSON, update: Any) -> JSON:
@@ -268,6 +311,7 @@ class Billing:
         if not currency:
             raise required("currency")
         recurring = params.get("recurring")
+        meter = self._price_meter(recurring)
         price = {
             "id": new_id("price_"),
             "object": "price",
@@ -286,7 +330,7 @@ class Billing:
                 "interval": recurring.get("interval", "month"),
                 "interval_count": int(recurring.get("interval_count", 1)),
                 "usage_type": recurring.get("usage_type", "licensed"),
-                "aggregate_usage": "sum" if recurring.get("usage_type") == "metered" else None,
+                "meter": meter,
                 "trial_period_days": None,
             },
             "tax_behavior": "unspecified",
@@ -300,6 +344,147 @@ class Billing:
         self._put(price)
         self.state.emit("price.created", price)
         return price
+
+    def _price_meter(self, recurring: Any) -> str | None:
+        """The meter a new recurring price bills; a metered price must name one (basil)."""
+        if not isinstance(recurring, dict) or recurring.get("usage_type") != "metered":
+            return None
+        meter = recurring.get("meter")
+        if not meter:
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                "A metered price must be associated with a meter: pass recurring[meter].",
+                param="recurring[meter]",
+            )
+        self.get("billing.meter", meter, "recurring[meter]")
+        return str(meter)
+
+    # -- usage-based billing: meters and meter events ------------------------------------------
+    def create_meter(self, params: JSON) -> JSON:
+        """Create a billing meter (``POST /v1/billing/meters``)."""
+        for name in ("display_name", "event_name"):
+            if not params.get(name):
+                raise required(name)
+        formula = (params.get("default_aggregation") or {}).get("formula")
+        if formula not in ("sum", "count", "last"):
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                "Invalid default_aggregation[formula]: must be one of sum, count or last",
+                param="default_aggregation[formula]",
+            )
+        customer_key = (params.get("customer_mapping") or {}).get("event_payload_key")
+        value_key = (params.get("value_settings") or {}).get("event_payload_key")
+        now = self.state.now()
+        meter = {
+            "id": new_id("mtr_"),
+            "object": "billing.meter",
+            "created": now,
+            "updated": now,
+            "livemode": False,
+            "display_name": params["display_name"],
+            "event_name": params["event_name"],
+            "event_time_window": params.get("event_time_window"),
+            "status": "active",
+            "status_transitions": {"deactivated_at": None},
+            "customer_mapping": {
+                "event_payload_key": customer_key or "stripe_customer_id",
+                "type": "by_id",
+            },
+            "default_aggregation": {"formula": formula},
+            "value_settings": {"event_payload_key": value_key or "value"},
+        }
+        return self._put(meter)
+
+    def create_meter_event(self, params: JSON) -> JSON:
+        """Record usage (``POST /v1/billing/meter_events``), billed at the next renewal.
+
+        A repeated ``identifier`` is kept once (Stripe enforces uniqueness over at least 24
+        hours). The timestamp defaults to the customer's time (its test clock's, if any) and
+        must lie within the 35 days before it or at most 5 minutes after.
+        """
+        name = params.get("event_name") or required("event_name")
+        if isinstance(name, SandboxError):
+            raise name
+        payload = params.get("payload")
+        if not isinstance(payload, dict):
+            raise required("payload")
+        meters = [
+            m
+            for m in self.state.store("billing.meter").added.values()
+            if m and m["event_name"] == name and m["status"] == "active"
+        ]
+        if not meters:
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                f"No active meter was found for event_name {name}.",
+                param="event_name",
+            )
+        meter = meters[0]
+        customer_key = meter["customer_mapping"]["event_payload_key"]
+        value_key = meter["value_settings"]["event_payload_key"]
+        customer = payload.get(customer_key) or required(f"payload[{customer_key}]")
+        if isinstance(customer, SandboxError):
+            raise customer
+        self.get("customer", customer, f"payload[{customer_key}]")
+        _int(payload, value_key)
+        now = self.time_for(customer)
+        timestamp = _int(params, "timestamp", now)
+        if not now - 35 * DAY <= timestamp <= now + 300:
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                "Timestamp must be within the past 35 calendar days or up to 5 minutes in the "
+                "future.",
+                param="timestamp",
+            )
+        identifier = params.get("identifier") or new_id("")[1:]
+        events = self.state.store("billing.meter_event")
+        if events.get(identifier) is None:
+            events.put(
+                {
+                    "id": identifier,
+                    "object": "billing.meter_event",
+                    "created": now,
+                    "event_name": name,
+                    "identifier": identifier,
+                    "livemode": False,
+                    "payload": {str(k): str(v) for k, v in payload.items()},
+                    "timestamp": timestamp,
+                }
+            )
+        event = dict(events.get(identifier) or {})
+        event.pop("id", None)
+        return event
+
+    def _metered_usage(self, customer: str, price: JSON, period: tuple[int, int]) -> int:
+        """Aggregate a customer's meter events of ``[start, end)`` with the meter's formula."""
+        meter_id = (price.get("recurring") or {}).get("meter")
+        meter = self.state.store("billing.meter").get(meter_id) if meter_id else None
+        if meter is None:
+            return 0
+        customer_key = meter["customer_mapping"]["event_payload_key"]
+        value_key = meter["value_settings"]["event_payload_key"]
+        events = sorted(
+            (
+                e
+                for e in self.state.store("billing.meter_event").added.values()
+                if e
+                and e["event_name"] == meter["event_name"]
+                and e["payload"].get(customer_key) == customer
+                and period[0] <= e["timestamp"] < period[1]
+            ),
+            key=lambda e: (e["timestamp"], e["created"]),
+        )
+        formula = meter["default_aggregation"]["formula"]
+        if formula == "count":
+            return len(events)
+        values = [int(e["payload"][value_key]) for e in events]
+        if formula == "last":
+            return values[-1] if values else 0
+        return sum(values)
 
     # -- subscriptions -----------------------------------------------------------------------
     def _item(self, subscription_id: str, spec: JSON, created: int) -> JSON:
@@ -369,7 +554,7 @@ class Billing:
             "ended_at": None,
             "collection_method": params.get("collection_method") or "charge_automatically",
             "current_period_start": now,
-            "current_period_end": now + PERIOD,
+            "current_period_end": _period_end(now, items[0]["price"].get("recurring")),
             "start_date": now,
             "metadata": merge_metadata({}, params.get("metadata")),
             "days_until_due": None,
@@ -421,7 +606,7 @@ class Billing:
             previous["items"] = copy.deepcopy(sub["items"])
             items = self._items(sub)
             remaining = max(0, sub["current_period_end"] - now)
-            share = remaining / PERIOD
+            share = remaining / max(1, sub["current_period_end"] - sub["current_period_start"])
             for spec in params["items"]:
                 existing = next((it for it in items if it["id"] == spec.get("id")), None)
                 if existing is None:
@@ -816,14 +1001,26 @@ class Billing:
             )
         return self.get("invoice", invoice_id)
 
-    def _invoice_for_period(self, sub: JSON, start: int, reason: str) -> JSON:
+    def _invoice_for_period(
+        self, sub: JSON, start: int, reason: str, usage_period: tuple[int, int] | None = None
+    ) -> JSON:
+        """Invoice the period from ``start``: licensed items ahead, metered usage in arrears.
+
+        ``usage_period`` is the period that just ended (None on the first invoice, whose
+        metered lines bill nothing yet).
+        """
         invoice = self._new_invoice(
             sub["customer"], sub["currency"], start, reason, subscription=sub["id"]
         )
         for item in self._items(sub):
             metered = item["quantity"] is None
-            quantity = item.get("usage", 0) if metered else item["quantity"]
+            period = (start, sub["current_period_end"])
+            quantity = item["quantity"]
             if metered:
+                period = usage_period or period
+                quantity = item.get("usage", 0)
+                if usage_period is not None:
+                    quantity += self._metered_usage(sub["customer"], item["price"], usage_period)
                 item["usage"] = 0
             line = {
                 "id": new_id("il_"),
@@ -834,7 +1031,7 @@ class Billing:
                 "discountable": True,
                 "livemode": False,
                 "metadata": {},
-                "period": {"start": start, "end": start + PERIOD},
+                "period": {"start": period[0], "end": period[1]},
                 "price": item["price"],
                 "proration": False,
                 "quantity": quantity,
@@ -1100,6 +1297,78 @@ class Billing:
         charge["disputed"] = True
         self._put(charge)
         self.state.emit("charge.dispute.created", dispute)
+        self.state.emit("charge.dispute.funds_withdrawn", dispute)
+        return dispute
+
+    def _open_dispute(self, dispute_id: str) -> JSON:
+        dispute = self.get("dispute", dispute_id)
+        if dispute["status"] in ("won", "lost"):
+            raise SandboxError(
+                400,
+                "invalid_request_error",
+                f"This dispute is already closed with status {dispute['status']}.",
+            )
+        return dispute
+
+    def update_dispute(self, dispute_id: str, params: JSON) -> JSON:
+        """Stage or submit evidence (``POST /v1/disputes/{id}``), decided by Stripe's test values.
+
+        Submitted evidence (``submit`` defaults to true) whose ``uncategorized_text`` is
+        ``winning_evidence`` wins the dispute and reinstates the funds with a
+        ``dispute_reversal`` balance transaction; ``losing_evidence`` loses it; any other
+        evidence puts it under review. ``submit=false`` only stages the evidence.
+        """
+        dispute = self._open_dispute(dispute_id)
+        previous: JSON = {}
+        if "metadata" in params:
+            previous["metadata"] = dispute["metadata"]
+            dispute["metadata"] = merge_metadata(dispute["metadata"], params["metadata"])
+        evidence = params.get("evidence") or {}
+        if evidence:
+            previous["evidence"] = dict(dispute["evidence"])
+            dispute["evidence"] = {**dispute["evidence"], **evidence}
+            dispute["evidence_details"]["has_evidence"] = True
+        submit = bool(evidence) and str(params.get("submit", "true")).lower() != "false"
+        if submit:
+            previous["status"] = dispute["status"]
+            dispute["evidence_details"]["submission_count"] += 1
+            text = dispute["evidence"].get("uncategorized_text")
+            dispute["status"] = {"winning_evidence": "won", "losing_evidence": "lost"}.get(
+                str(text), "under_review"
+            )
+        self._put(dispute)
+        if previous:
+            self.state.emit("charge.dispute.updated", dispute, previous)
+        if dispute["status"] == "won":
+            self._reinstate(dispute)
+        if dispute["status"] in ("won", "lost"):
+            self.state.emit("charge.dispute.closed", self.get("dispute", dispute_id))
+        return self.get("dispute", dispute_id)
+
+    def _reinstate(self, dispute: JSON) -> None:
+        """Give a won dispute's funds back (the dispute fee is not returned)."""
+        charge = self.get("charge", dispute["charge"])
+        now = self.time_for(charge["customer"])
+        txn = self._txn(
+            dispute["id"],
+            dispute["amount"],
+            dispute["currency"],
+            "adjustment",
+            now,
+            category="dispute_reversal",
+        )
+        dispute["balance_transactions"].append(txn)
+        self._put(dispute)
+        self.state.emit("charge.dispute.funds_reinstated", dispute)
+
+    def close_dispute(self, dispute_id: str) -> JSON:
+        """Accept a dispute as lost (``POST /v1/disputes/{id}/close``)."""
+        dispute = self._open_dispute(dispute_id)
+        previous = {"status": dispute["status"]}
+        dispute["status"] = "lost"
+        self._put(dispute)
+        self.state.emit("charge.dispute.updated", dispute, previous)
+        self.state.emit("charge.dispute.closed", dispute)
         return dispute
 
     # -- refunds, credit notes, payouts ------------------------------------------------------
@@ -1149,68 +1418,10 @@ class Billing:
         return refund
 
     def create_credit_note(self, params: JSON) -> JSON:
-        """Issue a credit note on a finalized invoice."""
-        invoice_id = params.get("invoice") or required("invoice")
-        if isinstance(invoice_id, SandboxError):
-            raise invoice_id
-        invoice = self.get("invoice", invoice_id, "invoice")
-        if invoice["status"] == "draft":
-            raise SandboxError(
-                400,
-                "invalid_request_error",
-                "Credit notes can only be issued on finalized invoices.",
-                param="invoice",
-            )
-        amount = _int(params, "amount")
-        if amount <= 0 or amount > invoice["total"]:
-            raise SandboxError(
-                400,
-                "invalid_request_error",
-                "The credit note amount exceeds the invoice total.",
-                param="amount",
-            )
-        now = self.time_for(invoice["customer"])
-        cn_id = new_id("cn_")
-        note = {
-            "id": cn_id,
-            "object": "credit_note",
-            "created": now,
-            "livemode": False,
-            "amount": amount,
-            "amount_shipping": 0,
-            "currency": invoice["currency"],
-            "customer": invoice["customer"],
-            "invoice": invoice_id,
-            "discount_amount": 0,
-            "discount_amounts": [],
-            "memo": params.get("memo"),
-            "metadata": merge_metadata({}, params.get("metadata")),
-            "number": f"{invoice['number']}-CN-{len(self.state.store('credit_note').added) + 1:02}",
-            "pdf": f"https://pay.stripe.com/credit_notes/{cn_id}/pdf",
-            "reason": params.get("reason"),
-            "status": "issued",
-            "subtotal": amount,
-            "subtotal_excluding_tax": amount,
-            "tax_amounts": [],
-            "total": amount,
-            "total_excluding_tax": amount,
-            "type": "post_payment" if invoice["paid"] else "pre_payment",
-            "voided_at": None,
-            "out_of_band_amount": None,
-            "refund": None,
-            "customer_balance_transaction": None,
-            "effective_at": now,
-            "lines": {
-                "object": "list",
-                "data": [],
-                "has_more": False,
-                "url": f"/v1/credit_notes/{cn_id}/lines",
-                "total_count": 0,
-            },
-        }
-        self._put(note)
-        self.state.emit("credit_note.created", note)
-        return note
+        """Issue a credit note on a finalized invoice (see :mod:`.settlement`)."""
+        from ledgerlink_stripe.sandbox.settlement import Settlement
+
+        return Settlement(self).create_credit_note(params)
 
     def create_payout(self, params: JSON) -> JSON:
         """Create a manual payout with its balance transaction."""
@@ -1339,10 +1550,12 @@ class Billing:
             "current_period_end": sub["current_period_end"],
         }
         sub["current_period_start"] = when
-        sub["current_period_end"] = when + PERIOD
+        sub["current_period_end"] = _period_end(when, _recurring(sub))
         self._put(sub)
         self.state.emit("customer.subscription.updated", sub, previous)
-        invoice = self._invoice_for_period(sub, when, "subscription_cycle")
+        # Usage is billed in arrears: the period that just ended.
+        usage_period = (previous["current_period_start"], when)
+        invoice = self._invoice_for_period(sub, when, "subscription_cycle", usage_period)
         self._attempt_payment(invoice["id"], sub["default_payment_method"])
 
 

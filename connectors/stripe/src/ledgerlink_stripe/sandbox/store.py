@@ -7,6 +7,7 @@ saved idempotent responses, the clock and the webhook endpoints.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import secrets
 import threading
@@ -44,6 +45,10 @@ class ObjectStore:
         self.kind = kind
         self.changed: dict[str, JSON | None] = {}  # seeded id -> current object, None = deleted
         self.added: dict[str, JSON | None] = {}  # insertion order = creation order
+        # Seeded (created, index), sorted, built on the first list with a ``created`` lower
+        # bound: such a list (balance transactions, read by ``created[gte]`` every cycle)
+        # would otherwise generate every seeded object to find the few recent ones.
+        self._by_created: tuple[SeedKind, list[tuple[int, int]]] | None = None
 
     @property
     def seeded_count(self) -> int:
@@ -115,6 +120,50 @@ class ObjectStore:
             if obj is not None:
                 yield obj
 
+    def _seeded_since(self, lower: int) -> list[int]:
+        """Seeded indices whose object was created at or after ``lower`` (or was changed)."""
+        assert self.kind is not None  # only called when seeded objects exist
+        if self._by_created is None or self._by_created[0] is not self.kind:
+            made = ((self.kind.make(i), i) for i in range(self.kind.count))
+            index = sorted((int(obj["created"]), i) for obj, i in made if obj is not None)
+            self._by_created = (self.kind, index)
+        index = self._by_created[1]
+        found = {i for _, i in index[bisect.bisect_left(index, (lower, -1)) :]}
+        for object_id in self.changed:
+            position = self.kind.index_of(object_id)
+            if position is not None:
+                found.add(position)
+        return sorted(found, reverse=True)
+
+    def iter_desc_since(self, lower: int, after: str | None = None) -> Iterator[JSON]:
+        """:meth:`iter_desc`, skipping seeded objects created before ``lower``.
+
+        Yields the same objects as ``iter_desc`` filtered on ``created >= lower``, in the same
+        order, but generates only the seeded objects that can match.
+        """
+        if self.kind is None:
+            yield from self.iter_desc(after)
+            return
+        added_ids = list(self.added)
+        start_added, start_seeded = len(added_ids) - 1, self.seeded_count - 1
+        if after is not None:
+            pos = self._position(after)
+            if pos is None:
+                return
+            if pos[0] == 0:
+                start_added = pos[1] - 1
+            else:
+                start_added, start_seeded = -1, pos[1] - 1
+        for i in range(start_added, -1, -1):
+            obj = self.added[added_ids[i]]
+            if obj is not None:
+                yield obj
+        for index in self._seeded_since(lower):
+            if index <= start_seeded:
+                obj = self._seeded_at(index)
+                if obj is not None:
+                    yield obj
+
     def iter_asc_after(self, before: str) -> Iterator[JSON]:
         """Yield objects newer than ``before``, oldest first (for ``ending_before``)."""
         pos = self._position(before)
@@ -141,8 +190,13 @@ class ObjectStore:
         starting_after: str | None,
         ending_before: str | None,
         match: Callable[[JSON], bool],
+        created_since: int | None = None,
     ) -> tuple[list[JSON], bool]:
-        """Return one list page newest first and whether more objects follow it."""
+        """Return one list page newest first and whether more objects follow it.
+
+        ``created_since``: a lower bound on ``created`` that ``match`` applies too; seeded
+        objects created before it are then not generated at all.
+        """
         out: list[JSON] = []
         if ending_before is not None:
             for obj in self.iter_asc_after(ending_before):
@@ -151,7 +205,12 @@ class ObjectStore:
                         return list(reversed(out)), True
                     out.append(obj)
             return list(reversed(out)), False
-        for obj in self.iter_desc(starting_after):
+        objects = (
+            self.iter_desc(starting_after)
+            if created_since is None
+            else self.iter_desc_since(created_since, starting_after)
+        )
+        for obj in objects:
             if match(obj):
                 if len(out) == limit:
                     return out, True
@@ -214,7 +273,13 @@ class SandboxState:
         self.catalog = SeedCatalog(self.seed, self.size, today)
         for name, kind in self.catalog.kinds.items():
             self.stores[name] = ObjectStore(kind, name)
-        for name in ("invoiceitem", "test_helpers.test_clock", "subscription_item"):
+        for name in (
+            "invoiceitem",
+            "test_helpers.test_clock",
+            "subscription_item",
+            "billing.meter",
+            "billing.meter_event",
+        ):
             self.stores[name] = ObjectStore(None, name)
 
     def now(self) -> int:
