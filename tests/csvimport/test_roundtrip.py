@@ -130,6 +130,7 @@ SALESFORCE_REPORT = labelled_export(
         "Billing Zip/Postal Code": "BillingPostalCode",
         "Billing Country": "BillingCountry",
         "Employees": "NumberOfEmployees",
+        "Account Currency": "CurrencyIsoCode",
         "Created Date": "CreatedDate",
         "Last Modified Date": "LastModifiedDate",
         "STRIPE_CUSTOMER_ID__C": "Stripe_Customer_Id__c",

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from ledgerlink_quickbooks.accounts import ensure_accounts
+from ledgerlink_stripe.sandbox.settlement import Settlement
 from sqlalchemy import select
 
 from ledgerlink.connector import SandboxOptions
@@ -23,6 +25,7 @@ from ledgerlink.sync.cycle import CycleReport, run_cycle
 from ledgerlink.sync.ledger import LedgerOptions, plan_ledger, reconcile, tie_payout
 from ledgerlink.sync.push import push
 from ledgerlink.sync.runtime import connect
+from ledgerlink.sync.trace import trace
 
 SYSTEMS = ("stripe", "quickbooks")
 
@@ -319,3 +322,350 @@ def test_amended_invoice_is_updated_not_duplicated(
     assert len(posted) == 1
     assert posted[0]["Id"] == outbox
     assert Decimal(str(posted[0]["TotalAmt"])) == Decimal(250)
+
+
+def _stripe_post(world: World, path: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST to the Stripe sandbox's HTTP API as a client would (form body, bearer key)."""
+    answer = httpx.post(
+        f"{world.stripe.base_url}{path}",
+        data=data or {},
+        headers={"Authorization": f"Bearer {world.stripe.api_key}"},
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def _documents(world: World, entity: str, stripe_id: str) -> list[dict[str, Any]]:
+    """The QuickBooks documents of ``entity`` that carry ``stripe_id`` in their note."""
+    return [
+        doc
+        for doc in world.company.tables[entity].by_id()
+        if f"stripe:{stripe_id}" in str(doc.get("PrivateNote") or "")
+    ]
+
+
+def _succeeded_charges(world: World) -> list[str]:
+    return [
+        c["id"]
+        for c in world.stripe.state.store("charge").added.values()
+        if c and c["status"] == "succeeded"
+    ]
+
+
+def _each_charge_has_one_payment(world: World) -> None:
+    payments = _notes(world, "Payment")
+    for charge in _succeeded_charges(world):
+        assert payments.count(f"ledgerlink stripe:{charge}") == 1, charge
+
+
+def _trial_balance_is_zero(world: World) -> None:
+    assert sum(world.sandboxes["quickbooks"].trial_balance().values(), Decimal(0)) == 0
+
+
+def _issued_stripe_totals(world: World, key: str) -> dict[str, Decimal]:
+    """Per currency, the totals of the customer's Stripe invoices that are not void."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for invoice_id in world.invoices:
+        invoice = world.stripe.billing.get("invoice", invoice_id)
+        if invoice["customer"] == world.customers[key] and invoice["status"] != "void":
+            totals[invoice["currency"].upper()] += Decimal(invoice["total"]) / 100
+    return dict(totals)
+
+
+def test_a_one_off_charge_posts_an_unapplied_payment_and_its_fee(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A charge without an invoice becomes one Payment with no invoice link, credit on the account."""
+    one_off = _stripe_post(
+        world,
+        "/v1/charges",
+        {
+            "customer": world.customers["north"],
+            "amount": "5000",
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+        },
+    )
+    assert one_off["invoice"] is None
+    world.stripe.billing.settle_charges()
+    paid = _pay(world, world.invoices[2])
+    settle(store, world, mappings)
+    (payment,) = _documents(world, "Payment", one_off["id"])
+    north = _quickbooks_customer(store, world, "north")
+    assert payment["CustomerRef"]["value"] == north
+    assert "Line" not in payment
+    assert Decimal(str(payment["TotalAmt"])) == Decimal(50)
+    assert Decimal(str(payment["UnappliedAmt"])) == Decimal(50)
+    fee_txn = world.stripe.billing.get("charge", one_off["id"])["balance_transaction"]
+    assert len(_documents(world, "JournalEntry", fee_txn)) == 1
+    _each_charge_has_one_payment(world)
+    assert set(_succeeded_charges(world)) == {one_off["id"], paid}
+    north_owes = sum(_stripe_invoice_totals(world, "north").values(), Decimal(0)) - 50
+    assert world.sandboxes["quickbooks"].receivable_by_customer()[north] == north_owes
+    _trial_balance_is_zero(world)
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert again.queued == 0
+    traced = trace(store.engine, f"stripe:charges:{one_off['id']}")
+    (step,) = [s for s in traced.root.walk() if s.step == "QuickBooks Payment"]
+    assert step.ref == f"quickbooks:Payment:{payment['Id']}"
+    assert traced.problems == []
+
+
+def test_a_voided_invoice_voids_its_quickbooks_invoice_once(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """Voided after posting, the QuickBooks invoice is voided in place (same Id, zero, noted) once."""
+    never_posted = _stripe_post(world, f"/v1/invoices/{world.invoices[2]}/void")
+    assert never_posted["status"] == "void"
+    settle(store, world, mappings)
+    assert _documents(world, "Invoice", world.invoices[2]) == []
+    target = world.invoices[1]
+    (posted,) = _documents(world, "Invoice", target)
+    _stripe_post(world, f"/v1/invoices/{target}/void")
+    _stripe_post(world, f"/v1/invoices/{world.invoices[0]}/mark_uncollectible")
+    settle(store, world, mappings)
+    (voided,) = _documents(world, "Invoice", target)
+    assert voided["Id"] == posted["Id"]
+    assert voided["DocNumber"] == posted["DocNumber"]
+    assert voided["TotalAmt"] == 0
+    assert voided["Balance"] == 0
+    assert voided["PrivateNote"] == f"Voided ledgerlink stripe:{target}"
+    (uncollectible,) = _documents(world, "Invoice", world.invoices[0])
+    assert uncollectible["Balance"] == uncollectible["TotalAmt"] > 0
+    north = _quickbooks_customer(store, world, "north")
+    assert _quickbooks_invoice_totals(world, north) == _issued_stripe_totals(world, "north")
+    _trial_balance_is_zero(world)
+    with store.engine.connect() as conn:
+        voids = conn.execute(
+            select(Outbox.idempotency_key, Outbox.status).where(  # type: ignore[call-overload]
+                Outbox.entity_id == target, Outbox.action == "void"
+            )
+        ).all()
+    assert [v.status for v in voids] == ["done"]
+    token = voided["SyncToken"]
+    resent = WriteOp(
+        voids[0].idempotency_key, "Invoice", WriteAction.VOID, {}, remote_id=posted["Id"]
+    )
+    (result,) = list(world.connectors["quickbooks"].write([resent]))
+    assert result.ok
+    (still,) = _documents(world, "Invoice", target)
+    assert still["SyncToken"] == token
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert again.queued == 0
+    assert again.documents == []
+
+
+def test_quickbooks_refuses_to_void_an_invoice_with_a_payment(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """The QuickBooks sandbox, like QuickBooks, will not void an invoice a payment is applied to."""
+    _pay(world, world.invoices[2])
+    settle(store, world, mappings)
+    (invoice,) = _documents(world, "Invoice", world.invoices[2])
+    void = WriteOp("test-void-paid", "Invoice", WriteAction.VOID, {}, remote_id=invoice["Id"])
+    (result,) = list(world.connectors["quickbooks"].write([void]))
+    assert result.error is not None
+    assert "payments applied" in str(result.error)
+    (unchanged,) = _documents(world, "Invoice", world.invoices[2])
+    assert unchanged["TotalAmt"] == invoice["TotalAmt"]
+
+
+def _line_id(world: World, invoice_id: str, index: int) -> str:
+    line_id: str = world.stripe.billing.get("invoice", invoice_id)["lines"]["data"][index]["id"]
+    return line_id
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def test_a_credit_note_on_an_open_invoice_is_a_credit_memo_applied_to_it(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A pre-payment credit note posts its lines as a CreditMemo applied to the open invoice."""
+    invoice_id = world.invoices[0]
+    note = _stripe_post(
+        world,
+        "/v1/credit_notes",
+        {
+            "invoice": invoice_id,
+            "lines[0][type]": "invoice_line_item",
+            "lines[0][invoice_line_item]": _line_id(world, invoice_id, 0),
+            "lines[0][quantity]": "1",
+            "lines[1][type]": "custom_line_item",
+            "lines[1][description]": "Goodwill",
+            "lines[1][quantity]": "2",
+            "lines[1][unit_amount]": "500",
+        },
+    )
+    assert note["type"] == "pre_payment"
+    assert note["total"] == 49_900 + 1_000
+    settle(store, world, mappings)
+    (memo,) = _documents(world, "CreditMemo", note["id"])
+    north = _quickbooks_customer(store, world, "north")
+    assert memo["CustomerRef"]["value"] == north
+    assert memo["DocNumber"] == note["number"]
+    assert _money(memo["TotalAmt"]) == Decimal("509.00")
+    sales = [line for line in memo["Line"] if line["DetailType"] == "SalesItemLineDetail"]
+    assert [(line["SalesItemLineDetail"]["Qty"], _money(line["Amount"])) for line in sales] == [
+        (1, Decimal("499.00")),
+        (2, Decimal("10.00")),
+    ]
+    pro_item = world.company.find("Item", sales[0]["SalesItemLineDetail"]["ItemRef"]["value"])
+    assert pro_item is not None
+    assert pro_item["Name"] == "Pro Subscription"
+    (application,) = _documents(world, "Payment", note["id"])
+    assert application["TotalAmt"] == 0
+    (invoice,) = _documents(world, "Invoice", invoice_id)
+    assert _money(invoice["Balance"]) == _money(invoice["TotalAmt"]) - Decimal("509.00")
+    assert _money(world.company.find("CreditMemo", memo["Id"])["RemainingCredit"]) == 0
+    charge = _pay(world, invoice_id)
+    assert world.stripe.billing.get("charge", charge)["amount"] == 103_550 - 50_900
+    settle(store, world, mappings)
+    (invoice,) = _documents(world, "Invoice", invoice_id)
+    assert invoice["Balance"] == 0
+    assert _quickbooks_invoice_totals(world, north) == _stripe_invoice_totals(world, "north")
+    _each_charge_has_one_payment(world)
+    _trial_balance_is_zero(world)
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert again.queued == 0
+
+
+def test_a_credit_note_that_refunds_posts_only_what_the_refund_does_not(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """On a paid invoice the refunded part posts once (RefundReceipt), the rest as customer credit."""
+    invoice_id = world.invoices[2]
+    _pay(world, invoice_id)
+    split = _stripe_post(
+        world,
+        "/v1/credit_notes",
+        {"invoice": invoice_id, "amount": "5000", "refund_amount": "3000", "credit_amount": "2000"},
+    )
+    in_full = _stripe_post(
+        world,
+        "/v1/credit_notes",
+        {"invoice": invoice_id, "amount": "2300", "refund_amount": "2300"},
+    )
+    assert split["type"] == in_full["type"] == "post_payment"
+    world.stripe.billing.settle_charges()
+    settle(store, world, mappings)
+    (memo,) = _documents(world, "CreditMemo", split["id"])
+    assert _money(memo["TotalAmt"]) == Decimal("20.00")
+    assert _documents(world, "CreditMemo", in_full["id"]) == []
+    assert _documents(world, "Payment", split["id"]) == []
+    refunds = sorted(_money(r["TotalAmt"]) for r in world.company.tables["RefundReceipt"].by_id())
+    assert refunds == [Decimal("23.00"), Decimal("30.00")]
+    fabrikam = _quickbooks_customer(store, world, "fabri")
+    assert world.sandboxes["quickbooks"].receivable_by_customer()[fabrikam] == Decimal("-20.00")
+    _each_charge_has_one_payment(world)
+    _trial_balance_is_zero(world)
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert again.queued == 0
+
+
+def test_a_voided_credit_note_is_emptied_in_quickbooks_and_its_credit_unapplied(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A credit note voided after posting: its application goes, its memo is zeroed, once."""
+    invoice_id = world.invoices[1]
+    posted = _stripe_post(world, "/v1/credit_notes", {"invoice": invoice_id, "amount": "5000"})
+    settle(store, world, mappings)
+    (memo,) = _documents(world, "CreditMemo", posted["id"])
+    (invoice,) = _documents(world, "Invoice", invoice_id)
+    assert _money(invoice["Balance"]) == Decimal("150.00")
+    unposted = _stripe_post(world, "/v1/credit_notes", {"invoice": invoice_id, "amount": "1000"})
+    _stripe_post(world, f"/v1/credit_notes/{unposted['id']}/void")
+    _stripe_post(world, f"/v1/credit_notes/{posted['id']}/void")
+    settle(store, world, mappings)
+    assert _documents(world, "CreditMemo", unposted["id"]) == []
+    (voided,) = _documents(world, "CreditMemo", posted["id"])
+    assert voided["Id"] == memo["Id"]
+    assert voided["TotalAmt"] == 0
+    assert voided["PrivateNote"] == f"Voided ledgerlink stripe:{posted['id']}"
+    assert _documents(world, "Payment", posted["id"]) == []
+    (invoice,) = _documents(world, "Invoice", invoice_id)
+    assert _money(invoice["Balance"]) == Decimal("200.00")
+    _trial_balance_is_zero(world)
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert again.queued == 0
+    assert again.documents == []
+
+
+def test_an_automatic_payout_is_tied_from_stripe_once_and_reconciles(
+    store: Store, world: World, mappings: MappingSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pull asks Stripe once what an automatic payout paid out; the report ties it: stripe."""
+    api = world.connectors["stripe"].api  # type: ignore[attr-defined]
+    asked: list[str] = []
+    original = api.get
+
+    def counting_get(path: str, params: Any = None) -> Any:
+        if path == "/v1/balance_transactions" and (params or {}).get("payout"):
+            asked.append(str(params["payout"]))
+        return original(path, params)
+
+    monkeypatch.setattr(api, "get", counting_get)
+    charges = [_pay(world, world.invoices[0]), _pay(world, world.invoices[2])]
+    refund = world.stripe.billing.create_refund({"charge": charges[0], "amount": 10_000})
+    settlement = Settlement(world.stripe.billing)
+    payout = settlement.automatic_payout("usd")
+    settle(store, world, mappings)
+    assert payout["id"] not in asked
+    (line,) = [r for r in reconcile(store, mappings) if r.payout_id == payout["id"]]
+    assert line.tie == "sweep"
+    settlement.advance_payout(payout["id"], "in_transit")
+    settle(store, world, mappings)
+    assert asked.count(payout["id"]) == 1
+    settlement.advance_payout(payout["id"], "paid")
+    settle(store, world, mappings)
+    assert asked.count(payout["id"]) == 1
+    seeded = world.stripe.state.catalog.kinds["payout"].make(0)
+    assert asked.count(seeded["id"]) == 1
+    (line,) = [r for r in reconcile(store, mappings) if r.payout_id == payout["id"]]
+    assert line.tie == "stripe"
+    assert line.transactions == 3
+    txns = {world.stripe.billing.get("charge", c)["balance_transaction"] for c in charges} | {
+        refund["balance_transaction"]
+    }
+    assert line.stripe_net == line.expected
+    assert (
+        line.expected.amount
+        == payout["amount"]
+        == sum(int(world.stripe.billing.get("balance_transaction", t)["net"]) for t in txns)
+    )
+    assert line.difference.is_zero
+    assert line.status == "reconciled"
+    _trial_balance_is_zero(world)
+
+
+def test_stripe_answers_which_transactions_a_payout_paid_out(world: World) -> None:
+    """``?payout=`` lists a seeded automatic payout's movements of its currency; manual: refused."""
+    seeded = world.stripe.state.catalog.kinds["payout"].make(0)
+    answer = httpx.get(
+        f"{world.stripe.base_url}/v1/balance_transactions",
+        params={"payout": seeded["id"], "limit": 2},
+        headers={"Authorization": f"Bearer {world.stripe.api_key}"},
+    ).json()
+    assert answer["object"] == "list"
+    paid_out = list(answer["data"])
+    while answer["has_more"]:
+        answer = httpx.get(
+            f"{world.stripe.base_url}/v1/balance_transactions",
+            params={"payout": seeded["id"], "limit": 2, "starting_after": paid_out[-1]["id"]},
+            headers={"Authorization": f"Bearer {world.stripe.api_key}"},
+        ).json()
+        paid_out.extend(answer["data"])
+    assert {t["currency"] for t in paid_out} == {seeded["currency"]}
+    assert seeded["balance_transaction"] in {t["id"] for t in paid_out}
+    assert all(t["created"] <= seeded["created"] for t in paid_out)
+    assert len({t["id"] for t in paid_out}) == len(paid_out)
+    manual = world.stripe.billing.create_payout({"amount": 100, "currency": "usd"})
+    refused = httpx.get(
+        f"{world.stripe.base_url}/v1/balance_transactions",
+        params={"payout": manual["id"]},
+        headers={"Authorization": f"Bearer {world.stripe.api_key}"},
+    )
+    assert refused.status_code == 400
+    assert "automatic" in refused.json()["error"]["message"]

@@ -69,7 +69,12 @@ def test_month_of_activity_leaves_a_balanced_ledger_and_open_receivables(connect
     and each customer's receivable equals what is still open."""
     seeded_ar = sandbox.receivable_by_customer()
     customers = [
-        _write_one(connector, f"c-{n}", "Customer", {"DisplayName": f"Ledger Co {n}"})
+        _write_one(
+            connector,
+            f"c-{n}",
+            "Customer",
+            {"DisplayName": f"Ledger Co {n}", "CurrencyRef": {"value": "EUR" if n == 2 else "USD"}},
+        )
         for n in range(3)
     ]
     open_home: dict[str, Decimal] = {c: Decimal(0) for c in customers}

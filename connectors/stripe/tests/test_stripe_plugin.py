@@ -64,6 +64,7 @@ def test_plugin_satisfies_the_protocol_and_is_registered() -> None:
         "credit_notes",
         "disputes",
         "payouts",
+        "payout_transactions",
         "balance_transactions",
     }
     loaded = discover()["stripe"]

@@ -162,6 +162,8 @@ class WriteAction(enum.StrEnum):
     UPDATE = "update"
     UPSERT = "upsert"
     DELETE = "delete"
+    VOID = "void"
+    """Cancel a posted document in place (QuickBooks ``operation=void``: it keeps its Id)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,9 +184,9 @@ class WriteOp:
         idempotency_key: deterministic key from the outbox row; the connector passes it to the
             vendor's idempotency mechanism (``Idempotency-Key``, ``requestid``, external id).
         object: target object (``Account``, ``customers``, ``Invoice``).
-        action: create, update, upsert or delete.
+        action: create, update, upsert, delete or void.
         payload: fields to write, in the vendor's names.
-        remote_id: the target's id, for update and delete.
+        remote_id: the target's id, for update, delete and void.
         external_id: the external-id value, for upsert.
     """
 

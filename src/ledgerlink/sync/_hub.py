@@ -12,7 +12,7 @@ Each is computed from what landed and was mapped, per golden customer:
 * ``last_payment_date``: the day of the latest succeeded payment in any system.
 * ``open_balance``: what the customer owes in the ledger (the unpaid balance of its QuickBooks
   invoices); a customer without ledger invoices gets the remaining amount of its open Stripe
-  invoices.
+  invoices. A currency in which nothing is owed does not count as one of several.
 * ``mrr`` and ``arr``: the customer's MRR of the current month as ``ledgerlink report mrr``
   counts it (:func:`ledgerlink.revenue.measure_mrr`), and 12 x MRR.
 
@@ -38,6 +38,7 @@ from ledgerlink.domain.entities import (
 )
 from ledgerlink.domain.money import Money, json_number
 from ledgerlink.revenue import Month, RevenueError, arr, histories, measure_mrr, snapshot
+from ledgerlink.sync._landed import InvoiceFacts, PaymentFacts
 
 __all__ = [
     "BILLING_SYSTEMS",
@@ -62,8 +63,8 @@ _ACTIVE = {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
 class Billing:
     """Quote-to-cash records of one customer, from every system."""
 
-    invoices: list[Invoice] = field(default_factory=list)
-    payments: list[Payment] = field(default_factory=list)
+    invoices: list[Invoice | InvoiceFacts] = field(default_factory=list)
+    payments: list[Payment | PaymentFacts] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
 
 
@@ -122,7 +123,7 @@ def _add(totals: dict[str, Money], amount: Money) -> None:
     totals[amount.currency] = amount if current is None else current + amount
 
 
-def _open_balance(invoices: Sequence[Invoice]) -> dict[str, Money]:
+def _open_balance(invoices: Sequence[Invoice | InvoiceFacts]) -> dict[str, Money]:
     ledger = [i for i in invoices if i.source.system in LEDGER_SYSTEMS]
     chosen = ledger or [i for i in invoices if i.status is InvoiceStatus.OPEN]
     totals: dict[str, Money] = {}
@@ -131,7 +132,10 @@ def _open_balance(invoices: Sequence[Invoice]) -> dict[str, Money]:
             continue
         if invoice.amount_remaining is not None:
             _add(totals, invoice.amount_remaining)
-    return totals
+    # Nothing owed in a currency is no amount in it: only currencies with a balance compete for
+    # the one field (a customer paid up in EUR and owing USD owes USD; paid up in all owes 0).
+    owed = {currency: amount for currency, amount in totals.items() if not amount.is_zero}
+    return owed or dict(sorted(totals.items())[:1])
 
 
 def _mrr(
@@ -190,7 +194,7 @@ def hub_values(
 
 
 def group_billing(
-    entities: Iterable[Invoice | Payment | Subscription],
+    entities: Iterable[Invoice | InvoiceFacts | Payment | PaymentFacts | Subscription],
     customer_of: Mapping[tuple[str, str, str], str],
 ) -> dict[str, Billing]:
     """Group billing entities by the golden customer of their party."""
@@ -202,9 +206,9 @@ def group_billing(
         customer = customer_of.get((party.system, party.object, party.id))
         if customer is None:
             continue
-        if isinstance(entity, Invoice):
+        if isinstance(entity, Invoice | InvoiceFacts):
             grouped[customer].invoices.append(entity)
-        elif isinstance(entity, Payment):
+        elif isinstance(entity, Payment | PaymentFacts):
             grouped[customer].payments.append(entity)
         else:
             grouped[customer].subscriptions.append(entity)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,19 +21,21 @@ from sqlalchemy import func, select
 from ledgerlink.config import LedgerlinkConfig
 from ledgerlink.connector.protocol import Connector
 from ledgerlink.mapping.loader import MappingSet
-from ledgerlink.matching.persist import MatchSummary, run_matching
+from ledgerlink.matching.persist import Matcher, MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
 from ledgerlink.store.repository import Store
 from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
-from ledgerlink.sync.plan import PlanReport, plan, record_results
+from ledgerlink.sync.plan import MappedRecords, PlanReport, plan, record_results
 from ledgerlink.sync.push import PushReport, push
 from ledgerlink.sync.quotes import QuotePlanReport, plan_quotes
 
 __all__ = [
+    "CycleCache",
     "CycleProgress",
     "CycleReport",
     "PlanReports",
+    "StageHook",
     "SystemSummary",
     "ledger_options",
     "plan_all",
@@ -42,6 +45,10 @@ __all__ = [
 CycleProgress = Callable[[str, str, int], None]
 """Called as ``progress(stage, detail, count)``: ``pull``/stream/records, ``match``, ``plan``,
 ``push``/target/rows."""
+
+StageHook = Callable[[str], None]
+"""Called as ``on_stage(stage)`` when ``pull``, ``match``, ``plan``, ``push`` start and at
+``done``: what a benchmark needs to attribute time, API calls and memory to each stage."""
 
 _LINK = CustomerLink.__table__  # type: ignore[attr-defined]
 _QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
@@ -72,11 +79,36 @@ class CycleReport:
     ledger: LedgerPlanReport | None = None
     pushes: list[PushReport] = field(default_factory=list)
     systems: dict[str, SystemSummary] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time of each stage (``pull``, ``match``, ``plan``, ``push``)."""
 
     @property
     def ok(self) -> bool:
         """True when every stream was read and no target stopped or failed a write."""
         return all(r.ok for r in self.pulls) and all(p.ok for p in self.pushes)
+
+
+@dataclass
+class CycleCache:
+    """What a long-running caller (the daemon, a benchmark) keeps from one cycle to the next.
+
+    With it a cycle reads again only what changed: matching re-matches the parties changed
+    since its last run (a :class:`~ledgerlink.matching.persist.Matcher` keeps the engine's
+    state), and the customer planner re-maps only the records landed since its last plan.
+    A one-shot ``ledgerlink sync run`` has nothing to keep and rebuilds both from the tables.
+    """
+
+    mapped: MappedRecords = field(default_factory=MappedRecords)
+    matcher: Matcher | None = None
+    _matched_with: tuple[int, int] | None = None
+
+    def matcher_for(self, store: Store, mappings: MappingSet) -> Matcher:
+        """The kept matcher; a new one for another store or reloaded mappings."""
+        key = (id(store.engine), id(mappings))
+        if self.matcher is None or self._matched_with != key:
+            self.matcher = Matcher(store.engine, mappings)
+            self._matched_with = key
+        return self.matcher
 
 
 @dataclass
@@ -102,16 +134,19 @@ def plan_all(
     now: datetime,
     dry_run: bool = False,
     ledger: LedgerOptions | None = None,
+    mapped: MappedRecords | None = None,
 ) -> PlanReports:
     """Plan everything the targets need, in the order each step relies on.
 
     Customers first (a missing Stripe or QuickBooks customer is created, ids go back to
     Salesforce), then the billing of accepted quotes (it needs the Stripe customer), then the
     ledger postings (they need the QuickBooks customer and the Stripe money). Both ``ledgerlink
-    sync run`` and the daemon's plan job call this, so they queue the same writes.
+    sync run`` and the daemon's plan job call this, so they queue the same writes. ``mapped``:
+    the customer planner's mapped records kept between plans (see
+    :class:`ledgerlink.sync.plan.MappedRecords`).
     """
     return PlanReports(
-        plan=plan(store, mappings, now=now, dry_run=dry_run),
+        plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped),
         quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run),
         ledger=plan_ledger(store, mappings, now=now, dry_run=dry_run, options=ledger),
     )
@@ -131,6 +166,8 @@ def run_cycle(
     dry_run: bool = False,
     progress: CycleProgress | None = None,
     ledger: LedgerOptions | None = None,
+    on_stage: StageHook | None = None,
+    cache: CycleCache | None = None,
 ) -> CycleReport:
     """Run one cycle over ``connectors`` (pull and push) and every customer (match and plan).
 
@@ -143,11 +180,16 @@ def run_cycle(
         dry_run: plan without queueing, push nothing.
         progress: called as the stages advance.
         ledger: the ledger's valuation options (see :func:`ledger_options`); defaults if None.
+        on_stage: called with each stage's name as it starts, and ``done`` at the end.
+        cache: what a long-running caller keeps between cycles (see :class:`CycleCache`);
+            None reads and matches everything afresh, as a one-shot ``sync run`` must.
 
     Returns:
-        The report of every stage and the per-system summary.
+        The report of every stage (with its wall time) and the per-system summary.
     """
     report = CycleReport()
+    clock = _StageClock(report, on_stage)
+    clock.start("pull")
     for name, connector in connectors.items():
         names = [s.name for s in connector.streams()]
         chosen = names if streams is None else [s for s in names if s in streams]
@@ -157,24 +199,52 @@ def run_cycle(
                 progress("pull", f"{name} {stream}", count)
 
         report.pulls.extend(pull(store, connector, chosen, progress=step))
-    report.matching = run_matching(
-        store.engine,
+    clock.start("match")
+    match_progress = None if progress is None else lambda stage, n: progress("match", stage, n)
+    if cache is not None:
+        report.matching = cache.matcher_for(store, mappings).run(now=now, progress=match_progress)
+    else:
+        report.matching = run_matching(store.engine, mappings, now=now, progress=match_progress)
+    clock.start("plan")
+    planned = plan_all(
+        store,
         mappings,
         now=now,
-        progress=None if progress is None else lambda stage, n: progress("match", stage, n),
+        dry_run=dry_run,
+        ledger=ledger,
+        mapped=None if cache is None else cache.mapped,
     )
-    planned = plan_all(store, mappings, now=now, dry_run=dry_run, ledger=ledger)
     report.plan, report.quotes, report.ledger = planned.plan, planned.quotes, planned.ledger
     if progress is not None:
         progress("plan", "writes", len(report.plan.ops))
+    clock.start("push")
     if not dry_run:
         for name, connector in connectors.items():
             pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
             report.pushes.append(pushed)
             if progress is not None:
                 progress("push", name, pushed.sent)
+    clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
     return report
+
+
+class _StageClock:
+    """Times the stages of one cycle into ``report.seconds`` and tells ``on_stage``."""
+
+    def __init__(self, report: CycleReport, on_stage: StageHook | None) -> None:
+        self.report = report
+        self.on_stage = on_stage
+        self.stage: str | None = None
+        self.since = 0.0
+
+    def start(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stage is not None:
+            self.report.seconds[self.stage] = now - self.since
+        self.stage, self.since = stage, now
+        if self.on_stage is not None:
+            self.on_stage(stage)
 
 
 def _summaries(

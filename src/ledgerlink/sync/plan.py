@@ -57,7 +57,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.connector.protocol import WriteAction, WriteOp
@@ -84,6 +84,8 @@ from ledgerlink.store.models import (
 from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
 from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
+from ledgerlink.sync._landed import InvoiceFacts, MappedRecords, PaymentFacts, read_mapped
+from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 from ledgerlink.sync.push import PushedWrite
 
@@ -93,6 +95,7 @@ __all__ = [
     "PLAN_ENTITY",
     "RUN_ACTION",
     "FieldChange",
+    "MappedRecords",
     "PlanConflict",
     "PlanReport",
     "PlannedOp",
@@ -313,7 +316,12 @@ def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, s
     ]
 
 
-def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _World:
+def _load(
+    conn: Connection,
+    mappings: MappingSet,
+    normalizer: Normalizer,
+    mapped: MappedRecords | None = None,
+) -> _World:
     world = _World()
     for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
         world.customers[row.id] = row
@@ -326,42 +334,26 @@ def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _Wo
         customer_of[(row.system, row.object, row.external_id)] = row.customer_id
     wanted = _objects(mappings, {_PARTY, *_BILLING_ENTITIES})
     kinds = {(system, obj): entity for system, obj, entity in wanted}
-    billing: list[Invoice | Payment | Subscription] = []
-    query = select(
-        _SOURCE.c.system,
-        _SOURCE.c.object,
-        _SOURCE.c.external_id,
-        _SOURCE.c.payload,
-        _SOURCE.c.changed_at,
-    ).where(
-        tuple_(_SOURCE.c.system, _SOURCE.c.object).in_(list(kinds)),
-        _SOURCE.c.deleted_at.is_(None),
-    )
-    for row in conn.execute(query):
-        mapper = normalizer.mapper(row.system, row.object)
-        if mapper is None:
-            continue
-        try:
-            entity = mapper.map(row.external_id, row.payload)
-        except ValueError:
-            continue  # quarantined by the mapping stage; nothing to plan from
+    billing: list[Invoice | InvoiceFacts | Payment | PaymentFacts | Subscription] = []
+    for record in read_mapped(conn, mappings, normalizer, kinds, mapped):
+        entity = record.entity
         if isinstance(entity, Party):
-            key = (row.system, row.object)
-            world.names.setdefault(key, {})[entity.name.strip().lower()] = row.external_id
-            customer = customer_of.get((row.system, row.object, row.external_id))
+            key = (record.system, record.object)
+            world.names.setdefault(key, {})[entity.name.strip().lower()] = record.id
+            customer = customer_of.get((record.system, record.object, record.id))
             if customer is not None:
                 world.records[customer].append(
                     _Record(
-                        row.system,
-                        row.object,
-                        row.external_id,
-                        row.payload,
+                        record.system,
+                        record.object,
+                        record.id,
+                        record.payload or {},
                         entity,
-                        entity.model_dump(mode="json"),
-                        row.changed_at,
+                        record.dump(),
+                        record.changed_at,
                     )
                 )
-        elif isinstance(entity, Invoice | Payment | Subscription):
+        else:
             billing.append(entity)
     world.billing = group_billing(billing, customer_of)
     _load_outbox(conn, world)
@@ -521,6 +513,19 @@ class _Planner:
         self.agreed: dict[str, dict[str, Any]] = {}
         self.considered: set[tuple[str, str, str]] = set()
         self.in_conflict: set[tuple[str, str, str]] = set()
+        # Per plan, not per customer: both are lookups that scanned a whole mapping or every
+        # created record for each customer (quadratic in the customers).
+        self._kinds: dict[int, dict[int, str]] = {}
+        self._created_by: dict[tuple[str, str], str] = {}
+        for (cid, sys, _o), rid in world.created.items():
+            self._created_by.setdefault((cid, sys), rid)
+
+    def _address_kinds(self, mapping: ObjectMapping) -> dict[int, str]:
+        """:func:`_index_kinds` of ``addresses``, once per mapping and plan."""
+        kinds = self._kinds.get(id(mapping))
+        if kinds is None:
+            kinds = self._kinds[id(mapping)] = _index_kinds(mapping, "addresses")
+        return kinds
 
     # -- per customer ------------------------------------------------------------------
 
@@ -542,7 +547,9 @@ class _Planner:
                         record,
                         mapping=mapping,
                         records=records,
-                        hub=hub if record.id == primary else {},
+                        hub=hub
+                        if record.id == primary
+                        else self._shared(customer_id, hub, record, records),
                         agreed=agreed,
                     )
             elif created is None:
@@ -552,7 +559,9 @@ class _Planner:
         if agreed != self.world.baselines.get(customer_id, {}):
             self.agreed[customer_id] = agreed
 
-    def _hub(self, customer_id: str, records: Sequence[_Record]) -> dict[str, Any]:
+    def _hub(
+        self, customer_id: str, records: Sequence[_Record], currency: str | None = None
+    ) -> dict[str, Any]:
         ids: dict[str, str | None] = {}
         for system, key in (
             ("salesforce", "salesforce_account_id"),
@@ -560,17 +569,46 @@ class _Planner:
             ("quickbooks", "quickbooks_customer_id"),
         ):
             ids[key] = self._linked_id(customer_id, system, records)
-        crm = [r for r in records if r.system == "salesforce"]
         computed = hub_values(
             customer_id,
             ids,
             self.world.billing.get(customer_id, Billing()),
             has_billing_record=any(r.system in BILLING_SYSTEMS for r in records),
-            currency=next((r.party.currency for r in crm if r.party.currency), None),
+            currency=currency or self._amount_currency(customer_id, records),
             now=self.now,
         )
-        self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
+        if currency is None:
+            self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
         return dict(computed.values)
+
+    def _shared(
+        self,
+        customer_id: str,
+        hub: Mapping[str, Any],
+        record: _Record,
+        records: Sequence[_Record],
+    ) -> dict[str, Any]:
+        """The hub values a customer's other record of a system shows: all but the linked ids.
+
+        An id such as ``Stripe_Customer_Id__c`` is unique in its system, so only the customer's
+        primary record takes it; the amounts and states (open balance, MRR, billing status,
+        last invoice and payment) are the customer's, so a duplicate record shows them too, in
+        its own currency when it has one the amounts are in.
+        """
+        mine = record.party.currency
+        if mine is not None and mine != self._amount_currency(customer_id, records):
+            hub = self._hub(customer_id, records, currency=mine)
+        return {key: value for key, value in hub.items() if key not in _HUB_IDS}
+
+    def _amount_currency(self, customer_id: str, records: Sequence[_Record]) -> str | None:
+        """The currency the hub's amounts are chosen in: the primary CRM account's (it shows
+        them), else the first CRM record's that has one."""
+        primary = self._linked_id(customer_id, "salesforce", records)
+        crm = sorted(
+            (r for r in records if r.system == "salesforce" and r.party.currency),
+            key=lambda r: r.id != primary,
+        )
+        return crm[0].party.currency if crm else None
 
     def _linked_id(self, customer_id: str, system: str, records: Sequence[_Record]) -> str | None:
         mine = [r for r in records if r.system == system]
@@ -579,14 +617,7 @@ class _Planner:
             preferred = {str(lineage.get(k)) for k in ("name", "email")}
             mine.sort(key=lambda r: (r.ref not in preferred, r.id))
             return mine[0].id
-        return next(
-            (
-                rid
-                for (cid, sys, _o), rid in self.world.created.items()
-                if (cid, sys) == (customer_id, system)
-            ),
-            None,
-        )
+        return self._created_by.get((customer_id, system))
 
     def _sources(
         self, customer_id: str, canonical: str, systems: Sequence[str], records: Sequence[_Record]
@@ -607,12 +638,12 @@ class _Planner:
         *,
         creating: bool,
     ) -> list[_Wanted]:
-        kinds = _index_kinds(mapping, "addresses")
+        kinds = self._address_kinds(mapping)
         wanted: list[_Wanted] = []
         for path, expression in mapping.writes.items():
             if expression.startswith("hub."):
-                # Only the customer's primary record of a system takes the hub's values
-                # (``hub`` is empty for the others): ids such as Stripe_Customer_Id__c are
+                # Only the customer's primary record of a system takes the hub's ids (the
+                # others get :func:`_shared` values): ids such as Stripe_Customer_Id__c are
                 # unique in their system.
                 wanted.append(_Wanted(path, hub.get(expression[4:]), expression))
                 continue
@@ -623,8 +654,8 @@ class _Planner:
             systems = self.order.get(top, (rule.system,)) if creating else (rule.system,)
             value, source = None, rule.system
             for record in self._sources(customer_id, expression, systems, records):
-                source_kinds = _index_kinds(
-                    self.mappings.systems[record.system].objects[record.object], "addresses"
+                source_kinds = self._address_kinds(
+                    self.mappings.systems[record.system].objects[record.object]
                 )
                 found = _canonical(record.dump, expression, source_kinds or kinds)
                 if not _blank(found):
@@ -645,7 +676,7 @@ class _Planner:
     ) -> None:
         key = (record.system, record.object, record.id)
         self.considered.add(key)
-        target_kinds = _index_kinds(mapping, "addresses")
+        target_kinds = self._address_kinds(mapping)
         wanted = self._wanted(customer_id, mapping, records, hub, creating=False)
         groups: dict[str, list[tuple[_Wanted, Any]]] = defaultdict(list)
         changed: set[str] = set()
@@ -710,9 +741,23 @@ class _Planner:
         )
 
     def _name_taken(self, customer_id: str, record: _Record, want: _Wanted) -> bool:
-        """An update must not rename a record onto a name another record of its system holds."""
+        """An update must not rename a record onto a name another record of its system holds.
+
+        Nor onto the customer's name when the record is not the customer's primary one there
+        (a duplicate, or the QuickBooks customer the ledger made for another currency): the
+        primary record takes that name, and the system holds it once.
+        """
         if UNIQUE_NAMES.get((record.system, record.object)) != want.path:
             return False
+        primary = self._linked_id(
+            customer_id, record.system, self.world.records.get(customer_id, [])
+        )
+        if primary not in (None, record.id):
+            self.report.notes.append(
+                f"{customer_id}: {record.ref} keeps its {want.path}: {record.system} record "
+                f"{primary} is the customer's primary one"
+            )
+            return True
         holder = self.world.names.get((record.system, record.object), {}).get(
             str(want.value).strip().lower()
         )
@@ -803,6 +848,9 @@ class _Planner:
         taken[candidate.lower()] = ""  # the next create of this plan must not take it too
         renamed = _Wanted(name.path, candidate, name.source, name.canonical, name.rule)
         return [renamed if w is name else w for w in wanted]
+
+
+_HUB_IDS = frozenset({"salesforce_account_id", "stripe_customer_id", "quickbooks_customer_id"})
 
 
 def _by_id(record: _Record) -> str:
@@ -939,6 +987,7 @@ def plan(
     *,
     now: datetime,
     dry_run: bool = False,
+    mapped: MappedRecords | None = None,
 ) -> PlanReport:
     """Plan the writes that bring every target system in line with the golden customers.
 
@@ -952,6 +1001,9 @@ def plan(
         mappings: the loaded mappings (``writes`` and ``source_of_truth``).
         now: the time of the plan (timezone-aware UTC).
         dry_run: compute and report only; nothing is stored or queued.
+        mapped: the mapped landed records a long-running caller keeps between plans, so that
+            only the records changed since the last plan are read and mapped again; None
+            reads and maps every record.
 
     Returns:
         The writes (with their field changes), conflicts and counts.
@@ -966,7 +1018,7 @@ def plan(
     engine = store.engine if isinstance(store, Store) else store
     normalizer = Normalizer(mappings)
     with engine.connect() as conn:
-        world = _load(conn, mappings, normalizer)
+        world = _load(conn, mappings, normalizer, mapped)
     planner = _Planner(mappings, world, now)
     for customer_id in sorted(world.customers):
         planner.customer(customer_id)
@@ -985,16 +1037,23 @@ def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
     """Push callback: link each record the hub created to its customer, in the push's transaction.
 
     A created record is linked with method ``created``: matching keeps it with its customer
-    once it lands, and the next plan updates it instead of creating another.
+    once it lands, and the next plan updates it instead of creating another. A QuickBooks
+    customer the ledger made for a customer's other currency is linked the same way.
     """
     for write in writes:
         if (
-            write.entity_kind != PLAN_ENTITY
+            write.entity_kind not in (PLAN_ENTITY, CUSTOMER_ENTITY)
             or write.action != WriteAction.CREATE.value
             or not write.remote_id
             or not write.entity_id
         ):
             continue
+        # The ledger's QuickBooks customer in another currency (``EUR:<customer id>``).
+        customer_id = (
+            write.entity_id.partition(":")[2]
+            if write.entity_kind == CUSTOMER_ENTITY
+            else write.entity_id
+        )
         exists = conn.execute(
             select(_LINK.c.id).where(
                 _LINK.c.system == write.target,
@@ -1002,9 +1061,7 @@ def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
                 _LINK.c.external_id == write.remote_id,
             )
         ).first()
-        customer = conn.execute(
-            select(_CUSTOMER.c.id).where(_CUSTOMER.c.id == write.entity_id)
-        ).first()
+        customer = conn.execute(select(_CUSTOMER.c.id).where(_CUSTOMER.c.id == customer_id)).first()
         if exists is not None or customer is None:
             continue
         now = utcnow()
@@ -1013,7 +1070,7 @@ def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
                 system=write.target,
                 object=write.object,
                 external_id=write.remote_id,
-                customer_id=write.entity_id,
+                customer_id=customer_id,
                 score=1.0,
                 method=LinkMethod.CREATED.value,
                 status=LinkStatus.LINKED.value,

@@ -371,10 +371,11 @@ class _Tracer:
         if charge.get("status") != "succeeded":
             return step
         invoice_id = str(charge.get("invoice") or "")
-        if invoice_id:
-            wait = None
-            if self.world.remote_id(DOCUMENT_ENTITY, invoice_id, "Invoice") is None:
-                wait = f"waiting for invoice {invoice_id} to be in QuickBooks"
+        # A charge of an invoice is a Payment applied to it; a one-off charge an unapplied one.
+        wait = None
+        if invoice_id and self.world.remote_id(DOCUMENT_ENTITY, invoice_id, "Invoice") is None:
+            wait = f"waiting for invoice {invoice_id} to be in QuickBooks"
+        if invoice_id or charge.get("customer"):
             wait = wait or self._customer_wait(charge.get("customer"))
             step.children.append(
                 self.posted("charge", charge_id, "Payment", charge.get("currency"), wait)

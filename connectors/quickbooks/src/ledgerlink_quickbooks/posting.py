@@ -24,12 +24,14 @@ from ledgerlink.domain.money import Money
 __all__ = [
     "AccountsMap",
     "InvoiceLine",
+    "credit_application",
     "credit_memo",
     "fee_journal_entry",
     "invoice",
     "payment",
     "payout_deposit",
     "refund_receipt",
+    "zeroed",
 ]
 
 JSON = dict[str, Any]
@@ -182,7 +184,7 @@ def invoice(
 def payment(
     *,
     customer_id: str,
-    invoice_id: str,
+    invoice_id: str | None,
     amount: Money,
     txn_date: dt.date,
     accounts: AccountsMap,
@@ -192,7 +194,9 @@ def payment(
 ) -> JSON:
     """Build a Payment of ``amount`` applied to ``invoice_id`` through ``LinkedTxn``.
 
-    The money lands in the clearing account (the processor's balance), not the bank.
+    The money lands in the clearing account (the processor's balance), not the bank. Without
+    an invoice (``invoice_id`` None: a one-off charge) the payment has no lines, so QuickBooks
+    keeps all of it as unapplied credit on the customer's account (``UnappliedAmt``).
 
     Raises:
         ValueError: a foreign currency without a rate, or a non-positive amount.
@@ -205,14 +209,15 @@ def payment(
         "TotalAmt": _amount(amount),
         "TxnDate": txn_date.isoformat(),
         "DepositToAccountRef": _ref(accounts.clearing),
-        "Line": [
+        **_currency_fields(amount.currency, home_currency, exchange_rate),
+    }
+    if invoice_id is not None:
+        body["Line"] = [
             {
                 "Amount": _amount(amount),
                 "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}],
             }
-        ],
-        **_currency_fields(amount.currency, home_currency, exchange_rate),
-    }
+        ]
     if reference:
         body["PaymentRefNum"] = reference[:21]
     return body
@@ -227,8 +232,15 @@ def credit_memo(
     home_currency: str = "USD",
     exchange_rate: Decimal | None = None,
     doc_number: str | None = None,
+    discount: Money | None = None,
+    tax: Money | None = None,
+    memo: str | None = None,
 ) -> JSON:
     """Build a CreditMemo (a Stripe credit note) reducing what the customer owes.
+
+    It posts like an invoice in reverse: the items' income accounts are debited and the
+    customer's receivable credited; ``discount`` and ``tax`` reduce and add to it as on the
+    invoice the credit note corrects.
 
     Raises:
         ValueError: no lines, mixed currencies, or a foreign currency without a rate.
@@ -237,14 +249,82 @@ def credit_memo(
         msg = "a credit memo needs at least one line"
         raise ValueError(msg)
     body_lines, _ = _sales_lines(lines, currency)
+    if discount is not None and not discount.is_zero:
+        body_lines.append(
+            {
+                "Amount": _amount(discount),
+                "DetailType": "DiscountLineDetail",
+                "DiscountLineDetail": {"PercentBased": False},
+            }
+        )
     body: JSON = {
         "CustomerRef": _ref(customer_id),
         "TxnDate": txn_date.isoformat(),
         "Line": body_lines,
         **_currency_fields(currency, home_currency, exchange_rate),
     }
+    if tax is not None and not tax.is_zero:
+        body["TxnTaxDetail"] = {"TotalTax": _amount(tax)}
     if doc_number:
         body["DocNumber"] = doc_number[:21]
+    if memo:
+        body["PrivateNote"] = memo[:4000]
+    return body
+
+
+def credit_application(
+    *,
+    customer_id: str,
+    invoice_id: str,
+    credit_memo_id: str,
+    amount: Money,
+    txn_date: dt.date,
+    home_currency: str = "USD",
+    exchange_rate: Decimal | None = None,
+) -> JSON:
+    """Build the zero Payment that applies ``amount`` of a CreditMemo to an Invoice.
+
+    QuickBooks applies a credit to an invoice through a Payment whose ``TotalAmt`` is 0 and
+    whose lines link the invoice and the credit memo for the same amount: no money moves, the
+    invoice's ``Balance`` and the memo's ``RemainingCredit`` both go down by ``amount``.
+
+    Raises:
+        ValueError: a non-positive amount or a foreign currency without a rate.
+    """
+    if not amount.is_positive:
+        msg = "an applied credit must be positive"
+        raise ValueError(msg)
+    applied = _amount(amount)
+    return {
+        "CustomerRef": _ref(customer_id),
+        "TotalAmt": Decimal(0),
+        "TxnDate": txn_date.isoformat(),
+        "Line": [
+            {"Amount": applied, "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}]},
+            {"Amount": applied, "LinkedTxn": [{"TxnId": credit_memo_id, "TxnType": "CreditMemo"}]},
+        ],
+        **_currency_fields(amount.currency, home_currency, exchange_rate),
+    }
+
+
+def zeroed(document: JSON, note: str) -> JSON:
+    """The sparse update that empties a sales document the API cannot void (a CreditMemo).
+
+    QuickBooks' own void keeps a document and its Id but zeroes its amounts and quantities and
+    puts "Voided" before its ``PrivateNote``; the API offers that operation for invoices but
+    not for credit memos, so the hub sends the same change as an update: every line at 0,
+    no tax, and the note.
+    """
+    lines: list[JSON] = []
+    for line in document.get("Line") or []:
+        zero = {**line, "Amount": Decimal(0)}
+        detail = line.get("SalesItemLineDetail")
+        if isinstance(detail, dict):
+            zero["SalesItemLineDetail"] = {**detail, "Qty": 0, "UnitPrice": Decimal(0)}
+        lines.append(zero)
+    body: JSON = {"Line": lines, "PrivateNote": f"Voided {note}"[:4000]}
+    if document.get("TxnTaxDetail"):
+        body["TxnTaxDetail"] = {"TotalTax": Decimal(0)}
     return body
 
 

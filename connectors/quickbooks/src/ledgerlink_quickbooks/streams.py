@@ -33,10 +33,14 @@ CDC_ENTITIES: tuple[str, ...] = tuple(s.name for s in STREAMS if s.name != "TaxC
 """Entities read through one shared ``/cdc`` call (TaxCode has no CDC support)."""
 
 _WRITE_ACTIONS = frozenset({WriteAction.CREATE, WriteAction.UPDATE})
+_VOIDABLE = frozenset({"Invoice"})
+"""Entities the API voids (``operation=void``); a CreditMemo, for one, cannot be voided."""
 WRITERS: tuple[WriterSpec, ...] = tuple(
     WriterSpec(
         s.name,
-        _WRITE_ACTIONS | ({WriteAction.DELETE} if s.name in _TRANSACTIONS else set()),
+        _WRITE_ACTIONS
+        | ({WriteAction.DELETE} if s.name in _TRANSACTIONS else set())
+        | ({WriteAction.VOID} if s.name in _VOIDABLE else set()),
         batch_size=30,
     )
     for s in STREAMS

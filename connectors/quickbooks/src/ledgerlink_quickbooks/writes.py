@@ -6,7 +6,9 @@ second invoice. Several operations go to ``/batch`` (at most 30 per call), whose
 ``bId`` answers are mapped back to their operations; a single operation goes to the entity
 endpoint. An update without a ``SyncToken`` in its payload gets the current one from one
 query per entity. A stale SyncToken (5010) refetches the record, re-applies only the hub's
-own fields as a sparse update and retries once under a derived requestid.
+own fields as a sparse update and retries once under a derived requestid. A void
+(``operation=void``, invoices only) sends ``Id`` and ``SyncToken`` alone, one request each to
+the entity endpoint: the form Intuit documents for a void.
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def _writer_error(op: WriteOp) -> ConnectorError | None:
         return ConfigurationError(f"QuickBooks cannot write {op.object!r}")
     if op.action not in spec.actions:
         return FatalError(f"QuickBooks cannot {op.action.value} {spec.object}")
-    if op.action in {WriteAction.UPDATE, WriteAction.DELETE} and not op.remote_id:
+    if op.action in {WriteAction.UPDATE, WriteAction.DELETE, WriteAction.VOID} and not (
+        op.remote_id
+    ):
         return FatalError(f"{op.action.value} of {spec.object} needs remote_id")
     return None
 
@@ -71,7 +75,7 @@ def _body(op: WriteOp, sync_token: str | None) -> JSON:
     body["Id"] = op.remote_id
     if sync_token is not None:
         body["SyncToken"] = sync_token
-    if op.action == WriteAction.DELETE:
+    if op.action in {WriteAction.DELETE, WriteAction.VOID}:
         return {"Id": op.remote_id, "SyncToken": body.get("SyncToken")}
     body["sparse"] = True
     return body
@@ -105,7 +109,11 @@ def _sync_tokens(conn: QuickBooksConnector, ops: Sequence[WriteOp]) -> dict[tupl
 
 def _send_one(conn: QuickBooksConnector, op: WriteOp, body: JSON, requestid: str) -> WriteResult:
     entity = _entity(op)
-    operation = {WriteAction.DELETE: "delete", WriteAction.UPDATE: "update"}.get(op.action)
+    operation = {
+        WriteAction.DELETE: "delete",
+        WriteAction.UPDATE: "update",
+        WriteAction.VOID: "void",
+    }.get(op.action)
     try:
         answer = conn.post_json(entity.lower(), body, requestid=requestid, operation=operation)
     except ConnectorError as exc:
@@ -140,8 +148,11 @@ def _send_chunk(conn: QuickBooksConnector, ops: Sequence[WriteOp]) -> list[Write
         _body(op, op.payload.get("SyncToken") or tokens.get((_entity(op), op.remote_id or "")))
         for op in ops
     ]
-    if len(ops) == 1:
-        results = [_send_one(conn, ops[0], bodies[0], requestid_for(ops[0].idempotency_key))]
+    if len(ops) == 1 or any(op.action == WriteAction.VOID for op in ops):
+        results = [
+            _send_one(conn, op, body, requestid_for(op.idempotency_key))
+            for op, body in zip(ops, bodies, strict=True)
+        ]
     else:
         items = [
             {"bId": str(index), "operation": op.action.value, _entity(op): body}

@@ -72,7 +72,7 @@ class SalesforceConnector:
 
     def writers(self) -> Sequence[WriterSpec]:
         """Every stream's object is writable: create, update, upsert and delete."""
-        actions = frozenset(WriteAction)
+        actions = frozenset(WriteAction) - {WriteAction.VOID}
         return [
             WriterSpec(
                 object=s.name,

@@ -12,6 +12,15 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
 A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
 ``state["pending_charges"]`` and is fetched again on the next cycle, so a payment never
 reaches the ledger without its fee.
+
+``payout_transactions`` follows the payouts (list, then ``payout.*`` events) and lands, for each
+automatic payout once it is ``in_transit`` or ``paid``, which balance transactions it paid out:
+``GET /v1/balance_transactions?payout=po_...`` read to its end, as
+``{"payout": id, "balance_transactions": [ids]}`` (the payout's own transaction left out). The
+ledger's payout reconciliation ties each payout with it. A payout is asked about once: one
+tied while ``in_transit`` waits in ``state["tied_in_transit"]`` so that its later ``paid``
+event costs nothing; pending payouts are asked about when their event says they moved, manual
+ones never (Stripe answers that filter for automatic payouts only).
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ __all__ = ["STREAMS", "StreamSpec", "StripeStreamReader", "iso"]
 JSON = dict[str, Any]
 _LOOKBACK = 5  # seconds re-read after a full list, for objects committed while it ran
 _RETENTION_MARGIN = 3600  # re-list an hour before Stripe would actually drop the events
+_TIED_STATUSES = frozenset({"in_transit", "paid"})
+"""Payout statuses whose balance transactions are settled: what Stripe paid out is final."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +140,9 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec(_stream("disputes", "dispute"), "/v1/disputes", "dispute", ("charge.dispute.*",)),
     StreamSpec(_stream("payouts", "payout"), "/v1/payouts", "payout", ("payout.*",)),
     StreamSpec(
+        _stream("payout_transactions", "payout_tie"), "/v1/payouts", "payout", ("payout.*",)
+    ),
+    StreamSpec(
         _stream("balance_transactions", "balance_transaction", deletes=False),
         "/v1/balance_transactions",
         "balance_transaction",
@@ -194,7 +208,7 @@ class StripeStreamReader:
                     cursor=cursor.value,
                     retention_days=self.retention // 86_400,
                 )
-                yield from self._list(spec, self._fresh_list_cursor(cursor))
+                yield from self._list(spec, self._fresh_list_cursor(spec, cursor))
                 return
             if mode == "events":
                 yield from self._events(spec, cursor)
@@ -202,17 +216,18 @@ class StripeStreamReader:
                 yield from self._created(spec, cursor)
             return
         if mode != "list":
-            cursor = self._fresh_list_cursor(cursor)
+            cursor = self._fresh_list_cursor(spec, cursor)
         yield from self._list(spec, cursor)
 
-    def _fresh_list_cursor(self, cursor: Cursor) -> Cursor:
-        pending = cursor.state.get("pending_charges")
+    def _fresh_list_cursor(self, spec: StreamSpec, cursor: Cursor) -> Cursor:
+        key = _held_key(spec)
+        pending = cursor.state.get(key)
         return Cursor(
             value=cursor.value,
             state={
                 "mode": "list",
                 "list_started": int(self.clock()),
-                **({"pending_charges": pending} if pending else {}),
+                **({key: pending} if pending else {}),
             },
         )
 
@@ -226,16 +241,15 @@ class StripeStreamReader:
                 params["starting_after"] = after
             body = self.api.get(spec.path, params)
             data: list[JSON] = body["data"]
-            pending = set(cursor.state.get("pending_charges") or ())
+            key = _held_key(spec)
+            pending = set(cursor.state.get(key) or ())
             records = self._records(
                 spec, [(obj, int(obj["created"]), False) for obj in data], pending
             )
             if data:
                 after = data[-1]["id"]
             if body["has_more"] and data:
-                cursor = cursor.with_state(
-                    starting_after=after, pending_charges=sorted(pending) or None
-                )
+                cursor = cursor.with_state(starting_after=after, **{key: sorted(pending) or None})
                 yield Page(spec.stream.name, records, cursor)
                 continue
             since = started - _LOOKBACK
@@ -245,7 +259,7 @@ class StripeStreamReader:
                 "seen": [],
             }
             if pending:
-                final_state["pending_charges"] = sorted(pending)
+                final_state[key] = sorted(pending)
             yield Page(spec.stream.name, records, Cursor(value=iso(since), state=final_state))
             return
 
@@ -287,11 +301,12 @@ class StripeStreamReader:
     ) -> Iterator[Page]:
         since = int(cursor.state["since"])
         seen = set(cursor.state.get("seen") or ())
-        pending = set(cursor.state.get("pending_charges") or ())
+        key = _held_key(spec)
+        pending = set(cursor.state.get(key) or ())
         fresh = [entry for entry in entries if not (entry[1] == since and entry[3] in seen)]
         rechecked = self._recheck_pending(spec, pending)
         if not fresh:
-            kept = {**dict(cursor.state), "pending_charges": sorted(pending) or None}
+            kept = {**dict(cursor.state), key: sorted(pending) or None}
             yield Page(
                 spec.stream.name,
                 rechecked,
@@ -316,7 +331,7 @@ class StripeStreamReader:
                 "seen": sorted(seen),
             }
             if pending:
-                state["pending_charges"] = sorted(pending)
+                state[key] = sorted(pending)
             yield Page(spec.stream.name, records, Cursor(value=iso(since), state=state))
 
     def _recheck_pending(self, spec: StreamSpec, pending: set[str]) -> list[Record]:
@@ -337,6 +352,8 @@ class StripeStreamReader:
         self, spec: StreamSpec, entries: list[tuple[JSON, int, bool]], pending: set[str]
     ) -> list[Record]:
         """Turn snapshots into records, newest snapshot per object within the batch."""
+        if spec.stream.name == "payout_transactions":
+            return self._payout_ties(spec, entries, pending)
         latest: dict[str, Record] = {}
         for obj, created, deleted in entries:
             if obj.get("object") != spec.object:
@@ -355,6 +372,53 @@ class StripeStreamReader:
             )
         return list(latest.values())
 
+    def _payout_ties(
+        self, spec: StreamSpec, entries: list[tuple[JSON, int, bool]], tied_in_transit: set[str]
+    ) -> list[Record]:
+        """For the newest snapshot of each automatic payout that left Stripe, what it paid out.
+
+        ``tied_in_transit`` holds payouts tied while in transit: their ``paid`` event needs no
+        second answer. A payout that failed or was canceled leaves it.
+        """
+        latest: dict[str, tuple[JSON, int]] = {}
+        for obj, created, deleted in entries:
+            if obj.get("object") == "payout" and not deleted:
+                latest.pop(str(obj["id"]), None)
+                latest[str(obj["id"])] = (obj, created)
+        records: list[Record] = []
+        for payout_id, (payout, created) in latest.items():
+            status = payout.get("status")
+            if status not in _TIED_STATUSES or not payout.get("automatic"):
+                tied_in_transit.discard(payout_id)
+                continue
+            if payout_id in tied_in_transit:
+                if status == "paid":
+                    tied_in_transit.discard(payout_id)
+                continue
+            ids = [
+                str(txn["id"])
+                for txn in self._every("/v1/balance_transactions", {"payout": payout_id})
+                if txn.get("source") != payout_id
+            ]
+            if status == "in_transit":
+                tied_in_transit.add(payout_id)
+            payload = {"payout": payout_id, "balance_transactions": sorted(ids)}
+            records.append(Record(spec.stream.name, payout_id, payload, cursor_value=iso(created)))
+        return records
+
+    def _every(self, path: str, params: dict[str, Any]) -> Iterator[JSON]:
+        """Every item of a list, page by page (``limit`` and ``starting_after``)."""
+        after: str | None = None
+        while True:
+            query = dict(params, limit=self.page_size)
+            if after:
+                query["starting_after"] = after
+            body = self.api.get(path, query)
+            yield from body["data"]
+            if not body["has_more"] or not body["data"]:
+                return
+            after = body["data"][-1]["id"]
+
     def _full_lines(self, invoice: JSON) -> JSON:
         """Complete an invoice's embedded lines when Stripe truncated them."""
         lines = invoice.get("lines") or {}
@@ -372,6 +436,11 @@ class StripeStreamReader:
                 break
             after = body["data"][-1]["id"]
         return {**invoice, "lines": {**lines, "data": data, "has_more": False}}
+
+
+def _held_key(spec: StreamSpec) -> str:
+    """The cursor-state key of the ids a stream holds between reads."""
+    return "tied_in_transit" if spec.stream.name == "payout_transactions" else "pending_charges"
 
 
 def _is_tombstone(event: JSON) -> bool:

@@ -370,6 +370,8 @@ async def _dispatch(  # noqa: PLR0911, PLR0912 - one branch per API route
             table = company.table(head)
             if operation == "delete":
                 result = company.delete(table.name, payload)
+            elif operation == "void":
+                result = company.void(table.name, payload)
             elif operation == "update" or payload.get("Id"):
                 result = company.update(table.name, payload)
             else:
@@ -452,6 +454,8 @@ def _batch(company: Company, payload: JSON, now: str) -> JSON:
             body = item[entity]
             if operation == "delete":
                 result = company.delete(table.name, body)
+            elif operation == "void":
+                result = company.void(table.name, body)
             elif operation == "update":
                 result = company.update(table.name, body)
             else:

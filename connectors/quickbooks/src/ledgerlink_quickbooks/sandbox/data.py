@@ -22,6 +22,7 @@ __all__ = [
     "CURRENCIES",
     "DATA_EPOCH",
     "EUR_RATE",
+    "HOME_CURRENCY",
     "ITEMS",
     "PACIFIC",
     "TAX_CODES",
@@ -45,6 +46,8 @@ DATA_EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 """The newest seeded record is stamped just before this instant."""
 
 EUR_RATE = Decimal("1.1")
+HOME_CURRENCY = "USD"
+"""The sandbox company's home currency: a customer or document without ``CurrencyRef`` is in it."""
 
 JSON = dict[str, Any]
 

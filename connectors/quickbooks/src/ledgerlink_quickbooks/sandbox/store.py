@@ -119,6 +119,14 @@ class EntityTable:
     overlay_time: dict[int, dt.datetime] = field(default_factory=dict)
     deleted: dict[int, dt.datetime] = field(default_factory=dict)
     next_id: int = 0
+    # Every put in order: its time and id, and each id's latest entry. A LastUpdatedTime scan
+    # bisects into it instead of walking the whole overlay: a client paging a million records
+    # a thousand at a time would otherwise make the scan quadratic. Only while puts come in
+    # time order (the company's stamps never go backwards); otherwise the walk is used.
+    _log_times: list[dt.datetime] = field(default_factory=list, repr=False)
+    _log_ids: list[int] = field(default_factory=list, repr=False)
+    _latest: dict[int, int] = field(default_factory=dict, repr=False)
+    _log_ordered: bool = field(default=True, repr=False)
 
     def __post_init__(self) -> None:
         self.next_id = max(self.next_id, self.generated + 1)
@@ -139,11 +147,17 @@ class EntityTable:
         self.overlay_time.pop(rid, None)
         self.overlay[rid] = record
         self.overlay_time[rid] = when
+        if self._log_times and when < self._log_times[-1]:
+            self._log_ordered = False
+        self._latest[rid] = len(self._log_ids)
+        self._log_times.append(when)
+        self._log_ids.append(rid)
 
     def delete(self, rid: int, when: dt.datetime) -> None:
         """Turn ``rid`` into a tombstone."""
         self.overlay.pop(rid, None)
         self.overlay_time.pop(rid, None)
+        self._latest.pop(rid, None)
         self.deleted[rid] = when
 
     def allocate_id(self) -> int:
@@ -168,9 +182,16 @@ class EntityTable:
             for rid in range(start, self.generated + 1):
                 if rid not in self.overlay and rid not in self.deleted:
                     yield self.make(rid)
-        for rid, record in list(self.overlay.items()):
-            if since is None or self.overlay_time[rid] >= since:
-                yield record
+        if since is None or not self._log_ordered:
+            for rid, record in list(self.overlay.items()):
+                if since is None or self.overlay_time[rid] >= since:
+                    yield record
+            return
+        ids, end = self._log_ids, len(self._log_ids)
+        for position in range(bisect.bisect_left(self._log_times, since, hi=end), end):
+            rid = ids[position]
+            if self._latest.get(rid) == position:
+                yield self.overlay[rid]
 
     def deleted_since(self, since: dt.datetime) -> Iterator[tuple[int, dt.datetime]]:
         """Tombstones at or after ``since``."""
@@ -236,6 +257,24 @@ def _matches(record: JSON, cond: Condition) -> bool:  # noqa: PLR0911 - one retu
         )
     except TypeError:
         return False
+
+
+def _named_ids(table: EntityTable, conditions: Sequence[Condition]) -> list[int] | None:
+    """The ids an ``Id = ..`` or ``Id IN (..)`` condition names, ascending; None if none does.
+
+    Looking those records up is what QuickBooks' own index does; the other conditions are
+    still applied to them. TaxCode ids are not numbers (see :meth:`Company.find`).
+    """
+    if table.name == "TaxCode":
+        return None
+    for cond in conditions:
+        if cond.field != "Id" or cond.op not in ("=", "IN"):
+            continue
+        values = cond.value if cond.op == "IN" else [cond.value]
+        if not all(isinstance(v, str | int) and str(v).isdigit() for v in values):
+            return None
+        return sorted({int(v) for v in values if 0 < int(v) < table.next_id})
+    return None
 
 
 def _dec(value: Any) -> Decimal:
@@ -468,6 +507,11 @@ class Company:
         source = (
             table.by_time(since) if by_time or (since and not parsed.order_by) else (table.by_id())
         )
+        if not (by_time or (since and not parsed.order_by)):
+            named = _named_ids(table, parsed.conditions)
+            if named is not None:
+                # What by_id() would yield for these ids, without walking every record.
+                source = (r for r in (table.get(rid) for rid in named) if r is not None)
         conditions = parsed.conditions
         if table.name in NAME_LISTS and not any(c.field == "Active" for c in conditions):
             # Like QuickBooks, a name-list query without an Active filter hides inactive ones.
@@ -631,6 +675,52 @@ class Company:
             table.delete(int(current["Id"]), when)
             return {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}
 
+    def void(self, entity: str, body: JSON) -> JSON:
+        """Void an invoice as QuickBooks does: it keeps its Id and number, its amounts and
+        quantities become 0 and ``PrivateNote`` starts with "Voided".
+
+        Raises:
+            QboFault: an entity without the void operation, unknown id, stale SyncToken, or an
+                invoice a payment is still applied to.
+        """
+        with self.lock:
+            table = self.table(entity)
+            if table.name != "Invoice":
+                raise QboFault(
+                    "2010",
+                    "Request has invalid or unsupported property",
+                    f"Operation void is not supported for {table.name}",
+                )
+            current = self.read(table.name, str(body.get("Id")))
+            if str(body.get("SyncToken")) != current["SyncToken"]:
+                raise QboFault("5010", "Stale Object Error", STALE_DETAIL)
+            if self.linked_payments("Invoice", current["Id"]):
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    "Business Validation Error: this invoice has payments applied to it; "
+                    "remove them before voiding it",
+                )
+            when = self.stamp()
+            record = copy.deepcopy(current)
+            for line in record.get("Line") or []:
+                line["Amount"] = 0
+                detail = line.get("SalesItemLineDetail")
+                if isinstance(detail, dict):
+                    detail["Qty"] = 0
+                    detail["UnitPrice"] = 0
+            record["TxnTaxDetail"] = {"TotalTax": 0}
+            record.update(TotalAmt=0, Balance=0, LinkedTxn=[])
+            note = str(current.get("PrivateNote") or "")
+            record["PrivateNote"] = f"Voided {note}".strip()
+            record["SyncToken"] = str(int(current["SyncToken"]) + 1)
+            record["MetaData"] = {
+                "CreateTime": current["MetaData"]["CreateTime"],
+                "LastUpdatedTime": data.qbo_time(when),
+            }
+            table.put(int(record["Id"]), record, when)
+            return copy.deepcopy(record)
+
     # -- validation ------------------------------------------------------------------------
 
     def _require(self, record: JSON, name: str) -> None:
@@ -706,7 +796,8 @@ class Company:
             )
         if entity in {"Invoice", "CreditMemo", "RefundReceipt"}:
             self._require(record, "CustomerRef")
-            self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            customer = self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            _same_currency(record, customer)
             self._require(record, "Line")
             if entity == "RefundReceipt":
                 self._require(record, "DepositToAccountRef")
@@ -714,33 +805,14 @@ class Company:
             self._sales_totals(record, entity)
         elif entity == "Payment":
             self._require(record, "CustomerRef")
-            self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            customer = self._check_ref("Customer", record.get("CustomerRef"), "CustomerRef")
+            _same_currency(record, customer)
             self._require(record, "TotalAmt")
             record.setdefault("DepositToAccountRef", {"value": data.UNDEPOSITED_FUNDS})
             self._check_ref("Account", record.get("DepositToAccountRef"), "DepositToAccountRef")
             applied = Decimal(0)
             for line in record.get("Line") or []:
-                for link in line.get("LinkedTxn") or []:
-                    invoice = self._check_ref("Invoice", {"value": link.get("TxnId")}, "LinkedTxn")
-                    if invoice["CustomerRef"]["value"] != record["CustomerRef"]["value"]:
-                        raise QboFault(
-                            "6000",
-                            "A business validation error has occurred while processing "
-                            "your request",
-                            "Business Validation Error: the linked invoice belongs to another "
-                            "customer",
-                            element="LinkedTxn",
-                        )
-                    if current is None and _dec(line.get("Amount")) > _dec(invoice["Balance"]):
-                        raise QboFault(
-                            "6000",
-                            "A business validation error has occurred while processing "
-                            "your request",
-                            f"Business Validation Error: the payment applies more than the "
-                            f"open balance of invoice {invoice['Id']}",
-                            element="Line.Amount",
-                        )
-                applied += _dec(line.get("Amount"))
+                applied += self._linked_amount(record, line, current)
             if applied > _dec(record["TotalAmt"]):
                 raise QboFault(
                     "6000",
@@ -777,6 +849,37 @@ class Company:
                     "the journal entry.",
                 )
             record["TotalAmt"] = float(debit)
+
+    def _linked_amount(self, payment: JSON, line: JSON, current: JSON | None) -> Decimal:
+        """What one Payment line applies: + to an Invoice, - from a CreditMemo's credit.
+
+        A line linked to a CreditMemo uses the customer's credit instead of money, which is how
+        a zero Payment applies a credit memo to an invoice.
+        """
+        sign = Decimal(0)
+        for link in line.get("LinkedTxn") or []:
+            kind = "CreditMemo" if link.get("TxnType") == "CreditMemo" else "Invoice"
+            target = self._check_ref(kind, {"value": link.get("TxnId")}, "LinkedTxn")
+            if target["CustomerRef"]["value"] != payment["CustomerRef"]["value"]:
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: the linked {kind.lower()} belongs to another "
+                    "customer",
+                    element="LinkedTxn",
+                )
+            left = target["Balance"] if kind == "Invoice" else target.get("RemainingCredit", 0)
+            if current is None and _dec(line.get("Amount")) > _dec(left):
+                what = "open balance" if kind == "Invoice" else "remaining credit"
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: the payment applies more than the {what} of "
+                    f"{kind} {target['Id']}",
+                    element="Line.Amount",
+                )
+            sign = Decimal(-1) if kind == "CreditMemo" else Decimal(1)
+        return sign * _dec(line.get("Amount"))
 
     def _sales_totals(self, record: JSON, entity: str) -> None:
         subtotal = Decimal(0)
@@ -830,21 +933,47 @@ class Company:
         if entity == "Invoice" and current is not None:
             paid = _dec(current["TotalAmt"]) - _dec(current["Balance"])
             record["Balance"] = float(_dec(record["TotalAmt"]) - paid)
+        if entity == "CreditMemo" and current is not None:
+            used = _dec(current["TotalAmt"]) - _dec(current.get("RemainingCredit", 0))
+            if used > _dec(record["TotalAmt"]):
+                raise QboFault(
+                    "6000",
+                    "A business validation error has occurred while processing your request",
+                    f"Business Validation Error: {used} of this credit memo is applied to "
+                    "invoices; remove those payments first",
+                )
+            record["RemainingCredit"] = float(_dec(record["TotalAmt"]) - used)
         if entity == "Payment" and current is None:
             self._apply_payment(record, sign=Decimal(-1), when=when)
 
     def _apply_payment(self, payment: JSON, *, sign: Decimal, when: dt.datetime) -> None:
-        table = self.tables["Invoice"]
+        """Lower (sign -1) or restore (+1) the open balance of the invoices a payment links and
+        the remaining credit of the credit memos it uses."""
         for line in payment.get("Line") or []:
             for link in line.get("LinkedTxn") or []:
-                invoice = table.get(int(link["TxnId"]))
-                if invoice is None:
+                kind = "CreditMemo" if link.get("TxnType") == "CreditMemo" else "Invoice"
+                field = "RemainingCredit" if kind == "CreditMemo" else "Balance"
+                table = self.tables[kind]
+                target = table.get(int(link["TxnId"]))
+                if target is None:
                     continue
-                invoice = copy.deepcopy(invoice)
-                invoice["Balance"] = float(_dec(invoice["Balance"]) + sign * _dec(line["Amount"]))
-                invoice["SyncToken"] = str(int(invoice["SyncToken"]) + 1)
-                invoice["MetaData"]["LastUpdatedTime"] = data.qbo_time(when)
-                table.put(int(invoice["Id"]), invoice, when)
+                target = copy.deepcopy(target)
+                target[field] = float(_dec(target.get(field)) + sign * _dec(line["Amount"]))
+                target["SyncToken"] = str(int(target["SyncToken"]) + 1)
+                target["MetaData"]["LastUpdatedTime"] = data.qbo_time(when)
+                table.put(int(target["Id"]), target, when)
+
+    def linked_payments(self, entity: str, rid: str) -> list[JSON]:
+        """The payments with a line linked to transaction ``rid`` of ``entity``."""
+        return [
+            payment
+            for payment in self.tables["Payment"].by_id()
+            if any(
+                str(link.get("TxnId")) == rid and (link.get("TxnType") or "Invoice") == entity
+                for line in payment.get("Line") or []
+                for link in line.get("LinkedTxn") or []
+            )
+        ]
 
     # -- ledger ----------------------------------------------------------------------------
 
@@ -868,6 +997,28 @@ class Company:
             if account == data.AR_ACCOUNT and customer is not None:
                 out[customer] = out.get(customer, Decimal(0)) + amount
         return {k: v for k, v in out.items() if v != 0}
+
+
+def _same_currency(document: JSON, customer: JSON) -> None:
+    """QuickBooks keeps one currency per customer: a document must be in it.
+
+    A document without ``CurrencyRef`` takes the customer's currency.
+
+    Raises:
+        QboFault: the document's ``CurrencyRef`` is not the customer's currency.
+    """
+    theirs = ((customer.get("CurrencyRef") or {}).get("value")) or data.HOME_CURRENCY
+    mine = (document.get("CurrencyRef") or {}).get("value")
+    if mine is None:
+        document["CurrencyRef"] = {"value": theirs}
+    elif mine != theirs:
+        raise QboFault(
+            "6000",
+            "A business validation error has occurred while processing your request",
+            f"Business Validation Error: the transaction is in {mine} but customer "
+            f"{customer['Id']} is in {theirs}; a customer's transactions are in its currency",
+            element="CurrencyRef",
+        )
 
 
 def _postings(  # noqa: PLR0912 - one block of postings per transaction type

@@ -110,6 +110,8 @@ class SalesforceSandbox:
             "fields": {
                 "Account": [
                     *DEFAULT_FIELDS["Account"],
+                    # A multi-currency org: the hub shows amounts in the Account's currency.
+                    "CurrencyIsoCode",
                     "Stripe_Customer_Id__c",
                     *HUB_ACCOUNT_FIELDS,
                 ],

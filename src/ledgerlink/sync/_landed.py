@@ -1,0 +1,246 @@
+"""The landed party and billing records the customer planner reads, mapped.
+
+Mapping a landed record (its JSON parsed, then validated into a domain entity) is most of what
+a plan costs: with a million invoices and payments landed, reading and mapping them all takes
+minutes, on every plan, even when a handful changed. :class:`MappedRecords` keeps the mapped
+records of one store between plans of a long-running process (the daemon, a benchmark's
+cycles) and reads again only the records whose ``changed_at`` moved since the newest change it
+has seen (less a lookback for transactions that committed late), using the
+``(system, object, changed_at)`` index. A tombstone moves ``changed_at`` too, so deletions are
+seen. Without it (``ledgerlink sync run``, tests) every plan reads everything, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.engine import Connection
+
+from ledgerlink.domain.entities import (
+    Invoice,
+    InvoiceStatus,
+    Party,
+    Payment,
+    PaymentStatus,
+    SourceRef,
+    Subscription,
+)
+from ledgerlink.domain.money import Money
+from ledgerlink.mapping.apply import Normalizer
+from ledgerlink.mapping.loader import MappingSet
+from ledgerlink.store.models import SourceRecord
+
+__all__ = [
+    "LOOKBACK",
+    "InvoiceFacts",
+    "MappedRecord",
+    "MappedRecords",
+    "PaymentFacts",
+    "read_mapped",
+]
+
+_SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
+
+LOOKBACK = timedelta(seconds=60)
+"""How far before the newest change seen a re-read starts: a landing transaction takes its
+``changed_at`` before it commits (and on SQLite may wait up to the 10 s busy timeout for the
+write lock), so a change may become visible after a newer one. Every refresh re-reads what
+landed within this window, so it is kept to a few times the longest landing transaction."""
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceFacts:
+    """What the hub values read of an invoice (see :mod:`ledgerlink.sync._hub`).
+
+    A mapped :class:`~ledgerlink.domain.entities.Invoice` takes about 5 KB; kept for every
+    landed invoice between plans that would be gigabytes. These few fields are all a plan
+    reads of it.
+    """
+
+    source: SourceRef
+    party: SourceRef | None
+    status: InvoiceStatus
+    created_at: datetime | None
+    issued_at: datetime | None
+    amount_remaining: Money | None
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> InvoiceFacts:
+        """The facts of ``invoice``."""
+        return cls(
+            invoice.source,
+            invoice.party,
+            invoice.status,
+            invoice.created_at,
+            invoice.issued_at,
+            invoice.amount_remaining,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFacts:
+    """What the hub values read of a payment (see :class:`InvoiceFacts`)."""
+
+    source: SourceRef
+    party: SourceRef | None
+    status: PaymentStatus
+    created_at: datetime | None
+    paid_at: datetime | None
+
+    @classmethod
+    def of(cls, payment: Payment) -> PaymentFacts:
+        """The facts of ``payment``."""
+        return cls(
+            payment.source, payment.party, payment.status, payment.created_at, payment.paid_at
+        )
+
+
+Entity = Party | Invoice | Payment | Subscription | InvoiceFacts | PaymentFacts
+
+
+@dataclass(slots=True)
+class MappedRecord:
+    """One landed record mapped to its entity (raw payload kept for parties only)."""
+
+    system: str
+    object: str
+    id: str
+    payload: Mapping[str, Any] | None
+    entity: Entity
+    changed_at: datetime
+    _dump: Mapping[str, Any] | None = None
+
+    def dump(self) -> Mapping[str, Any]:
+        """The entity as JSON-ready values (computed once)."""
+        if self._dump is None:
+            assert isinstance(self.entity, Party)  # only parties are dumped
+            self._dump = self.entity.model_dump(mode="json")
+        return self._dump
+
+
+def _mapped(
+    normalizer: Normalizer, system: str, obj: str, row: Any, *, compact: bool = False
+) -> MappedRecord | None:
+    mapper = normalizer.mapper(system, obj)
+    if mapper is None:
+        return None
+    try:
+        entity = mapper.map(row.external_id, row.payload)
+    except ValueError:
+        return None  # quarantined by the mapping stage; nothing to plan from
+    if isinstance(entity, Party):
+        return MappedRecord(system, obj, row.external_id, row.payload, entity, row.changed_at)
+    kept: Entity
+    if compact and isinstance(entity, Invoice):
+        kept = InvoiceFacts.of(entity)
+    elif compact and isinstance(entity, Payment):
+        kept = PaymentFacts.of(entity)
+    elif isinstance(entity, Invoice | Payment | Subscription):
+        kept = entity
+    else:
+        return None
+    return MappedRecord(system, obj, row.external_id, None, kept, row.changed_at)
+
+
+def _read_all(
+    conn: Connection, normalizer: Normalizer, kinds: Iterable[tuple[str, str]]
+) -> Iterator[MappedRecord]:
+    query = select(
+        _SOURCE.c.system,
+        _SOURCE.c.object,
+        _SOURCE.c.external_id,
+        _SOURCE.c.payload,
+        _SOURCE.c.changed_at,
+    ).where(
+        tuple_(_SOURCE.c.system, _SOURCE.c.object).in_(list(kinds)),
+        _SOURCE.c.deleted_at.is_(None),
+    )
+    for row in conn.execute(query):
+        record = _mapped(normalizer, row.system, row.object, row)
+        if record is not None:
+            yield record
+
+
+class MappedRecords:
+    """Mapped landed records of one store, kept up to date between plans (see the module).
+
+    Invoices and payments are kept as :class:`InvoiceFacts` and :class:`PaymentFacts` (what a
+    plan reads of them), parties and subscriptions whole.
+
+    Safe to share between threads: one refresh at a time. Forgets everything when called with
+    other mappings (a reloaded mapping set maps records differently).
+    """
+
+    def __init__(self) -> None:
+        self._mappings: MappingSet | None = None
+        self._kinds: frozenset[tuple[str, str]] = frozenset()
+        self._rows: dict[tuple[str, str, str], MappedRecord] = {}
+        self._newest: datetime | None = None
+        self._lock = threading.Lock()
+        self.reread = 0
+        """Records read and mapped by the last refresh."""
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def records(
+        self,
+        conn: Connection,
+        mappings: MappingSet,
+        normalizer: Normalizer,
+        kinds: Iterable[tuple[str, str]],
+    ) -> list[MappedRecord]:
+        """Every live mapped record of ``kinds``, after reading what changed since last time."""
+        wanted = frozenset(kinds)
+        with self._lock:
+            if mappings is not self._mappings or wanted != self._kinds:
+                self._mappings, self._kinds = mappings, wanted
+                self._rows, self._newest = {}, None
+            since = None if self._newest is None else self._newest - LOOKBACK
+            newest = self._newest
+            self.reread = 0
+            for system, obj in sorted(wanted):
+                query = select(
+                    _SOURCE.c.external_id,
+                    _SOURCE.c.payload,
+                    _SOURCE.c.changed_at,
+                    _SOURCE.c.deleted_at,
+                ).where(_SOURCE.c.system == system, _SOURCE.c.object == obj)
+                if since is None:
+                    query = query.where(_SOURCE.c.deleted_at.is_(None))
+                else:
+                    query = query.where(_SOURCE.c.changed_at >= since)
+                for row in conn.execute(query):
+                    self.reread += 1
+                    if newest is None or row.changed_at > newest:
+                        newest = row.changed_at
+                    key = (system, obj, row.external_id)
+                    record = (
+                        None
+                        if row.deleted_at is not None
+                        else _mapped(normalizer, system, obj, row, compact=True)
+                    )
+                    if record is None:
+                        self._rows.pop(key, None)
+                    else:
+                        self._rows[key] = record
+            self._newest = newest
+            return list(self._rows.values())
+
+
+def read_mapped(
+    conn: Connection,
+    mappings: MappingSet,
+    normalizer: Normalizer,
+    kinds: Iterable[tuple[str, str]],
+    cache: MappedRecords | None = None,
+) -> Iterable[MappedRecord]:
+    """The live party and billing records of ``kinds``, mapped; through ``cache`` when given."""
+    if cache is None:
+        return _read_all(conn, normalizer, kinds)
+    return cache.records(conn, mappings, normalizer, kinds)

@@ -1,0 +1,68 @@
+"""``run_cycle`` for long-running callers: stage timings, and what a kept cache saves."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ledgerlink.connector.protocol import Record
+from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.store import Store
+from ledgerlink.sync.cycle import CycleCache, run_cycle
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ACCOUNT = "001Hs00000ACME1AAA"
+
+
+@pytest.fixture(scope="module")
+def mappings() -> MappingSet:
+    """The shipped mappings."""
+    return load_mappings()
+
+
+def _land(store: Store, name: str, at: datetime) -> None:
+    store.land(
+        "salesforce",
+        [
+            Record(
+                "Account",
+                ACCOUNT,
+                {
+                    "Id": ACCOUNT,
+                    "Name": name,
+                    "BillingCountry": "United States",
+                    "LastModifiedDate": "2026-02-01T10:00:00.000+0000",
+                    "SystemModstamp": "2026-02-01T10:00:00.000+0000",
+                },
+            )
+        ],
+        now=at,
+    )
+
+
+def test_stages_are_announced_and_timed(store: Store, mappings: MappingSet) -> None:
+    """``on_stage`` hears each stage start in order, then ``done``; each stage has its time."""
+    heard: list[str] = []
+    report = run_cycle(store, {}, mappings, now=NOW, on_stage=heard.append)
+    assert heard == ["pull", "match", "plan", "push", "done"]
+    assert set(report.seconds) == {"pull", "match", "plan", "push"}
+    assert all(seconds >= 0 for seconds in report.seconds.values())
+
+
+def test_a_kept_cache_matches_only_what_changed(store: Store, mappings: MappingSet) -> None:
+    """With a cache the second cycle re-matches the changed Account alone; without, everything."""
+    _land(store, "Acme Analytics Inc", NOW)
+    cache = CycleCache()
+    first = run_cycle(store, {}, mappings, now=NOW, cache=cache)
+    _land(store, "Acme Analytics Incorporated", NOW + timedelta(hours=1))
+    second = run_cycle(store, {}, mappings, now=NOW + timedelta(hours=1), cache=cache)
+    assert first.matching is not None
+    assert first.matching.mode == "full"
+    assert second.matching is not None
+    assert second.matching.mode == "incremental"
+    assert second.matching.changed == 1
+    assert len(cache.mapped) == 1
+    again = run_cycle(store, {}, mappings, now=NOW + timedelta(hours=2))
+    assert again.matching is not None
+    assert again.matching.mode == "full"

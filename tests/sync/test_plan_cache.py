@@ -1,0 +1,133 @@
+"""Plans through kept mapped records (the daemon's and long-running cycles' way) see every change.
+
+A long-running caller keeps :class:`ledgerlink.sync.plan.MappedRecords` between plans, so a plan
+reads and maps only the records landed since the previous one. These tests change, add and
+delete landed records between plans and check that the kept records give the very writes a
+plan that reads everything gives, while re-reading only what changed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ledgerlink.connector.protocol import Record
+from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.matching.persist import run_matching
+from ledgerlink.store import Store
+from ledgerlink.sync.plan import MappedRecords, PlanReport, plan
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+ACCOUNT = "001Hs00000ACME1AAA"
+OTHERS = 20
+
+
+@pytest.fixture(scope="module")
+def mappings() -> MappingSet:
+    """The shipped mappings."""
+    return load_mappings()
+
+
+def _account(record_id: str, name: str) -> Record:
+    return Record(
+        "Account",
+        record_id,
+        {
+            "Id": record_id,
+            "Name": name,
+            "BillingCity": "San Francisco",
+            "BillingCountry": "United States",
+            "LastModifiedDate": "2026-02-01T10:00:00.000+0000",
+            "SystemModstamp": "2026-02-01T10:00:00.000+0000",
+        },
+    )
+
+
+def _stripe_customer(name: str) -> Record:
+    return Record(
+        "customers",
+        "cus_acme",
+        {
+            "id": "cus_acme",
+            "object": "customer",
+            "created": 1767225600,
+            "name": name,
+            "email": "billing@acme-analytics.com",
+            "metadata": {"salesforce_account_id": ACCOUNT},
+        },
+    )
+
+
+def _land_world(store: Store, mappings: MappingSet) -> None:
+    """Twenty older Accounts, then Acme in Salesforce and (misspelt) in Stripe, matched."""
+    others = [_account(f"001Hs0000OTHER{n:02d}AAA", f"Other Company {n}") for n in range(OTHERS)]
+    store.land("salesforce", others, now=NOW - timedelta(days=1))
+    store.land("salesforce", [_account(ACCOUNT, "Acme Analytics Inc")], now=NOW)
+    store.land("stripe", [_stripe_customer("ACME Analytics")], now=NOW)
+    run_matching(store.engine, mappings=mappings, now=NOW)
+
+
+def _writes(report: PlanReport) -> list[tuple[str, str, str, Any]]:
+    return sorted(
+        (op.target, op.object, op.remote_id or "", sorted(op.payload.items())) for op in report.ops
+    )
+
+
+def _stripe_name_writes(report: PlanReport) -> list[Any]:
+    return [
+        op.payload["name"] for op in report.ops if op.target == "stripe" and "name" in op.payload
+    ]
+
+
+def test_kept_records_plan_what_a_full_read_plans(store: Store, mappings: MappingSet) -> None:
+    """The first plan through kept records reads everything and plans the same writes."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    cached = plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
+    full = plan(store, mappings, now=NOW, dry_run=True)
+    assert _writes(cached) == _writes(full)
+    assert _stripe_name_writes(cached) == ["Acme Analytics Inc"]
+    assert kept.reread == OTHERS + 2 == len(kept)
+
+
+def test_a_changed_record_is_read_again_and_nothing_else(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Stripe takes the Account's name: the next plan re-reads that change, not the old rows."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
+    store.land("stripe", [_stripe_customer("Acme Analytics Inc")], now=LATER)
+    cached = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    full = plan(store, mappings, now=LATER, dry_run=True)
+    assert _stripe_name_writes(cached) == []
+    assert _writes(cached) == _writes(full)
+    # The change, and the Acme Account landed within the lookback of the newest change seen.
+    assert kept.reread == 2
+    assert len(kept) == OTHERS + 2
+
+
+def test_a_deleted_record_leaves_the_plan(store: Store, mappings: MappingSet) -> None:
+    """A tombstone landed after the last plan removes the Stripe customer from the next one."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    before = plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
+    assert any(op.target == "stripe" for op in before.ops)
+    store.land("stripe", [Record("customers", "cus_acme", {}, deleted=True)], now=LATER)
+    cached = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    full = plan(store, mappings, now=LATER, dry_run=True)
+    assert not any(op.target == "stripe" for op in cached.ops)
+    assert _writes(cached) == _writes(full)
+    assert len(kept) == OTHERS + 1
+
+
+def test_other_mappings_read_everything_again(store: Store, mappings: MappingSet) -> None:
+    """Reloaded mappings may map records differently: the kept records start over."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
+    plan(store, load_mappings(), now=NOW, dry_run=True, mapped=kept)
+    assert kept.reread == OTHERS + 2
