@@ -33,7 +33,7 @@ import enum
 import hashlib
 from array import array
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -356,8 +356,9 @@ class MatchState:
         for neg_prob, pair in scored:
             builder.apply_score(pair, -neg_prob)
         taken = set(self.clusters)
+        old_of = {member: cid for cid, old in old_members.items() for member in old}
         for members, links in builder.result():
-            cid = _choose_id(members, old_members, taken)
+            cid = _choose_id(members, old_of, taken)
             taken.add(cid)
             self.clusters[cid] = Cluster(cid, tuple(sorted(members)), tuple(links))
             for member in members:
@@ -399,12 +400,15 @@ class _NameFrequency:
         return False
 
 
-def _choose_id(
-    members: set[PartyRef], old_members: dict[str, set[PartyRef]], taken: set[str]
-) -> str:
-    overlaps = sorted(
-        ((-len(members & old), cid) for cid, old in old_members.items() if members & old),
-    )
+def _choose_id(members: set[PartyRef], old_of: Mapping[PartyRef, str], taken: set[str]) -> str:
+    """The id of a rebuilt cluster: the free old id sharing most members, else a new one.
+
+    ``old_of`` maps each member of the clusters taken apart to its old cluster (a member was in
+    one), so the overlaps are counted from the members instead of intersecting every old
+    cluster with every new one, which grew quadratic with the parties matched in one run.
+    """
+    shared = Counter(old_of[member] for member in members if member in old_of)
+    overlaps = sorted((-count, cid) for cid, count in shared.items())
     for _, cid in overlaps:
         if cid not in taken:
             return cid

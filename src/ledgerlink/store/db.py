@@ -9,9 +9,11 @@ working directory and from an installed wheel.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -36,6 +38,19 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Execution option: on SQLite, start the transaction with ``BEGIN IMMEDIATE`` (take the write
 #: lock at once) so that what the transaction reads cannot change before it writes.
 SQLITE_IMMEDIATE = "ledgerlink_sqlite_immediate"
+
+
+def json_loads(text: str | bytes) -> Any:
+    """Parse a JSON column's text: orjson (about four times the standard library's speed).
+
+    Planning and matching read every landed payload of what they cover; parsing is most of
+    that read. What orjson refuses and the standard library reads (integers beyond 64 bits,
+    ``NaN``) falls back to the standard library, so every stored text reads as it did.
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _normalize_url(url: str | URL) -> URL:
@@ -63,7 +78,8 @@ def for_writing(engine: Engine) -> Engine:
 def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
     """Create an engine for ``url`` with the settings the store relies on.
 
-    ``postgresql://`` URLs use psycopg 3. SQLite connections get ``journal_mode=WAL``,
+    JSON columns are parsed with :func:`json_loads`. ``postgresql://`` URLs use psycopg 3.
+    SQLite connections get ``journal_mode=WAL``,
     ``busy_timeout``, ``foreign_keys=ON`` and ``synchronous=NORMAL``; their transactions begin
     explicitly (deferred by default, ``BEGIN IMMEDIATE`` with the :data:`SQLITE_IMMEDIATE`
     execution option) so reads and writes of one transaction see one snapshot.
@@ -76,6 +92,7 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
         A new engine; the caller disposes of it.
     """
     parsed = _normalize_url(url)
+    kwargs.setdefault("json_deserializer", json_loads)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(parsed, **kwargs)
