@@ -257,3 +257,40 @@ def test_conflicting_address_edits_go_to_review_not_overwrite(
     assert len(held) == 1
     assert "Oakland" in held[0]
     assert "Berkeley" in held[0]
+
+
+def failed_rows(store: Store) -> list[str]:
+    """The errors of the outbox rows that gave up."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(Outbox.last_error).where(Outbox.status == "failed")  # type: ignore[call-overload]
+        )
+        return [str(error) for error in rows.scalars()]
+
+
+def test_quickbooks_create_avoids_a_name_held_by_a_quarantined_customer(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A QuickBooks customer the mapping cannot read still holds its name: no 6240.
+
+    Its country is unknown, so it is quarantined and matched to nobody; QuickBooks still
+    refuses a second "Northwind Traders Inc", so the hub creates "Northwind Traders Inc (2)".
+    """
+    _write(
+        world.connectors["quickbooks"],
+        WriteOp(
+            "test-qb-unreadable",
+            "Customer",
+            WriteAction.CREATE,
+            {"DisplayName": "Northwind Traders Inc", "BillAddr": {"Country": "Atlantis"}},
+        ),
+    )
+    for _ in range(3):
+        cycle(store, world, mappings)
+    assert failed_rows(store) == []
+    names = sorted(
+        c["DisplayName"]
+        for c in world.sandboxes["quickbooks"].company.tables["Customer"].by_id()
+        if c["DisplayName"].startswith("Northwind")
+    )
+    assert names == ["Northwind Traders Inc", "Northwind Traders Inc (2)"]

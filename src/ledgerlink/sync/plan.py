@@ -31,11 +31,11 @@ again (someone fixes one of them), which resolves the row.
 
 **Missing records.** A customer with Stripe invoices but no QuickBooks customer gets one
 created (:data:`CREATE_RULES`). QuickBooks wants ``DisplayName`` unique among customers,
-vendors and employees (error 6240): a name another landed customer holds, or one refused with
-6240 before, gets a numbered suffix (``Acme GmbH (2)``); an update never renames a customer
-onto a name another one holds. The push worker links the new record to the customer
-(:func:`record_results`), so the next plan updates it rather than creating another, and its
-id is written back to Salesforce.
+vendors and employees (error 6240): a name another landed customer holds (mapped or not), or
+one refused with 6240 before, gets a numbered suffix (``Acme GmbH (2)``); an update never
+renames a customer onto a name another one holds. The push worker links the new record to the
+customer (:func:`record_results`), so the next plan updates it rather than creating another,
+and its id is written back to Salesforce.
 
 **Outbox.** Writes go into the outbox in the plan's transaction with a key from (target,
 object, action, customer, content, version): the version is the change time of the target
@@ -356,9 +356,32 @@ def _load(
         else:
             billing.append(entity)
     world.billing = group_billing(billing, customer_of)
+    _load_unique_names(conn, world)
     _load_outbox(conn, world)
     world.baselines = _load_baselines(conn)
     return world
+
+
+def _load_unique_names(conn: Connection, world: _World) -> None:
+    """Add the names that landed records hold but no mapped record shows.
+
+    The vendor refuses a create onto any name one of its records holds (QuickBooks 6240),
+    including a record the mapping stage quarantined (an unknown country, a bad currency) or
+    one marked deleted (an inactive QuickBooks customer keeps its name): the raw payloads
+    count, as the vendor compares them (trimmed, any case).
+    """
+    for (system, obj), name_field in UNIQUE_NAMES.items():
+        rows = conn.execute(
+            select(_SOURCE.c.external_id, _SOURCE.c.payload[name_field].as_string()).where(
+                _SOURCE.c.system == system, _SOURCE.c.object == obj
+            )
+        )
+        taken = world.names.setdefault((system, obj), {})
+        for record_id, name in rows:
+            if name is None or not name.strip():
+                continue
+            for key in {name.strip().lower(), " ".join(name.split()).lower()}:
+                taken.setdefault(key, record_id)
 
 
 def _load_outbox(conn: Connection, world: _World) -> None:
