@@ -39,7 +39,7 @@ from ledgerlink.sync.ledger import CUSTOMER_ENTITY, LedgerOptions
 from ledgerlink.sync.runtime import connect
 
 SYSTEMS = ("salesforce", "stripe", "quickbooks")
-COMPANIES = 60
+COMPANIES = 40
 NOTE = "ledgerlink stripe:"
 LEDGER = LedgerOptions(rates={currency: Decimal(rate) for currency, rate in DEMO_RATES.items()})
 
