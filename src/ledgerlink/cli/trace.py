@@ -70,7 +70,8 @@ def trace(
     ] = False,
     report_format: Annotated[str, typer.Option("--format", help="tree or json.")] = "tree",
 ) -> None:
-    """Follow a deal through every system: quote, subscription, invoice, charge, fee, payout, books.
+    """Follow a deal through every system: quote, subscription, invoice, charge, fee, payout,
+    credit note, books.
 
     Shows each link with its id, amount and status, and where the chain is broken and why
     (for example an invoice waiting for its customer to exist in QuickBooks).

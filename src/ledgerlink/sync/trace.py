@@ -6,16 +6,17 @@ subscription or invoice), then walks down and returns a tree of :class:`TraceSte
 
     Salesforce Opportunity -> Salesforce Quote -> Stripe subscription -> Stripe invoice
       -> QuickBooks Invoice; Stripe charge -> QuickBooks Payment; balance transaction fee
-      -> QuickBooks JournalEntry; refund -> QuickBooks RefundReceipt; payout -> Deposit
+      -> QuickBooks JournalEntry; refund -> QuickBooks RefundReceipt; payout -> Deposit;
+      credit note -> QuickBooks CreditMemo (and, on an open invoice, the zero Payment applying it)
 
 Links are the ones the hub itself uses: Stripe metadata ``salesforce_quote_id`` /
 ``salesforce_opportunity_id``, Stripe's own ids (``invoice.subscription``, ``charge.invoice``,
-``charge.balance_transaction``, ``refund.charge``), the payout ties of the reconciliation, and
-for QuickBooks the ledger outbox rows (``entity_kind = "ledger"``, the Stripe id as
-``entity_id``, the QuickBooks id as ``remote_id`` once sent) or a landed document carrying
-``stripe:<id>`` in its ``PrivateNote``. A step that should exist and does not carries a
-``problem`` saying what is missing and why (the same reasons the ledger planner waits on), so
-an operator sees where a deal stopped.
+``charge.balance_transaction``, ``refund.charge``, ``credit_note.invoice``), the payout ties
+of the reconciliation, and for QuickBooks the ledger outbox rows (``entity_kind = "ledger"``,
+the Stripe id as ``entity_id``, the QuickBooks id as ``remote_id`` once sent) or a landed
+document carrying ``stripe:<id>`` in its ``PrivateNote``. A step that should exist and does
+not carries a ``problem`` saying what is missing and why (the same reasons the ledger planner
+waits on), so an operator sees where a deal stopped.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
+from ledgerlink.connector.protocol import WriteAction
 from ledgerlink.domain.currencies import get_currency
 from ledgerlink.domain.money import Money, Rounding
 from ledgerlink.store.models import Customer, Quarantine, SourceRecord
 from ledgerlink.sync._ledger_reconcile import _ties
-from ledgerlink.sync._ledger_world import DOCUMENT_ENTITY, LedgerWorld, load_world
+from ledgerlink.sync._ledger_world import DOCUMENT_ENTITY, LedgerRow, LedgerWorld, load_world
 
 __all__ = ["Trace", "TraceError", "TraceStep", "parse_ref", "trace", "trace_customer"]
 
@@ -48,6 +50,7 @@ _STRIPE_ALIASES = {
     "invoice": "invoices",
     "charge": "charges",
     "refund": "refunds",
+    "credit_note": "credit_notes",
     "payout": "payouts",
     "balance_transaction": "balance_transactions",
     "txn": "balance_transactions",
@@ -68,9 +71,12 @@ _BALANCE_SOURCES = {
 _PARENT = {
     ("stripe", "refunds"): ("charges", "charge"),
     ("stripe", "charges"): ("invoices", "invoice"),
+    ("stripe", "credit_notes"): ("invoices", "invoice"),
     ("salesforce", "Quote"): ("Opportunity", "OpportunityId"),
 }
 """Records whose parent in the chain is named by one of their fields: (parent object, field)."""
+_APPLICATION = "QuickBooks credit application (Payment)"
+"""Step of the zero Payment that applies a credit note's CreditMemo to its invoice."""
 QUOTE_KEY = "salesforce_quote_id"
 OPPORTUNITY_KEY = "salesforce_opportunity_id"
 
@@ -203,6 +209,48 @@ def _quickbooks_total(obj: str, payload: Mapping[str, Any]) -> Decimal | None:
     return total + Decimal(str(tax)) if tax and obj != "JournalEntry" else total
 
 
+def _applied_credit(payload: Mapping[str, Any]) -> Decimal | None:
+    """What a credit application (a zero Payment linking a CreditMemo) applies, else None."""
+    applied = [
+        line
+        for line in payload.get("Line") or []
+        if any(link.get("TxnType") == "CreditMemo" for link in line.get("LinkedTxn") or [])
+    ]
+    if not applied:
+        return None
+    return sum((Decimal(str(line.get("Amount") or 0)) for line in applied), Decimal(0))
+
+
+def _document_total(obj: str, payload: Mapping[str, Any]) -> Decimal | None:
+    """The amount a QuickBooks document shows: a credit application the credit it applies."""
+    applied = _applied_credit(payload) if obj == "Payment" else None
+    return applied if applied is not None else _quickbooks_total(obj, payload)
+
+
+def _refunded(note: Mapping[str, Any], refunds: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """What of a credit note Stripe refunded, as the ledger counts it (None: refund not landed)."""
+    listed = note.get("refunds") or []
+    if listed:
+        return sum(int(r.get("amount_refunded") or 0) for r in listed)
+    refund_id = note.get("refund")
+    if not refund_id:
+        return 0
+    refund = refunds.get(str(refund_id))
+    if refund is None:
+        return None
+    return min(int(refund.get("amount") or 0), int(note.get("total") or 0))
+
+
+def _row_state(row: LedgerRow) -> str:
+    """Where an outbox row of the ledger stands, in the words of the other steps."""
+    if row.status == "failed":
+        return (
+            f"failed (outbox row {row.id}; see `ledgerlink outbox list`, "
+            "retry with `ledgerlink outbox retry`)"
+        )
+    return f"queued in the outbox (row {row.id}, {row.status})"
+
+
 class _Tracer:
     """Reads the store once and builds steps from what it holds."""
 
@@ -262,27 +310,33 @@ class _Tracer:
         return None
 
     def posted(
-        self, what: str, stripe_id: str, obj: str, currency: Any, wait: str | None = None
+        self,
+        what: str,
+        stripe_id: str,
+        obj: str,
+        currency: Any,
+        wait: str | None = None,
+        *,
+        label: str | None = None,
     ) -> TraceStep:
         """The QuickBooks document of a Stripe object, or why it is not there."""
+        label = label or f"QuickBooks {obj}"
         row = self.world.rows.get((DOCUMENT_ENTITY, stripe_id, obj))
         remote = self.world.remote_id(DOCUMENT_ENTITY, stripe_id, obj)
         if remote is not None:
             landed = self.get("quickbooks", obj, remote)
             payload = landed if landed is not None else (row.payload if row else {})
-            total = _quickbooks_total(obj, payload)
+            total = _document_total(obj, payload)
             code = _ref_value(payload.get("CurrencyRef")) or str(currency or "")
             status = "posted"
             if row is not None and row.status != "done":
                 status = f"posted; update {row.status}"
             ref = f"quickbooks:{obj}:{remote}"
-            return self.node(
-                f"QuickBooks {obj}", ref, amount=_decimal_money(total, code), status=status
-            )
-        step = TraceStep(f"QuickBooks {obj}", None, status="not posted")
+            return self.node(label, ref, amount=_decimal_money(total, code), status=status)
+        step = TraceStep(label, None, status="not posted")
         if row is not None:
             step.status = row.status
-            step.amount = _decimal_money(_quickbooks_total(obj, row.payload), currency)
+            step.amount = _decimal_money(_document_total(obj, row.payload), currency)
             if row.status == "failed":
                 step.problem = (
                     f"{what} {stripe_id}: posting to QuickBooks failed "
@@ -360,6 +414,169 @@ class _Tracer:
             )
         return step
 
+    def _credit_wait(self, note: Mapping[str, Any]) -> str | None:
+        """Why a credit note's CreditMemo waits, as far as the store tells."""
+        wait = self._customer_wait(note.get("customer"))
+        invoice_id = str(note.get("invoice") or "")
+        if wait is None and invoice_id not in self.stripe("invoices"):
+            wait = f"waiting for its invoice {invoice_id or '(none named)'} to land (the next pull brings it)"
+        return wait
+
+    def credit_note(self, note_id: str) -> TraceStep:
+        """A credit note: its CreditMemo for what Stripe did not refund, and on an open invoice
+        the zero Payment applying it; a voided one, what undoing it in QuickBooks got to."""
+        note = self.stripe("credit_notes").get(note_id) or {}
+        status = str(note.get("status") or "")
+        currency = note.get("currency")
+        step = self.node(
+            "Stripe credit note",
+            f"stripe:credit_notes:{note_id}",
+            amount=_stripe_money(note.get("total"), currency),
+            status=status,
+        )
+        if status == "void":
+            step.children.extend(self.voided_credit_note(note_id, currency))
+            return step
+        if status != "issued":
+            return step
+        refunded = _refunded(note, self.stripe("refunds"))
+        if refunded is None:
+            step.children.append(
+                TraceStep(
+                    "QuickBooks CreditMemo",
+                    None,
+                    status="not posted",
+                    problem=f"credit note {note_id} not posted to QuickBooks yet: waiting for its refund {note.get('refund')} to land (the next pull brings it)",
+                )
+            )
+            return step
+        credit = int(note.get("total") or 0) - refunded
+        if credit <= 0:
+            step.children.append(
+                TraceStep(
+                    "QuickBooks CreditMemo",
+                    None,
+                    status="not posted: refunded in full (its refund posts a RefundReceipt)",
+                )
+            )
+            return step
+        wait = self._credit_wait(note)
+        memo = self.posted("credit note", note_id, "CreditMemo", currency, wait)
+        if refunded:
+            part = _stripe_money(refunded, currency)
+            shown = part.format() if part is not None else str(refunded)
+            memo.status += f"; the {shown} refunded posts as its refund's RefundReceipt"
+        step.children.append(memo)
+        if note.get("type") == "pre_payment":
+            # What the application waits for, in the order the ledger checks: the invoice,
+            # then the memo (whose customer it takes).
+            invoice_id = str(note.get("invoice") or "")
+            if invoice_id not in self.stripe("invoices"):
+                wait = f"waiting for its invoice {invoice_id} to land (the next pull brings it)"
+            elif self.world.remote_id(DOCUMENT_ENTITY, invoice_id, "Invoice") is None:
+                wait = f"waiting for invoice {invoice_id} to be in QuickBooks"
+            elif memo.ref is None:
+                wait = "waiting for its CreditMemo to be in QuickBooks"
+            else:
+                wait = None
+            step.children.append(
+                self.posted(
+                    "credit application of credit note",
+                    note_id,
+                    "Payment",
+                    currency,
+                    wait,
+                    label=_APPLICATION,
+                )
+            )
+        return step
+
+    def voided_credit_note(self, note_id: str, currency: Any) -> list[TraceStep]:
+        """The CreditMemo of a voided credit note and its application, as far as undone.
+
+        The ledger deletes the application first, then empties the memo ("Voided" before its
+        note); until both are done the memo still counts in QuickBooks, and its step says why.
+        """
+        memo_label = "QuickBooks CreditMemo"
+        row = self.world.rows.get((DOCUMENT_ENTITY, note_id, "CreditMemo"))
+        remote = self.world.remote_id(DOCUMENT_ENTITY, note_id, "CreditMemo")
+        application, removal = self._application_removal(note_id, currency)
+        steps = [] if application is None else [application]
+        if remote is None:
+            if row is None:
+                return [
+                    TraceStep(memo_label, None, status="not posted (voided before it was posted)")
+                ]
+            problem = f"credit note {note_id} is void; its CreditMemo is still being posted, then emptied: {_row_state(row)}"
+            return [TraceStep(memo_label, None, status=row.status, problem=problem), *steps]
+        landed = self.get("quickbooks", "CreditMemo", remote)
+        payload = landed if landed is not None else (row.payload if row else {})
+        code = _ref_value(payload.get("CurrencyRef")) or str(currency or "")
+        memo = self.node(
+            memo_label,
+            f"quickbooks:CreditMemo:{remote}",
+            amount=_decimal_money(_quickbooks_total("CreditMemo", payload), code),
+            status="posted",
+        )
+        emptied = row is not None and str(row.payload.get("PrivateNote") or "").startswith("Voided")
+        if ("CreditMemo", note_id) in self.world.voided:
+            memo.status = "voided"
+        elif emptied and row is not None and row.status == "done":
+            # QuickBooks took the emptied memo; a copy landed before that still shows the credit.
+            memo.status = "voided"
+            total = _quickbooks_total("CreditMemo", row.payload)
+            memo.amount = _decimal_money(total, code)
+        elif emptied and row is not None:
+            memo.status = f"void {row.status}"
+            memo.problem = f"credit note {note_id} is void; emptying its CreditMemo {remote} in QuickBooks: {_row_state(row)}"
+        else:
+            if row is not None and row.status != "done":
+                why = f"waiting for its last write ({_row_state(row)})"
+            else:
+                why = removal or "the next sync cycle empties it"
+            memo.problem = f"credit note {note_id} is void but its CreditMemo {remote} is not emptied in QuickBooks yet: {why}"
+        return [memo, *steps]
+
+    def _application_removal(
+        self, note_id: str, currency: Any
+    ) -> tuple[TraceStep | None, str | None]:
+        """A voided credit note's application (None if it had none) and what its removal
+        waits on (None once it is deleted)."""
+        row = self.world.rows.get((DOCUMENT_ENTITY, note_id, "Payment"))
+        remote = self.world.remote_id(DOCUMENT_ENTITY, note_id, "Payment")
+        if remote is None:
+            if row is None:
+                return None, None
+            return (
+                TraceStep(_APPLICATION, None, status=row.status),
+                f"its credit application is still being posted, then deleted: {_row_state(row)}",
+            )
+        ref = f"quickbooks:Payment:{remote}"
+        if row is not None and row.action == WriteAction.DELETE.value:
+            if row.status == "done":
+                return self.node(_APPLICATION, ref, status="deleted"), None
+            return (
+                self.node(_APPLICATION, ref, status=f"delete {row.status}"),
+                f"deleting its credit application {remote} first: {_row_state(row)}",
+            )
+        if row is not None and row.status != "done":
+            return (
+                self.node(_APPLICATION, ref, status=f"posted; {row.action} {row.status}"),
+                f"waiting for the last write of its credit application ({_row_state(row)})",
+            )
+        payload = self.get("quickbooks", "Payment", remote) or (row.payload if row else {})
+        code = _ref_value(payload.get("CurrencyRef")) or str(currency or "")
+        step = self.node(
+            _APPLICATION,
+            ref,
+            amount=_decimal_money(_document_total("Payment", payload), code),
+            status="posted",
+        )
+        return (
+            step,
+            f"its credit application {remote} is deleted first (the next sync cycle plans it)",
+        )
+
     def charge(self, charge_id: str) -> TraceStep:
         charge = self.stripe("charges").get(charge_id) or {}
         step = self.node(
@@ -426,6 +643,12 @@ class _Tracer:
                     problem=f"invoice {invoice_id} is paid but {missing} has not landed yet",
                 )
             )
+        notes = sorted(
+            (int(note.get("created") or 0), note_id)
+            for note_id, note in self.stripe("credit_notes").items()
+            if note.get("invoice") == invoice_id
+        )
+        step.children.extend(self.credit_note(note_id) for _created, note_id in notes)
         return step
 
     def subscription(self, sub_id: str) -> TraceStep:
@@ -516,7 +739,14 @@ class _Tracer:
         if stripe_id is None:
             msg = f"QuickBooks {obj} {ext} was not posted by ledgerlink (no stripe:<id> link to it)"
             raise TraceError(msg)
-        for stripe_obj in ("invoices", "charges", "refunds", "payouts", "balance_transactions"):
+        for stripe_obj in (
+            "invoices",
+            "charges",
+            "refunds",
+            "credit_notes",
+            "payouts",
+            "balance_transactions",
+        ):
             if stripe_id in self.stripe(stripe_obj):
                 return stripe_obj, stripe_id
         msg = f"QuickBooks {obj} {ext} comes from Stripe {stripe_id}, which is not in the store"
@@ -542,8 +772,8 @@ class _Tracer:
             return None
         msg = (
             f"{system}:{obj} is not part of a deal's chain: trace a quote, opportunity, "
-            "subscription, invoice, charge, refund, balance transaction, payout or a QuickBooks "
-            "document the hub posted"
+            "subscription, invoice, charge, refund, credit note, balance transaction, payout or a "
+            "QuickBooks document the hub posted"
         )
         raise TraceError(msg)
 
@@ -589,6 +819,7 @@ class _Tracer:
             "invoices": self.invoice,
             "charges": self.charge,
             "refunds": self.refund,
+            "credit_notes": self.credit_note,
             "payouts": self.payout,
             "balance_transactions": self.balance,
         }
