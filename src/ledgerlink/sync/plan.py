@@ -542,6 +542,17 @@ class _Planner:
         self._created_by: dict[tuple[str, str], str] = {}
         for (cid, sys, _o), rid in world.created.items():
             self._created_by.setdefault((cid, sys), rid)
+        # (system, object) -> its fields that take a hub id, with the system each id is of.
+        self._id_fields: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+            (system, name): tuple(
+                (path, _ID_SYSTEMS[expression[4:]])
+                for path, expression in mapping.writes.items()
+                if expression.startswith("hub.") and expression[4:] in _ID_SYSTEMS
+            )
+            for system, name, mapping in self.targets
+        }
+        # The current customer's primary record per system (:meth:`_linked_id`).
+        self._primaries: dict[tuple[str, str], str | None] = {}
 
     def _address_kinds(self, mapping: ObjectMapping) -> dict[int, str]:
         """:func:`_index_kinds` of ``addresses``, once per mapping and plan."""
@@ -557,6 +568,7 @@ class _Planner:
         if not records:
             return
         self.report.customers += 1
+        self._primaries.clear()
         hub = self._hub(customer_id, records)
         agreed = dict(self.world.baselines.get(customer_id, {}))
         for system, obj, mapping in self.targets:
@@ -634,13 +646,54 @@ class _Planner:
         return crm[0].party.currency if crm else None
 
     def _linked_id(self, customer_id: str, system: str, records: Sequence[_Record]) -> str | None:
+        """The customer's primary record in ``system``, the one that takes the hub's ids.
+
+        Among the customer's records there, the first of: the record that already holds, in
+        its id fields, the primaries of the systems chosen before (:data:`_PRIMARY_ORDER`);
+        one that holds an id of any of the customer's records; the record the golden customer
+        took its name or e-mail from; the smallest id. So the primary stays when the lineage
+        moves (an Account renamed): an id is never sent to a second record while the first
+        still holds it, which Salesforce refuses for ``Stripe_Customer_Id__c``
+        (``DUPLICATE_VALUE``). Without a record there, the one the hub created (or None).
+        """
+        key = (customer_id, system)
+        if key in self._primaries:
+            return self._primaries[key]
         mine = [r for r in records if r.system == system]
-        if mine:
+        if not mine:
+            primary = self._created_by.get(key)
+        else:
             lineage = self.world.customers[customer_id].lineage or {}
             preferred = {str(lineage.get(k)) for k in ("name", "email")}
-            mine.sort(key=lambda r: (r.ref not in preferred, r.id))
-            return mine[0].id
-        return self._created_by.get((customer_id, system))
+            rank = _primary_rank(system)
+
+            def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, str]:
+                held = [
+                    (_held_id(record, path), other)
+                    for path, other in self._id_fields.get((record.system, record.object), ())
+                ]
+                chosen = tuple(
+                    value is None or value != self._linked_id(customer_id, other, records)
+                    for value, other in held
+                    if _primary_rank(other) < rank
+                )
+                known = any(
+                    value is not None and value in self._ids(customer_id, other, records)
+                    for value, other in held
+                )
+                return (chosen, not known, record.ref not in preferred, record.id)
+
+            primary = min(mine, key=order).id
+        self._primaries[key] = primary
+        return primary
+
+    def _ids(self, customer_id: str, system: str, records: Sequence[_Record]) -> set[str]:
+        """Ids of the customer's records in ``system``, with the one the hub created there."""
+        ids = {r.id for r in records if r.system == system}
+        created = self._created_by.get((customer_id, system))
+        if created is not None:
+            ids.add(created)
+        return ids
 
     def _sources(
         self, customer_id: str, canonical: str, systems: Sequence[str], records: Sequence[_Record]
@@ -873,7 +926,27 @@ class _Planner:
         return [renamed if w is name else w for w in wanted]
 
 
-_HUB_IDS = frozenset({"salesforce_account_id", "stripe_customer_id", "quickbooks_customer_id"})
+_ID_SYSTEMS: Mapping[str, str] = {
+    "salesforce_account_id": "salesforce",
+    "stripe_customer_id": "stripe",
+    "quickbooks_customer_id": "quickbooks",
+}
+"""A ``hub.*`` id -> the system whose record id it is."""
+_HUB_IDS = frozenset(_ID_SYSTEMS)
+_PRIMARY_ORDER = ("quickbooks", "stripe", "salesforce")
+"""The order in which a customer's primary record per system is chosen: a system's primary is
+the record that already holds the primaries of the systems before it. Salesforce keeps
+``Stripe_Customer_Id__c`` unique, so its primary follows Stripe's (never the reverse)."""
+
+
+def _primary_rank(system: str) -> int:
+    return _PRIMARY_ORDER.index(system) if system in _PRIMARY_ORDER else len(_PRIMARY_ORDER)
+
+
+def _held_id(record: _Record, path: str) -> str | None:
+    """The id a record holds in one of its id fields (as landed), None when blank."""
+    value = _read(record.payload, path)
+    return None if _blank(value) else str(value).strip()
 
 
 def _by_id(record: _Record) -> str:

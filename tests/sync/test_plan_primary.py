@@ -1,0 +1,275 @@
+"""Which of a customer's two Salesforce Accounts takes the hub's ids, and that it stays so.
+
+Salesforce keeps ``Stripe_Customer_Id__c`` unique: an Account renamed (so that the golden
+customer now takes its name from it) must not be sent the Stripe id another Account of the
+same customer holds, which the org refuses with ``DUPLICATE_VALUE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from ledgerlink.connector import SandboxOptions
+from ledgerlink.connector.protocol import Connector, Record, WriteAction, WriteOp
+from ledgerlink.connector.registry import load_plugin
+from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.matching.persist import run_matching
+from ledgerlink.store import DbSecretStore, Store, generate_key
+from ledgerlink.store.models import Customer, CustomerLink, Outbox
+from ledgerlink.sync.cycle import run_cycle
+from ledgerlink.sync.plan import PlanReport, plan
+from ledgerlink.sync.runtime import connect
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FIRST = "001Hs00000000AAAAA"
+SECOND = "001Hs00000000BBBAA"
+SYSTEMS = ("salesforce", "stripe", "quickbooks")
+
+
+@pytest.fixture(scope="module")
+def mappings() -> MappingSet:
+    """The shipped mappings."""
+    return load_mappings()
+
+
+def _account(record_id: str, name: str, modified: str, **fields: Any) -> Record:
+    """A Horizon Farms Account; both of the customer's Accounts share phone, site and address."""
+    return Record(
+        "Account",
+        record_id,
+        {
+            "Id": record_id,
+            "Name": name,
+            "Phone": "+49 30 5550 1234",
+            "Website": "horizonfarms.de",
+            "BillingStreet": "Feldweg 3",
+            "BillingCity": "Berlin",
+            "BillingPostalCode": "10115",
+            "BillingCountry": "Germany",
+            "LastModifiedDate": modified,
+            "SystemModstamp": modified,
+            **fields,
+        },
+    )
+
+
+def _stripe_customer(customer_id: str, account: str) -> Record:
+    return Record(
+        "customers",
+        customer_id,
+        {
+            "id": customer_id,
+            "object": "customer",
+            "created": 1767225600,
+            "name": "Horizon Farms AG",
+            "email": "billing@horizonfarms.de",
+            "metadata": {"salesforce_account_id": account},
+        },
+    )
+
+
+def _lineage(store: Store) -> dict[str, str]:
+    """The lineage of the golden customer all the landed records belong to."""
+    with store.engine.connect() as conn:
+        owners = set(conn.execute(select(CustomerLink.customer_id)).scalars())  # type: ignore[call-overload]
+        assert len(owners) == 1, owners
+        lineage: dict[str, str] = conn.execute(
+            select(Customer.lineage).where(Customer.id == owners.pop())  # type: ignore[call-overload]
+        ).scalar_one()
+    return lineage
+
+
+def _ids_written(report: PlanReport) -> dict[str, dict[str, Any]]:
+    """Target record -> the hub ids the plan writes to it."""
+    ids = ("Stripe_Customer_Id__c", "QuickBooks_Customer_Id__c")
+    written: dict[str, dict[str, Any]] = {}
+    for op in report.ops:
+        metadata = op.payload.get("metadata") or {}
+        found = {k: op.payload[k] for k in ids if k in op.payload}
+        found |= {k: v for k, v in metadata.items() if k.endswith("_id")}
+        if found:
+            written[str(op.remote_id)] = found
+    return written
+
+
+def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The Account holding the Stripe id stays the primary when the other one is renamed."""
+    store.land(
+        "salesforce",
+        [
+            _account(
+                FIRST,
+                "Horizon Farms AG",
+                "2026-02-02T10:00:00.000+0000",
+                Stripe_Customer_Id__c="cus_horizon",
+            ),
+            _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000"),
+        ],
+        now=NOW,
+    )
+    store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+    assert _ids_written(plan(store, mappings, now=NOW, dry_run=True)) == {}
+
+    # Someone renames the second Account: the golden name now comes from it.
+    later = NOW + timedelta(days=1)
+    store.land(
+        "salesforce",
+        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
+        now=later,
+    )
+    run_matching(store.engine, mappings, now=later)
+    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+
+    report = plan(store, mappings, now=later, dry_run=True)
+    # Neither the Stripe id moves to the renamed Account nor the Account id in Stripe moves.
+    assert _ids_written(report) == {}
+    second = [op for op in report.ops if op.remote_id == SECOND]
+    assert second  # it still gets the customer's shared values
+    assert all("Stripe_Customer_Id__c" not in op.payload for op in second)
+
+
+def test_two_accounts_holding_stripe_ids_keep_them(store: Store, mappings: MappingSet) -> None:
+    """Each Account holds the id of one of the customer's Stripe customers: nothing moves."""
+    store.land(
+        "salesforce",
+        [
+            _account(
+                FIRST,
+                "Horizon Farms AG",
+                "2026-02-01T10:00:00.000+0000",
+                Stripe_Customer_Id__c="cus_horizon_a",
+            ),
+            _account(
+                SECOND,
+                "Horizon Farms",
+                "2026-02-02T10:00:00.000+0000",
+                Stripe_Customer_Id__c="cus_horizon_b",
+            ),
+        ],
+        now=NOW,
+    )
+    store.land(
+        "stripe",
+        [_stripe_customer("cus_horizon_a", FIRST), _stripe_customer("cus_horizon_b", SECOND)],
+        now=NOW,
+    )
+    run_matching(store.engine, mappings, now=NOW)
+    lineage = _lineage(store)
+    # The name comes from the second Account, the e-mail from the first Stripe customer.
+    assert lineage["name"] == f"salesforce:Account:{SECOND}"
+    assert lineage["email"] == "stripe:customers:cus_horizon_a"
+
+    assert _ids_written(plan(store, mappings, now=NOW, dry_run=True)) == {}
+
+
+# -- in whole cycles against the sandboxes -----------------------------------------------------
+
+
+def _write(connector: Connector, op: WriteOp) -> str:
+    (result,) = list(connector.write([op]))
+    assert result.error is None, result.error
+    assert result.remote_id is not None
+    return result.remote_id
+
+
+@pytest.fixture
+def sandboxes(store: Store) -> Iterator[tuple[dict[str, Any], dict[str, Connector]]]:
+    """The three sandboxes, connected."""
+    secrets = DbSecretStore(store.engine, generate_key())
+    running: dict[str, Any] = {}
+    connectors: dict[str, Connector] = {}
+    try:
+        for name in SYSTEMS:
+            plugin = load_plugin(name)
+            running[name] = plugin.start_sandbox(SandboxOptions(seed=5, size=4))
+            connectors[name] = connect(plugin, running[name].connector_settings(), secrets)
+        yield running, connectors
+    finally:
+        for connector in connectors.values():
+            connector.close()
+        for sandbox in running.values():
+            sandbox.stop()
+
+
+def test_cycles_never_send_a_stripe_id_twice(
+    store: Store,
+    mappings: MappingSet,
+    sandboxes: tuple[dict[str, Any], dict[str, Connector]],
+) -> None:
+    """Two Accounts of one customer, each renamed in turn between cycles: Salesforce refuses no
+    write, and exactly one Account holds the Stripe customer's id."""
+    running, connectors = sandboxes
+    salesforce = connectors["salesforce"]
+    accounts = [
+        _write(
+            salesforce,
+            WriteOp(
+                f"test-sf-horizon-{n}",
+                "Account",
+                WriteAction.CREATE,
+                {
+                    "Name": name,
+                    "Phone": "+49 30 5550 1234",
+                    "Website": "horizonfarms.de",
+                    "BillingStreet": "Feldweg 3",
+                    "BillingCity": "Berlin",
+                    "BillingPostalCode": "10115",
+                    "BillingCountry": "Germany",
+                },
+            ),
+        )
+        for n, name in enumerate(("Horizon Farms AG", "Horizon Farms"))
+    ]
+    stripe_customer = _write(
+        connectors["stripe"],
+        WriteOp(
+            "test-stripe-horizon",
+            "customers",
+            WriteAction.CREATE,
+            {
+                "name": "Horizon Farms AG",
+                "email": "billing@horizonfarms.de",
+                "metadata": {"salesforce_account_id": accounts[0]},
+            },
+        ),
+    )
+    org = running["salesforce"].org
+
+    def cycles() -> None:
+        for _ in range(4):
+            run_cycle(store, connectors, mappings, now=datetime.now(UTC))
+
+    def holders() -> list[str]:
+        table = org.table("Account")
+        return [
+            a
+            for a in accounts
+            if (table.get(a) or {}).get("Stripe_Customer_Id__c") == stripe_customer
+        ]
+
+    cycles()
+    with store.engine.connect() as conn:
+        owners = conn.execute(
+            select(CustomerLink.customer_id).where(  # type: ignore[call-overload]
+                CustomerLink.external_id.in_([*accounts, stripe_customer])  # type: ignore[attr-defined]
+            )
+        ).scalars()
+        assert len(set(owners)) == 1  # one customer with both Accounts
+    assert len(holders()) == 1
+    for account in accounts:  # each Account renamed in turn, as people do in the org
+        org.touch("Account", account, Name="Horizon Farms Berlin AG")
+        cycles()
+        assert len(holders()) == 1
+    with store.engine.connect() as conn:
+        failed = conn.execute(
+            select(Outbox.target, Outbox.last_error).where(Outbox.status == "failed")  # type: ignore[call-overload]
+        ).all()
+    assert failed == []
