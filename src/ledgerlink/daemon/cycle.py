@@ -158,10 +158,12 @@ def _counts(prefix: str, report: Any) -> dict[str, int]:
 
 def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
     from ledgerlink.mapping import MappingError
-    from ledgerlink.sync.cycle import ledger_options, plan_all
+    from ledgerlink.sync.cycle import CycleCache, ledger_options, plan_all
 
     mappings = _Mappings(context)
     options = ledger_options(context.config)
+    # What the plans of this process keep between runs: only what changed is read again.
+    cache = CycleCache()
 
     def run(stop: StopSignal) -> JobReport:
         if stop.is_set():
@@ -171,7 +173,14 @@ def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
         except MappingError as exc:
             return _mapping_failure(exc)
         # Customers, then the billing of accepted quotes, then the ledger: as in a cycle.
-        planned = plan_all(context.store, loaded, now=_now(), ledger=options)
+        planned = plan_all(
+            context.store,
+            loaded,
+            now=_now(),
+            ledger=options,
+            mapped=cache.mapped,
+            kept_ledger=cache.ledger,
+        )
         counts = _counts("", planned.plan)
         counts.update(_counts("quotes_", planned.quotes))
         counts.update(_counts("ledger_", planned.ledger))

@@ -6,8 +6,10 @@ minutes, on every plan, even when a handful changed. :class:`MappedRecords` keep
 records of one store between plans of a long-running process (the daemon, a benchmark's
 cycles) and reads again only the records whose ``changed_at`` moved since the newest change it
 has seen (less a lookback for transactions that committed late), using the
-``(system, object, changed_at)`` index. A tombstone moves ``changed_at`` too, so deletions are
-seen. Without it (``ledgerlink sync run``, tests) every plan reads everything, as before.
+``(system, object, changed_at)`` index; :class:`ChangedRecords` fetches the payloads of only
+those whose content or tombstone differs from what it gave before. A tombstone moves
+``changed_at`` too, so deletions are seen. Without it (``ledgerlink sync run``, tests) every
+plan reads everything, as before.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ledgerlink.store.models import SourceRecord
 
 __all__ = [
     "LOOKBACK",
+    "ChangedRecords",
     "InvoiceFacts",
     "MappedRecord",
     "MappedRecords",
@@ -51,6 +54,89 @@ LOOKBACK = timedelta(seconds=60)
 ``changed_at`` before it commits (and on SQLite may wait up to the 10 s busy timeout for the
 write lock), so a change may become visible after a newer one. Every refresh re-reads what
 landed within this window, so it is kept to a few times the longest landing transaction."""
+
+
+_WINDOW_CHUNK = 500
+
+
+class ChangedRecords:
+    """Reads, for a reader that keeps landed records between reads, what changed since.
+
+    Each read asks the ``(system, object, changed_at)`` index for the records whose
+    ``changed_at`` is at most :data:`LOOKBACK` before the newest change seen, compares their
+    content hash and tombstone with what it already gave for the same rows, and fetches the
+    payloads of the others only: a quiet read costs one index range per object, not the
+    window's payloads decoded again. The first read gives every live record.
+
+    Use: :meth:`begin`, then :meth:`rows` for each (system, object), then :meth:`end`.
+    """
+
+    def __init__(self) -> None:
+        self.newest: datetime | None = None
+        self._given: dict[int, tuple[str, bool]] = {}
+        self._seen: dict[int, tuple[str, bool, datetime]] = {}
+        self._since: datetime | None = None
+        self.read = 0
+        """Records whose payload the last read fetched."""
+
+    @property
+    def first(self) -> bool:
+        """Whether no read has ended yet (the next gives everything)."""
+        return self.newest is None
+
+    def begin(self) -> None:
+        """Start a read."""
+        self._since = None if self.newest is None else self.newest - LOOKBACK
+        self._seen = {}
+        self.read = 0
+
+    def rows(self, conn: Connection, system: str, obj: str) -> Iterator[Any]:
+        """The changed rows of one object (``external_id``, ``payload``, ``changed_at``,
+        ``deleted_at``); tombstones only after the first read."""
+        where = (_SOURCE.c.system == system, _SOURCE.c.object == obj)
+        columns = (
+            _SOURCE.c.id,
+            _SOURCE.c.external_id,
+            _SOURCE.c.payload,
+            _SOURCE.c.changed_at,
+            _SOURCE.c.deleted_at,
+            _SOURCE.c.content_hash,
+        )
+        if self._since is None:
+            for row in conn.execute(select(*columns).where(*where, _SOURCE.c.deleted_at.is_(None))):
+                self._note(row.id, row.content_hash, False, row.changed_at)
+                self.read += 1
+                yield row
+            return
+        wanted = []
+        for row in conn.execute(
+            select(
+                _SOURCE.c.id, _SOURCE.c.changed_at, _SOURCE.c.deleted_at, _SOURCE.c.content_hash
+            ).where(*where, _SOURCE.c.changed_at >= self._since)
+        ):
+            state = (row.content_hash, row.deleted_at is not None)
+            self._note(row.id, *state, row.changed_at)
+            if self._given.get(row.id) != state:
+                wanted.append(row.id)
+        for start in range(0, len(wanted), _WINDOW_CHUNK):
+            chunk = wanted[start : start + _WINDOW_CHUNK]
+            for row in conn.execute(select(*columns).where(_SOURCE.c.id.in_(chunk))):
+                self.read += 1
+                yield row
+
+    def _note(self, row_id: int, digest: str, deleted: bool, changed: datetime) -> None:
+        if self.newest is None or changed > self.newest:
+            self.newest = changed
+        if changed >= self.newest - LOOKBACK:
+            self._seen[row_id] = (digest, deleted, changed)
+
+    def end(self) -> None:
+        """End a read: remember what it gave within the next read's window."""
+        if self.newest is None:
+            return
+        since = self.newest - LOOKBACK
+        self._given = {i: (d, gone) for i, (d, gone, at) in self._seen.items() if at >= since}
+        self._seen = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +266,7 @@ class MappedRecords:
         self._mappings: MappingSet | None = None
         self._kinds: frozenset[tuple[str, str]] = frozenset()
         self._rows: dict[tuple[str, str, str], MappedRecord] = {}
-        self._newest: datetime | None = None
+        self._changes = ChangedRecords()
         self._lock = threading.Lock()
         self.reread = 0
         """Records read and mapped by the last refresh."""
@@ -200,25 +286,10 @@ class MappedRecords:
         with self._lock:
             if mappings is not self._mappings or wanted != self._kinds:
                 self._mappings, self._kinds = mappings, wanted
-                self._rows, self._newest = {}, None
-            since = None if self._newest is None else self._newest - LOOKBACK
-            newest = self._newest
-            self.reread = 0
+                self._rows, self._changes = {}, ChangedRecords()
+            self._changes.begin()
             for system, obj in sorted(wanted):
-                query = select(
-                    _SOURCE.c.external_id,
-                    _SOURCE.c.payload,
-                    _SOURCE.c.changed_at,
-                    _SOURCE.c.deleted_at,
-                ).where(_SOURCE.c.system == system, _SOURCE.c.object == obj)
-                if since is None:
-                    query = query.where(_SOURCE.c.deleted_at.is_(None))
-                else:
-                    query = query.where(_SOURCE.c.changed_at >= since)
-                for row in conn.execute(query):
-                    self.reread += 1
-                    if newest is None or row.changed_at > newest:
-                        newest = row.changed_at
+                for row in self._changes.rows(conn, system, obj):
                     key = (system, obj, row.external_id)
                     record = (
                         None
@@ -229,7 +300,8 @@ class MappedRecords:
                         self._rows.pop(key, None)
                     else:
                         self._rows[key] = record
-            self._newest = newest
+            self._changes.end()
+            self.reread = self._changes.read
             return list(self._rows.values())
 
 

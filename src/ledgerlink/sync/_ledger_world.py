@@ -4,8 +4,10 @@ and the ledger's own outbox rows, loaded in one read transaction."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +15,14 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ledgerlink.store.models import CustomerLink, LinkStatus, Outbox, SourceRecord
+from ledgerlink.sync._landed import LOOKBACK, ChangedRecords
 
 __all__ = [
     "CUSTOMER_ENTITY",
     "DOCUMENT_ENTITY",
     "ITEM_ENTITY",
     "STRIPE_OBJECTS",
+    "KeptLedgerWorld",
     "LedgerRow",
     "LedgerWorld",
     "currency_customer",
@@ -105,97 +109,333 @@ class LedgerWorld:
     customer_fields: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     rows: dict[tuple[str, str, str], LedgerRow] = field(default_factory=dict)
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    references: int = 0
+    """Moves when the QuickBooks accounts or items (what documents refer to) change."""
+    settled: dict[tuple[str, str], tuple[int, datetime | None, int]] = field(default_factory=dict)
+    """(QuickBooks object, Stripe id) of an amendable document found equal to its sent row ->
+    (that row's id, the Stripe object's ``changed_at``, :attr:`references`): while all three
+    stay, the planner need not build it again to compare (see ``ledger._Planner.post``)."""
+    settled_for: Any = None
+    """What :attr:`settled` was computed with (the mappings and valuation options)."""
 
     def remote_id(self, kind: str, entity_id: str, obj: str) -> str | None:
         """The QuickBooks id of a document or item, from the outbox or the landed record."""
         return self.created.get((kind, entity_id, obj)) or self.in_quickbooks.get((obj, entity_id))
 
 
-def _land_document(
-    world: LedgerWorld, obj: str, remote_id: str, payload: Mapping[str, Any]
-) -> None:
-    """Note a landed QuickBooks document that names its Stripe source in ``PrivateNote``."""
+def _document_facts(payload: Mapping[str, Any]) -> tuple[str | None, bool]:
+    """The Stripe id a landed QuickBooks document names, and whether it shows as voided."""
     note = str(payload.get("PrivateNote") or "")
     found = _NOTE.search(note)
-    if not found:
-        return
-    key = (obj, found.group(1))
-    world.in_quickbooks.setdefault(key, remote_id)
-    if note.startswith(_VOIDED):
-        world.voided.add(key)
-    if obj == "CreditMemo":
-        world.landed_credit_memos[found.group(1)] = payload
+    return (found.group(1) if found else None), note.startswith(_VOIDED)
+
+
+_SOURCE_KINDS = (
+    *(("stripe", obj) for obj in (*STRIPE_OBJECTS, PAYOUT_TIES)),
+    *(("quickbooks", obj) for obj in ("Account", "Item", "Customer", *_QB_DOCUMENTS)),
+)
+_OUTBOX_COLUMNS = (
+    _OUTBOX.c.id,
+    _OUTBOX.c.entity_kind,
+    _OUTBOX.c.entity_id,
+    _OUTBOX.c.object,
+    _OUTBOX.c.action,
+    _OUTBOX.c.status,
+    _OUTBOX.c.payload,
+    _OUTBOX.c.remote_id,
+)
+_LEDGER_ROWS = (
+    _OUTBOX.c.target == "quickbooks",
+    _OUTBOX.c.entity_kind.in_([DOCUMENT_ENTITY, ITEM_ENTITY, CUSTOMER_ENTITY]),
+)
+_CHUNK = 500
+_DONE = "done"
+_CANCELLED = "cancelled"
+_NOT_DONE = ("pending", "in_flight", "failed", _CANCELLED)
+
+
+class KeptLedgerWorld:
+    """A :class:`LedgerWorld` kept between plans of one store, refreshed from what changed.
+
+    The first :meth:`refresh` reads everything, as :func:`load_world` does. Later ones read the
+    landed records whose ``changed_at`` moved since the newest change seen (less
+    :data:`~ledgerlink.sync._landed.LOOKBACK`, for landings that committed late; a tombstone
+    moves ``changed_at`` too), the ledger's outbox rows inserted since (from an id seen
+    :data:`LOOKBACK` ago, for inserts that committed late) and the state of the rows not done
+    yet (a done row never changes; pending, in-flight, failed and cancelled ones may). Links
+    are read whole (a few per customer). The result equals a fresh :func:`load_world`.
+
+    Safe to share between threads: one refresh at a time.
+    """
+
+    def __init__(self) -> None:
+        self.world = LedgerWorld()
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._changes = ChangedRecords()
+        self._ids: list[tuple[float, int]] = []
+        """(monotonic time, highest outbox id seen) of recent refreshes."""
+        self._open: dict[int, tuple[tuple[str, str, str], str]] = {}
+        """Rows not done yet: id -> (key, status)."""
+        self._moved: set[tuple[str, str, str]] = set()
+        """Keys whose newest live row must be read again (one of theirs was cancelled or
+        revived)."""
+        self._accounts: dict[str, str] = {}
+        self._items: dict[str, str] = {}
+        self._documents: dict[tuple[str, str], tuple[str | None, bool]] = {}
+        self.reread = 0
+        """Landed records and outbox rows read by the last refresh."""
+
+    def refresh(self, conn: Connection) -> LedgerWorld:
+        """The world as the store holds it now."""
+        with self._lock:
+            self.reread = 0
+            self._refresh_landed(conn)
+            self._refresh_links(conn)
+            self._refresh_rows(conn)
+            self._loaded = True
+            return self.world
+
+    # -- landed records --------------------------------------------------------------------
+
+    def _refresh_landed(self, conn: Connection) -> None:
+        references = documents = False
+        self._changes.begin()
+        for system, obj in _SOURCE_KINDS:
+            for row in self._changes.rows(conn, system, obj):
+                payload: Mapping[str, Any] | None = (
+                    None if row.deleted_at is not None else (row.payload or {})
+                )
+                if system == "stripe":
+                    self._land_stripe(obj, row.external_id, payload, row.changed_at)
+                elif obj in ("Account", "Item"):
+                    references |= self._land_reference(obj, row.external_id, payload)
+                elif obj == "Customer":
+                    self._land_customer(row.external_id, payload)
+                else:
+                    documents |= self._land_quickbooks(obj, row.external_id, payload)
+        self._changes.end()
+        self.reread += self._changes.read
+        if references or not self._loaded:
+            self.world.accounts = _by_name(self._accounts)
+            self.world.items = _by_name(self._items)
+            self.world.references += 1
+        if documents:
+            self._rebuild_documents()
+
+    def _land_reference(self, obj: str, remote_id: str, payload: Mapping[str, Any] | None) -> bool:
+        """Note a landed account or item; True when its name changed."""
+        names = self._accounts if obj == "Account" else self._items
+        name = None if payload is None else str(payload.get("Name", "")).strip().lower()
+        if names.get(remote_id) == name:
+            return False
+        if name is None:
+            names.pop(remote_id, None)
+        else:
+            names[remote_id] = name
+        return True
+
+    def _land_stripe(
+        self, obj: str, stripe_id: str, payload: Mapping[str, Any] | None, changed: datetime
+    ) -> None:
+        world = self.world
+        if obj == PAYOUT_TIES:
+            if payload is None:
+                world.ties.pop(stripe_id, None)
+            else:
+                world.ties[stripe_id] = [str(t) for t in payload.get("balance_transactions", [])]
+            return
+        objects = world.stripe.setdefault(obj, {})
+        if payload is None:
+            objects.pop(stripe_id, None)
+            world.changed_at.pop(stripe_id, None)
+        else:
+            objects[stripe_id] = payload
+            world.changed_at[stripe_id] = changed
+
+    def _land_customer(self, remote_id: str, payload: Mapping[str, Any] | None) -> None:
+        world = self.world
+        world.customer_currency.pop(remote_id, None)
+        if payload is None:
+            world.customer_name.pop(remote_id, None)
+            world.customer_fields.pop(remote_id, None)
+            return
+        currency = (payload.get("CurrencyRef") or {}).get("value")
+        if currency:
+            world.customer_currency[remote_id] = str(currency).upper()
+        world.customer_name[remote_id] = str(payload.get("DisplayName") or "")
+        world.customer_fields[remote_id] = {
+            k: payload[k] for k in _CUSTOMER_FIELDS if payload.get(k)
+        }
+
+    def _land_quickbooks(self, obj: str, remote_id: str, payload: Mapping[str, Any] | None) -> bool:
+        """Note a landed document; True when the world must be rebuilt from all documents
+        (one changed what it names or was deleted: rare)."""
+        key = (obj, remote_id)
+        before = self._documents.get(key)
+        if payload is None:
+            if before is None:
+                return False
+            del self._documents[key]
+            return before[0] is not None
+        facts = _document_facts(payload)
+        self._documents[key] = facts
+        if facts[0] is not None and obj == "CreditMemo":
+            self.world.landed_credit_memos[facts[0]] = payload
+        if before is not None and before != facts and before[0] is not None:
+            return True
+        if facts[0] is not None:
+            self.world.in_quickbooks.setdefault((obj, facts[0]), remote_id)
+            if facts[1]:
+                self.world.voided.add((obj, facts[0]))
+        return False
+
+    def _rebuild_documents(self) -> None:
+        world = self.world
+        world.in_quickbooks, world.voided = {}, set()
+        memos = world.landed_credit_memos
+        world.landed_credit_memos = {}
+        for (obj, remote_id), (stripe_id, voided) in self._documents.items():
+            if stripe_id is None:
+                continue
+            world.in_quickbooks.setdefault((obj, stripe_id), remote_id)
+            if voided:
+                world.voided.add((obj, stripe_id))
+            if obj == "CreditMemo" and stripe_id in memos:
+                world.landed_credit_memos[stripe_id] = memos[stripe_id]
+
+    # -- links -----------------------------------------------------------------------------
+
+    def _refresh_links(self, conn: Connection) -> None:
+        world = self.world
+        world.customer_of, world.quickbooks_customer, world.quickbooks_customers = {}, {}, {}
+        for link in conn.execute(
+            select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
+            .where(_LINK.c.status == LinkStatus.LINKED.value)
+            .order_by(_LINK.c.id)
+        ):
+            world.customer_of[(link.system, link.object, link.external_id)] = link.customer_id
+            if link.system == "quickbooks" and link.object == "Customer":
+                world.quickbooks_customer.setdefault(link.customer_id, link.external_id)
+                world.quickbooks_customers.setdefault(link.customer_id, []).append(link.external_id)
+
+    # -- the ledger's outbox rows ----------------------------------------------------------
+
+    def _refresh_rows(self, conn: Connection) -> None:
+        clock = time.monotonic()
+        after = self._outbox_after(clock)
+        # Cancelled rows are read too and kept track of (a retry revives them); the world
+        # never holds them.
+        query = select(*_OUTBOX_COLUMNS).where(*_LEDGER_ROWS).order_by(_OUTBOX.c.id)
+        if after is not None:
+            query = query.where(_OUTBOX.c.id > after)
+        highest = self._ids[-1][1] if self._ids else 0
+        for out in conn.execute(query):
+            self.reread += 1
+            highest = max(highest, out.id)
+            self._apply(out)
+        if after is not None:
+            self._refresh_open(conn)
+        moved, self._moved = self._moved, set()
+        for key in moved:
+            self._reload_key(conn, key)
+        window = LOOKBACK.total_seconds()
+        older = [entry for entry in self._ids if clock - entry[0] >= window]
+        self._ids = [*older[-1:], *(e for e in self._ids if clock - e[0] < window)]
+        self._ids.append((clock, highest))
+
+    def _outbox_after(self, clock: float) -> int | None:
+        """Read the rows above this id: the highest seen by the newest refresh made at least
+        :data:`LOOKBACK` ago (so a row that committed after a higher one is still read), else
+        by the first refresh; None before the first."""
+        if not self._loaded or not self._ids:
+            return None
+        older = [seen for at, seen in self._ids if clock - at >= LOOKBACK.total_seconds()]
+        return older[-1] if older else self._ids[0][1]
+
+    def _apply(self, out: Any) -> None:
+        """Take one outbox row (read in id order) into the world."""
+        key = (out.entity_kind, out.entity_id, out.object)
+        if out.status != _DONE:
+            self._open[out.id] = (key, out.status)
+        else:
+            self._open.pop(out.id, None)
+        world = self.world
+        current = world.rows.get(key)
+        if out.status == _CANCELLED:
+            if current is not None and current.id == out.id:
+                self._moved.add(key)  # it was the newest live row: another one is now
+            return
+        if current is None or current.id <= out.id:
+            world.rows[key] = LedgerRow(
+                out.id, out.action, out.status, out.payload or {}, out.remote_id
+            )
+        if out.status == _DONE and out.remote_id:
+            world.created.setdefault(key, out.remote_id)
+            if key[0] == ITEM_ENTITY:
+                world.references += 1
+
+    def _refresh_open(self, conn: Connection) -> None:
+        """Bring the rows not done at the last refresh up to date."""
+        if not self._open:
+            return
+        now_open = {
+            row.id: row.status
+            for row in conn.execute(
+                select(_OUTBOX.c.id, _OUTBOX.c.status).where(
+                    *_LEDGER_ROWS, _OUTBOX.c.status.in_(_NOT_DONE)
+                )
+            )
+        }
+        finished: list[int] = []
+        for row_id, (key, status) in list(self._open.items()):
+            now = now_open.get(row_id, _DONE)
+            if now == status:
+                continue
+            if _CANCELLED in (now, status):
+                self._moved.add(key)  # the newest live row of the key may be another one now
+            if now == _DONE:
+                finished.append(row_id)
+                del self._open[row_id]
+            else:
+                self._open[row_id] = (key, now)
+                row = self.world.rows.get(key)
+                if row is not None and row.id == row_id:
+                    self.world.rows[key] = replace(row, status=now)
+        for start in range(0, len(finished), _CHUNK):
+            chunk = finished[start : start + _CHUNK]
+            for out in conn.execute(
+                select(*_OUTBOX_COLUMNS).where(_OUTBOX.c.id.in_(chunk)).order_by(_OUTBOX.c.id)
+            ):
+                self.reread += 1
+                self._apply(out)
+
+    def _reload_key(self, conn: Connection, key: tuple[str, str, str]) -> None:
+        kind, entity_id, obj = key
+        self.world.rows.pop(key, None)
+        self.world.created.pop(key, None)
+        for out in conn.execute(
+            select(*_OUTBOX_COLUMNS)
+            .where(
+                *_LEDGER_ROWS,
+                _OUTBOX.c.entity_kind == kind,
+                _OUTBOX.c.entity_id == entity_id,
+                _OUTBOX.c.object == obj,
+            )
+            .order_by(_OUTBOX.c.id)
+        ):
+            self.reread += 1
+            self._apply(out)
+
+
+def _by_name(names: Mapping[str, str]) -> dict[str, str]:
+    """Name -> id, the first id of each name (ids in order of their number, then text)."""
+    found: dict[str, str] = {}
+    for remote_id in sorted(names, key=lambda i: (len(i), i)):
+        found.setdefault(names[remote_id], remote_id)
+    return found
 
 
 def load_world(conn: Connection) -> LedgerWorld:
     """Read the landed records, links and ledger outbox rows the planner needs."""
-    world = LedgerWorld()
-    query = select(
-        _SOURCE.c.system,
-        _SOURCE.c.object,
-        _SOURCE.c.external_id,
-        _SOURCE.c.payload,
-        _SOURCE.c.changed_at,
-    ).where(
-        _SOURCE.c.deleted_at.is_(None),
-        ((_SOURCE.c.system == "stripe") & _SOURCE.c.object.in_([*STRIPE_OBJECTS, PAYOUT_TIES]))
-        | (
-            (_SOURCE.c.system == "quickbooks")
-            & _SOURCE.c.object.in_(["Account", "Item", "Customer", *_QB_DOCUMENTS])
-        ),
-    )
-    for row in conn.execute(query):
-        payload: Mapping[str, Any] = row.payload or {}
-        if row.system == "stripe" and row.object == PAYOUT_TIES:
-            world.ties[row.external_id] = [str(t) for t in payload.get("balance_transactions", [])]
-        elif row.system == "stripe":
-            world.stripe.setdefault(row.object, {})[row.external_id] = payload
-            world.changed_at[row.external_id] = row.changed_at
-        elif row.object == "Account":
-            world.accounts.setdefault(str(payload.get("Name", "")).strip().lower(), row.external_id)
-        elif row.object == "Item":
-            world.items.setdefault(str(payload.get("Name", "")).strip().lower(), row.external_id)
-        elif row.object == "Customer":
-            currency = (payload.get("CurrencyRef") or {}).get("value")
-            if currency:
-                world.customer_currency[row.external_id] = str(currency).upper()
-            world.customer_name[row.external_id] = str(payload.get("DisplayName") or "")
-            world.customer_fields[row.external_id] = {
-                k: payload[k] for k in _CUSTOMER_FIELDS if payload.get(k)
-            }
-        else:
-            _land_document(world, row.object, row.external_id, payload)
-    for link in conn.execute(
-        select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
-        .where(_LINK.c.status == LinkStatus.LINKED.value)
-        .order_by(_LINK.c.id)
-    ):
-        world.customer_of[(link.system, link.object, link.external_id)] = link.customer_id
-        if link.system == "quickbooks" and link.object == "Customer":
-            world.quickbooks_customer.setdefault(link.customer_id, link.external_id)
-            world.quickbooks_customers.setdefault(link.customer_id, []).append(link.external_id)
-    for out in conn.execute(
-        select(
-            _OUTBOX.c.id,
-            _OUTBOX.c.entity_kind,
-            _OUTBOX.c.entity_id,
-            _OUTBOX.c.object,
-            _OUTBOX.c.action,
-            _OUTBOX.c.status,
-            _OUTBOX.c.payload,
-            _OUTBOX.c.remote_id,
-        )
-        .where(
-            _OUTBOX.c.target == "quickbooks",
-            _OUTBOX.c.entity_kind.in_([DOCUMENT_ENTITY, ITEM_ENTITY, CUSTOMER_ENTITY]),
-            _OUTBOX.c.status != "cancelled",
-        )
-        .order_by(_OUTBOX.c.id)
-    ):
-        key = (out.entity_kind, out.entity_id, out.object)
-        world.rows[key] = LedgerRow(
-            out.id, out.action, out.status, out.payload or {}, out.remote_id
-        )
-        if out.status == "done" and out.remote_id:
-            world.created.setdefault(key, out.remote_id)
-    return world
+    return KeptLedgerWorld().refresh(conn)

@@ -24,6 +24,7 @@ from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.matching.persist import Matcher, MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
 from ledgerlink.store.repository import Store
+from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
 from ledgerlink.sync.plan import MappedRecords, PlanReport, plan, record_results
@@ -94,11 +95,14 @@ class CycleCache:
 
     With it a cycle reads again only what changed: matching re-matches the parties changed
     since its last run (a :class:`~ledgerlink.matching.persist.Matcher` keeps the engine's
-    state), and the customer planner re-maps only the records landed since its last plan.
+    state), the customer planner re-maps only the records landed since its last plan, and the
+    ledger planner re-reads only the landed records and outbox rows changed since its last
+    plan (:class:`~ledgerlink.sync._ledger_world.KeptLedgerWorld`).
     A one-shot ``ledgerlink sync run`` has nothing to keep and rebuilds both from the tables.
     """
 
     mapped: MappedRecords = field(default_factory=MappedRecords)
+    ledger: KeptLedgerWorld = field(default_factory=KeptLedgerWorld)
     matcher: Matcher | None = None
     _matched_with: tuple[int, int] | None = None
 
@@ -135,6 +139,7 @@ def plan_all(
     dry_run: bool = False,
     ledger: LedgerOptions | None = None,
     mapped: MappedRecords | None = None,
+    kept_ledger: KeptLedgerWorld | None = None,
 ) -> PlanReports:
     """Plan everything the targets need, in the order each step relies on.
 
@@ -143,12 +148,15 @@ def plan_all(
     ledger postings (they need the QuickBooks customer and the Stripe money). Both ``ledgerlink
     sync run`` and the daemon's plan job call this, so they queue the same writes. ``mapped``:
     the customer planner's mapped records kept between plans (see
-    :class:`ledgerlink.sync.plan.MappedRecords`).
+    :class:`ledgerlink.sync.plan.MappedRecords`); ``kept_ledger``: the ledger planner's world
+    kept between plans (see :class:`KeptLedgerWorld`).
     """
     return PlanReports(
         plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped),
         quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run),
-        ledger=plan_ledger(store, mappings, now=now, dry_run=dry_run, options=ledger),
+        ledger=plan_ledger(
+            store, mappings, now=now, dry_run=dry_run, options=ledger, kept=kept_ledger
+        ),
     )
 
 
@@ -213,6 +221,7 @@ def run_cycle(
         dry_run=dry_run,
         ledger=ledger,
         mapped=None if cache is None else cache.mapped,
+        kept_ledger=None if cache is None else cache.ledger,
     )
     report.plan, report.quotes, report.ledger = planned.plan, planned.quotes, planned.ledger
     if progress is not None:

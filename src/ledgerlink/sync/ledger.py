@@ -69,6 +69,8 @@ from ledgerlink.sync._ledger_world import (
     CUSTOMER_ENTITY,
     DOCUMENT_ENTITY,
     ITEM_ENTITY,
+    KeptLedgerWorld,
+    LedgerRow,
     LedgerWorld,
     currency_customer,
     load_world,
@@ -385,7 +387,9 @@ class _Planner:
         voided = (existing is not None and existing.action == WriteAction.VOID.value) or (
             (obj, stripe_id) in self.world.voided
         )
-        if (existing is not None or landed is not None) and (not amendable or voided):
+        if (existing is not None or landed is not None) and (
+            not amendable or voided or self._unchanged(obj, stripe_id, existing)
+        ):
             self.report.posted += 1
             return
         try:
@@ -412,10 +416,18 @@ class _Planner:
         remote = self.world.remote_id(DOCUMENT_ENTITY, stripe_id, obj)
         if existing is not None and existing.status != "done":
             return  # the last write of it is still on its way; compare once it is sent
-        if remote is None or (
-            existing is not None
+        same = (
+            remote is not None
+            and existing is not None
             and canonical_json(_jsonable(payload)) == canonical_json(existing.payload)
-        ):
+        )
+        if same and existing is not None and self._memorable(payload):
+            self.world.settled[(obj, stripe_id)] = (
+                existing.id,
+                self.world.changed_at.get(stripe_id),
+                self.world.references,
+            )
+        if remote is None or same:
             return
         changed = self.world.changed_at.get(stripe_id)
         self._add(
@@ -427,6 +439,22 @@ class _Planner:
             remote_id=remote,
             version=None if changed is None else changed.isoformat(),
         )
+
+    def _unchanged(self, obj: str, stripe_id: str, existing: LedgerRow | None) -> bool:
+        """An amendable document last found equal to its row, unchanged since (no rebuild)."""
+        return existing is not None and self.world.settled.get((obj, stripe_id)) == (
+            existing.id,
+            self.world.changed_at.get(stripe_id),
+            self.world.references,
+        )
+
+    def _memorable(self, payload: Mapping[str, Any]) -> bool:
+        """Whether a document found equal to its row can be taken as equal while its Stripe
+        object, its row and the QuickBooks accounts and items stay: what else it is built
+        from is fixed once posted (the customer it was posted to), except the exchange rate of
+        a foreign-currency document (its charge's balance transaction may land later)."""
+        currency = (payload.get("CurrencyRef") or {}).get("value")
+        return currency is None or str(currency).upper() == self.options.home_currency.upper()
 
     # -- documents -------------------------------------------------------------------------
 
@@ -983,6 +1011,7 @@ def plan_ledger(
     now: datetime,
     options: LedgerOptions | None = None,
     dry_run: bool = False,
+    kept: KeptLedgerWorld | None = None,
 ) -> LedgerPlanReport:
     """Queue the QuickBooks documents that post what Stripe landed, each exactly once.
 
@@ -992,6 +1021,9 @@ def plan_ledger(
         now: the time of the plan (timezone-aware UTC).
         options: home currency and rate table (USD and no table by default).
         dry_run: compute and report only.
+        kept: the world kept between plans of a long-running process (the daemon, a
+            benchmark): only what changed since its last plan is read again. None reads
+            everything.
 
     Returns:
         The documents wanted, what waits and why, and what was quarantined.
@@ -1004,9 +1036,12 @@ def plan_ledger(
         raise ValueError(msg)
     started = time.perf_counter()
     engine = store.engine if isinstance(store, Store) else store
+    options = options or LedgerOptions()
     with engine.connect() as conn:
-        world = load_world(conn)
-    planner = _Planner(world, mappings, options or LedgerOptions())
+        world = load_world(conn) if kept is None else kept.refresh(conn)
+    if world.settled_for != (id(mappings), options):
+        world.settled, world.settled_for = {}, (id(mappings), options)
+    planner = _Planner(world, mappings, options)
     planner.run()
     if not dry_run:
         with for_writing(engine).begin() as conn:

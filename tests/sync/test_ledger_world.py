@@ -1,0 +1,205 @@
+"""The ledger planner's kept world (the daemon's and long-running cycles' way) sees every change.
+
+A long-running caller keeps :class:`~ledgerlink.sync._ledger_world.KeptLedgerWorld` between
+plans, so a plan reads only the landed records and ledger outbox rows that changed since the
+previous one. These tests change the store between refreshes in every way the ledger cares
+about (Stripe objects landed, amended and deleted; QuickBooks documents landed and voided;
+accounts renamed; outbox rows queued, sent, failed, cancelled and retried; links made) and
+check that the kept world is, each time, the world a fresh read gives, and that a plan through
+it queues what a plan reading everything queues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
+from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.store import Store
+from ledgerlink.store.models import Outbox
+from ledgerlink.sync._ledger_world import KeptLedgerWorld, LedgerWorld, load_world
+from ledgerlink.sync.ledger import plan_ledger
+from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
+_KEPT_ONLY = ("references", "settled", "settled_for")
+
+
+@pytest.fixture(scope="module")
+def mappings() -> MappingSet:
+    """The shipped mappings."""
+    return load_mappings()
+
+
+def _invoice(number: int, *, total: int = 5000, status: str = "paid") -> Record:
+    invoice_id = f"in_{number:04d}"
+    return Record(
+        "invoices",
+        invoice_id,
+        {
+            "id": invoice_id,
+            "object": "invoice",
+            "customer": "cus_1",
+            "currency": "usd",
+            "status": status,
+            "total": total,
+            "created": 1_767_225_600 + number,
+            "lines": {"data": [{"amount": total, "quantity": 1, "description": "Plan"}]},
+        },
+    )
+
+
+def _quickbooks(obj: str, remote_id: str, payload: dict[str, Any]) -> Record:
+    return Record(obj, remote_id, {"Id": remote_id, **payload})
+
+
+def _row(entity_id: str, obj: str = "Invoice", body: int = 0) -> PlannedWrite:
+    op = WriteOp(
+        idempotency_key=f"test:{entity_id}:{obj}:{body}",
+        object=obj,
+        action=WriteAction.CREATE,
+        payload={"PrivateNote": f"ledgerlink stripe:{entity_id}", "n": body},
+    )
+    return PlannedWrite("quickbooks", op, entity_kind="ledger", entity_id=entity_id)
+
+
+def _queue(store: Store, *writes: PlannedWrite) -> None:
+    with store.engine.begin() as conn:
+        enqueue(conn, list(writes), now=NOW)
+
+
+def _set(store: Store, entity_id: str, **values: Any) -> None:
+    """What the push worker records for the newest row of ``entity_id``."""
+    with store.engine.begin() as conn:
+        conn.execute(update(OUTBOX).where(OUTBOX.c.entity_id == entity_id).values(**values))
+
+
+def _row_id(store: Store, entity_id: str) -> int:
+    with store.engine.connect() as conn:
+        found = conn.execute(
+            OUTBOX.select().where(OUTBOX.c.entity_id == entity_id).order_by(OUTBOX.c.id.desc())
+        ).first()
+    assert found is not None
+    return int(found.id)
+
+
+def _fields(world: LedgerWorld) -> dict[str, Any]:
+    return {k: v for k, v in asdict(world).items() if k not in _KEPT_ONLY}
+
+
+def _same_as_fresh(store: Store, kept: KeptLedgerWorld) -> int:
+    """Refresh ``kept``, check it equals a fresh read, return how much it read again."""
+    with store.engine.connect() as conn:
+        world = kept.refresh(conn)
+        fresh = load_world(conn)
+    mine, theirs = _fields(world), _fields(fresh)
+    for name, value in theirs.items():
+        if isinstance(value, dict):
+            wrong = {k for k in {*value, *mine[name]} if value.get(k) != mine[name].get(k)}
+            assert not wrong, (name, {k: (mine[name].get(k), value.get(k)) for k in wrong})
+        assert mine[name] == value, name
+    return kept.reread
+
+
+def test_the_kept_world_follows_every_change(store: Store) -> None:
+    """After each kind of change the kept world equals a fresh read, reading only the change."""
+    at = NOW
+    store.land("stripe", [_invoice(n) for n in range(30)], now=at)
+    store.land(
+        "quickbooks",
+        [
+            _quickbooks("Account", "1", {"Name": "Stripe Clearing"}),
+            _quickbooks("Item", "7", {"Name": "Plan"}),
+            _quickbooks("Customer", "58", {"DisplayName": "Acme", "CurrencyRef": {"value": "USD"}}),
+        ],
+        now=at,
+    )
+    _queue(store, *(_row(f"in_{n:04d}") for n in range(30)))
+    kept = KeptLedgerWorld()
+    assert _same_as_fresh(store, kept) >= 60  # the first refresh reads everything
+
+    # Nothing changed: only the lookback window of landed records and rows is read again.
+    at += timedelta(minutes=10)
+    store.land("stripe", [_invoice(30)], now=at)
+    reread = _same_as_fresh(store, kept)
+    assert reread < 40
+
+    # An amended invoice, a deleted one, a renamed account, a customer in another currency.
+    at += timedelta(minutes=10)
+    store.land("stripe", [_invoice(3, total=7000)], now=at)
+    store.land("stripe", [Record("invoices", "in_0004", {}, deleted=True)], now=at)
+    store.land(
+        "quickbooks",
+        [
+            _quickbooks("Account", "1", {"Name": "Stripe Clearing (USD)"}),
+            _quickbooks("Customer", "58", {"DisplayName": "Acme", "CurrencyRef": {"value": "EUR"}}),
+        ],
+        now=at,
+    )
+    references = kept.world.references
+    _same_as_fresh(store, kept)
+    assert "in_0004" not in kept.world.stripe["invoices"]
+    assert kept.world.stripe["invoices"]["in_0003"]["total"] == 7000
+    assert kept.world.references > references  # settled documents are compared again
+
+    # Rows sent, failed, cancelled; a cancelled row retried; a newer row of a posted invoice.
+    _set(store, "in_0001", status="done", remote_id="101")
+    _set(store, "in_0002", status="failed", last_error="boom")
+    cancel_row(store.engine, _row_id(store, "in_0005"))
+    _same_as_fresh(store, kept)
+    assert kept.world.created[("ledger", "in_0001", "Invoice")] == "101"
+    assert ("ledger", "in_0005", "Invoice") not in kept.world.rows
+    retry_rows(store.engine, [_row_id(store, "in_0005")])
+    _queue(store, _row("in_0001", body=1))
+    _same_as_fresh(store, kept)
+    assert kept.world.rows[("ledger", "in_0005", "Invoice")].status == "pending"
+    assert kept.world.rows[("ledger", "in_0001", "Invoice")].payload["n"] == 1
+    cancel_row(store.engine, _row_id(store, "in_0001"))  # the newer row: the older one is back
+    _same_as_fresh(store, kept)
+    assert kept.world.rows[("ledger", "in_0001", "Invoice")].status == "done"
+
+    # QuickBooks documents land naming their Stripe source; one is voided there.
+    at += timedelta(minutes=10)
+    store.land(
+        "quickbooks",
+        [
+            _quickbooks("Invoice", "101", {"PrivateNote": "ledgerlink stripe:in_0001"}),
+            _quickbooks("Invoice", "102", {"PrivateNote": "ledgerlink stripe:in_0006"}),
+        ],
+        now=at,
+    )
+    _same_as_fresh(store, kept)
+    at += timedelta(minutes=10)
+    store.land(
+        "quickbooks",
+        [_quickbooks("Invoice", "102", {"PrivateNote": "Voided - ledgerlink stripe:in_0006"})],
+        now=at,
+    )
+    _same_as_fresh(store, kept)
+    assert ("Invoice", "in_0006") in kept.world.voided
+    at += timedelta(minutes=10)
+    store.land("quickbooks", [Record("Invoice", "102", {}, deleted=True)], now=at)
+    _same_as_fresh(store, kept)
+    assert ("Invoice", "in_0006") not in kept.world.in_quickbooks
+
+
+def test_a_kept_plan_queues_what_a_full_plan_queues(
+    store: Store, mappings: MappingSet, tmp_path: Any
+) -> None:
+    """Plans through the kept world queue the writes of plans that read everything, including
+    the update of an invoice amended after it was posted (compared again, not taken as settled)."""
+    at = NOW
+    store.land("stripe", [_invoice(n) for n in range(5)], now=at)
+    kept = KeptLedgerWorld()
+    first = plan_ledger(store, mappings, now=at, kept=kept, dry_run=True)
+    full = plan_ledger(store, mappings, now=at, dry_run=True)
+    assert [d.idempotency_key for d in first.documents] == [
+        d.idempotency_key for d in full.documents
+    ]
+    assert first.waiting == full.waiting
