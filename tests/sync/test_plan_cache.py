@@ -132,3 +132,26 @@ def test_other_mappings_read_everything_again(store: Store, mappings: MappingSet
     plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
     plan(store, load_mappings(), now=NOW, dry_run=True, mapped=kept)
     assert kept.reread == OTHERS + 2
+
+
+def test_only_changed_customers_are_planned_again(store: Store, mappings: MappingSet) -> None:
+    """A stored plan is remembered per customer: the next plan skips the unchanged ones, plans
+    the one whose record changed (queuing what a full plan queues), and a new day plans all."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    golden = first.customers + first.unchanged
+    assert first.unchanged == 0
+    assert first.queued > 0
+    again = plan(store, mappings, now=NOW, mapped=kept)
+    assert (again.customers, again.unchanged, again.ops) == (0, golden, [])
+    # A dry run remembers nothing: the stored plan after it still plans the change.
+    store.land("salesforce", [_account(ACCOUNT, "Acme Analytics Group")], now=LATER)
+    dry = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    cached = plan(store, mappings, now=LATER, mapped=kept)
+    full = plan(store, mappings, now=LATER, dry_run=True)
+    assert (dry.customers, cached.customers, cached.unchanged) == (1, 1, golden - 1)
+    assert _stripe_name_writes(cached) == ["Acme Analytics Group"]
+    assert _writes(cached) == _writes(full)
+    next_day = plan(store, mappings, now=LATER + timedelta(days=1), dry_run=True, mapped=kept)
+    assert (next_day.customers, next_day.unchanged) == (first.customers, 0)

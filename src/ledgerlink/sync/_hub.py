@@ -10,7 +10,8 @@ Each is computed from what landed and was mapped, per golden customer:
   unpaid, else ``active`` when one is active or trialing, else ``canceled`` when it had any,
   else ``none``. Only for customers with a billing-system record.
 * ``last_invoice_date``: the day of the latest issued (not draft, not void) invoice in any system.
-* ``last_payment_date``: the day of the latest succeeded payment in any system.
+* ``last_payment_date``: the day of the latest succeeded payment in any system (a zero
+  payment, QuickBooks' way of applying a credit to an invoice, is not one).
 * ``open_balance``: what the customer owes in the ledger (the unpaid balance of its QuickBooks
   invoices); a customer without ledger invoices gets the remaining amount of its open Stripe
   invoices. A currency in which nothing is owed does not count as one of several.
@@ -176,7 +177,10 @@ def hub_values(
     """
     notes: list[str] = []
     issued = [i for i in billing.invoices if i.status in _ISSUED]
-    paid = [p for p in billing.payments if p.status is PaymentStatus.SUCCEEDED]
+    # A zero payment moves no money: QuickBooks records a credit applied to an invoice so.
+    paid = [
+        p for p in billing.payments if p.status is PaymentStatus.SUCCEEDED and not p.amount.is_zero
+    ]
     values: dict[str, Any] = dict(ids)
     values["last_invoice_date"] = _latest_day(i.issued_at or i.created_at for i in issued)
     values["last_payment_date"] = _latest_day(p.paid_at or p.created_at for p in paid)

@@ -177,12 +177,18 @@ class PaymentFacts:
     status: PaymentStatus
     created_at: datetime | None
     paid_at: datetime | None
+    amount: Money
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentFacts:
         """The facts of ``payment``."""
         return cls(
-            payment.source, payment.party, payment.status, payment.created_at, payment.paid_at
+            payment.source,
+            payment.party,
+            payment.status,
+            payment.created_at,
+            payment.paid_at,
+            payment.amount,
         )
 
 
@@ -267,6 +273,10 @@ class MappedRecords:
         self._kinds: frozenset[tuple[str, str]] = frozenset()
         self._rows: dict[tuple[str, str, str], MappedRecord] = {}
         self._changes = ChangedRecords()
+        self.planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
+        """Customer id -> what its last stored plan was made from (see
+        :func:`ledgerlink.sync.plan.plan`): the values compared, and the mapped entities whose
+        identity the values name (kept, so no other object takes their ``id``)."""
         self._lock = threading.Lock()
         self.reread = 0
         """Records read and mapped by the last refresh."""
@@ -286,7 +296,7 @@ class MappedRecords:
         with self._lock:
             if mappings is not self._mappings or wanted != self._kinds:
                 self._mappings, self._kinds = mappings, wanted
-                self._rows, self._changes = {}, ChangedRecords()
+                self._rows, self._changes, self.planned = {}, ChangedRecords(), {}
             self._changes.begin()
             for system, obj in sorted(wanted):
                 for row in self._changes.rows(conn, system, obj):

@@ -234,6 +234,8 @@ class PlanReport:
 
     Attributes:
         customers: golden customers planned.
+        unchanged: golden customers not planned again: nothing they are planned from changed
+            since their last stored plan, that day (kept records only, see :func:`plan`).
         ops: the writes wanted (each with its field changes).
         conflicts: fields held for review.
         queued: outbox rows inserted (a key already queued is not counted).
@@ -245,6 +247,7 @@ class PlanReport:
     """
 
     customers: int = 0
+    unchanged: int = 0
     ops: list[PlannedOp] = field(default_factory=list)
     conflicts: list[PlanConflict] = field(default_factory=list)
     queued: int = 0
@@ -262,6 +265,7 @@ class PlanReport:
         """The counts, for logs and the audit row."""
         return {
             "customers": self.customers,
+            "unchanged": self.unchanged,
             "writes": len(self.ops),
             "by_target": self.by_target(),
             "conflicts": len(self.conflicts),
@@ -1098,8 +1102,10 @@ def plan(
         now: the time of the plan (timezone-aware UTC).
         dry_run: compute and report only; nothing is stored or queued.
         mapped: the mapped landed records a long-running caller keeps between plans, so that
-            only the records changed since the last plan are read and mapped again; None
-            reads and maps every record.
+            only the records changed since the last plan are read and mapped again, and only
+            the customers whose records, billing, creates or agreed values changed since
+            their last stored plan (or all, on a new day) are planned again; None reads,
+            maps and plans everything.
 
     Returns:
         The writes (with their field changes), conflicts and counts.
@@ -1116,7 +1122,15 @@ def plan(
     with engine.connect() as conn:
         world = _load(conn, mappings, normalizer, mapped)
     planner = _Planner(mappings, world, now)
+    inputs = _Inputs(world, now) if mapped is not None else None
+    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
     for customer_id in sorted(world.customers):
+        if inputs is not None and mapped is not None:
+            made_from = inputs.of(customer_id)
+            if _same_inputs(mapped.planned.get(customer_id), made_from):
+                planner.report.unchanged += 1
+                continue
+            planned[customer_id] = made_from
         planner.customer(customer_id)
     report = planner.report
     report.dry_run = dry_run
@@ -1124,9 +1138,65 @@ def plan(
         with for_writing(engine).begin() as conn:
             _store(conn, planner, now)
         crash_point("plan.committed")
+        if mapped is not None:
+            for customer_id, agreed in planner.agreed.items():
+                if customer_id in planned:  # the values it agreed on are stored with it
+                    values, entities = planned[customer_id]
+                    planned[customer_id] = ((*values[:-1], agreed), entities)
+            mapped.planned.update(planned)
     report.seconds = time.perf_counter() - started
     _log.info("plan.done", **report.as_dict())
     return report
+
+
+class _Inputs:
+    """What a customer's plan is made from, to tell whether it changed since the last plan.
+
+    A plan of one customer reads its golden record (version, lineage), its linked records and
+    its billing records (mapped entities: :class:`MappedRecords` keeps the same object while a
+    record is unchanged, so identity is compared), the hub's creates for it (done, open,
+    refused), its agreed values and the day (hub values such as MRR follow the date). One
+    thing it reads is not here: the names other customers' records hold (a create or a name
+    write avoids them); they are seen again by the day's first plan.
+    """
+
+    def __init__(self, world: _World, now: datetime) -> None:
+        self.world = world
+        self.day = now.date()
+        self.creates: dict[str, list[Any]] = defaultdict(list)
+        for key, remote in world.created.items():
+            self.creates[key[0]].append((key, remote))
+        for key in world.open_creates:
+            self.creates[key[0]].append((key, "open"))
+        for key, count in world.refused_names.items():
+            self.creates[key[0]].append((key, count))
+
+    def of(self, customer_id: str) -> tuple[tuple[Any, ...], tuple[object, ...]]:
+        row = self.world.customers[customer_id]
+        billing = self.world.billing.get(customer_id) or Billing()
+        entities: tuple[object, ...] = (
+            *(r.party for r in self.world.records.get(customer_id, ())),
+            *billing.invoices,
+            *billing.payments,
+            *billing.subscriptions,
+        )
+        values = (
+            self.day,
+            row.version,
+            repr(row.lineage),
+            tuple(r.ref for r in self.world.records.get(customer_id, ())),
+            tuple(map(id, entities)),
+            sorted(self.creates.get(customer_id, ()), key=repr),
+            self.world.baselines.get(customer_id),
+        )
+        return values, entities
+
+
+def _same_inputs(
+    before: tuple[tuple[Any, ...], tuple[object, ...]] | None,
+    now: tuple[tuple[Any, ...], tuple[object, ...]],
+) -> bool:
+    return before is not None and before[0] == now[0]
 
 
 def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
