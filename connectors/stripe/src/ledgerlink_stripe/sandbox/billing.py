@@ -1429,6 +1429,34 @@ class Billing:
         currency = str(params.get("currency") or "").lower()
         if not currency:
             raise required("currency")
+        payout = self.store_payout(
+            amount,
+            currency,
+            automatic=False,
+            description=params.get("description"),
+            metadata=params.get("metadata"),
+            statement_descriptor=params.get("statement_descriptor"),
+        )
+        self.state.emit("payout.created", payout)
+        return payout
+
+    def store_payout(
+        self,
+        amount: int,
+        currency: str,
+        *,
+        automatic: bool,
+        status: str = "pending",
+        description: str | None = None,
+        metadata: Any = None,
+        statement_descriptor: str | None = None,
+    ) -> JSON:
+        """Store a new payout of ``amount`` with its balance transaction; the caller announces it.
+
+        ``metadata`` is the request's metadata update (see :func:`merge_metadata`). A manual
+        payout cannot be reconciled with the balance transactions it paid out; an automatic one
+        is ``in_progress`` until it is paid.
+        """
         now = self.state.now()
         po_id = new_id("po_")
         txn = self._txn(po_id, -amount, currency, "payout", now, category="payout")
@@ -1440,23 +1468,21 @@ class Billing:
             "amount": amount,
             "currency": currency,
             "arrival_date": now + 2 * DAY,
-            "automatic": False,
+            "automatic": automatic,
             "balance_transaction": txn["id"],
             "method": "standard",
-            "reconciliation_status": "not_applicable",
+            "reconciliation_status": "in_progress" if automatic else "not_applicable",
             "source_type": "card",
-            "status": "pending",
+            "status": status,
             "type": "bank_account",
-            "description": params.get("description"),
-            "metadata": merge_metadata({}, params.get("metadata")),
+            "description": description,
+            "metadata": merge_metadata({}, metadata),
             "destination": "ba_sandboxbank0001",
             "failure_code": None,
             "failure_message": None,
-            "statement_descriptor": params.get("statement_descriptor"),
+            "statement_descriptor": statement_descriptor,
         }
-        self._put(payout)
-        self.state.emit("payout.created", payout)
-        return payout
+        return self._put(payout)
 
     # -- test clocks -------------------------------------------------------------------------
     def create_test_clock(self, params: JSON) -> JSON:

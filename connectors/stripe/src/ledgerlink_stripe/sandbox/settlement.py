@@ -43,7 +43,6 @@ from ledgerlink_stripe.sandbox.store import ObjectStore, new_id
 __all__ = ["Settlement"]
 
 JSON = dict[str, Any]
-DAY = 86_400
 _PAID_OUT = "sandbox.payout_paid_out"
 """Private store: automatic payout id -> the ids of the balance transactions it paid out."""
 _PAYOUT_EVENTS = {"paid": "payout.paid", "failed": "payout.failed", "canceled": "payout.canceled"}
@@ -401,34 +400,11 @@ class Settlement:
                 f"The {currency.upper()} balance has nothing to pay out.",
                 code="balance_insufficient",
             )
-        now = self.state.now()
-        po_id = new_id("po_")
-        own = self.billing._txn(po_id, -amount, currency, "payout", now, category="payout")
-        payout = {
-            "id": po_id,
-            "object": "payout",
-            "created": now,
-            "livemode": False,
-            "amount": amount,
-            "currency": currency,
-            "arrival_date": now + 2 * DAY,
-            "automatic": True,
-            "balance_transaction": own["id"],
-            "method": "standard",
-            "reconciliation_status": "in_progress",
-            "source_type": "card",
-            "status": status,
-            "type": "bank_account",
-            "description": "STRIPE PAYOUT",
-            "metadata": {},
-            "destination": "ba_sandboxbank0001",
-            "failure_code": None,
-            "failure_message": None,
-            "statement_descriptor": None,
-        }
-        self.billing._put(payout)
-        members = [txn["id"] for txn in swept] + [own["id"]]
-        self.state.store(_PAID_OUT).put({"id": po_id, "balance_transactions": members})
+        payout = self.billing.store_payout(
+            amount, currency, automatic=True, status=status, description="STRIPE PAYOUT"
+        )
+        members = [txn["id"] for txn in swept] + [payout["balance_transaction"]]
+        self.state.store(_PAID_OUT).put({"id": payout["id"], "balance_transactions": members})
         self.state.emit("payout.created", payout)
         return payout
 
