@@ -8,24 +8,16 @@ store, and `ledgerlink report movements` must show each change in its month.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from typer.testing import CliRunner
 
-from ledgerlink.cli import app
-from ledgerlink.connector import ConnectorContext, SandboxOptions, load_plugin
 from ledgerlink.store import Store
-from ledgerlink.sync import pull
-from ledgerlink.sync.runtime import UnconfiguredSecretStore
+
+from .conftest import StripeSandbox, report_rows
 
 BASIC = 10_000  # 100.00 USD a month
 PRO = 30_000  # 300.00 USD a month
@@ -37,135 +29,83 @@ def at(month: int, day: int) -> int:
     return int(datetime(2026, month, day, 12, tzinfo=UTC).timestamp())
 
 
-@dataclass
-class Stripe:
-    """A client on the sandbox that posts with idempotency keys, as the hub does."""
-
-    http: httpx.Client
-
-    def post(self, path: str, key: str, **data: Any) -> dict[str, Any]:
-        response = self.http.post(path, data=data, headers={"Idempotency-Key": key})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def advance(self, clock: str, frozen: int) -> None:
-        self.post(
-            f"/v1/test_helpers/test_clocks/{clock}/advance", f"adv{frozen}", frozen_time=frozen
-        )
-
-
 @dataclass(frozen=True)
 class Scenario:
-    """The sandbox database URL and the two customers' report keys."""
+    """The config of the CLI on the store and the two customers' report keys."""
 
-    database_url: str
+    config: Path
     a: str
     b: str
 
 
 @pytest.fixture
-def scenario(store: Store, database_url: str) -> Iterator[Scenario]:
+def scenario(store: Store, report_config: Path, stripe_sandbox: StripeSandbox) -> Scenario:
     """Play the clock through upgrade, downgrade, both cancellations and a reactivation."""
-    plugin = load_plugin("stripe")
-    sandbox = plugin.start_sandbox(SandboxOptions(seed=5, size=1))
-    settings = sandbox.connector_settings()
-    http = httpx.Client(
-        base_url=str(settings["api_base"]),
-        headers={"Authorization": f"Bearer {settings['api_key']}"},
+    stripe = stripe_sandbox.stripe
+    product = stripe.post("/v1/products", "prod", name="Seats")["id"]
+    basic = stripe.monthly("basic", product, BASIC)
+    pro = stripe.monthly("pro", product, PRO)
+    clock = stripe.clock("clock", at(1, 5))
+    customers = {}
+    for name in ("a", "b"):
+        customers[name] = stripe.post(
+            "/v1/customers",
+            f"cus-{name}",
+            name=f"Customer {name.upper()}",
+            test_clock=clock,
+            payment_method="pm_card_visa",
+            **{"invoice_settings[default_payment_method]": "pm_card_visa"},
+        )["id"]
+    sub_a = stripe.post(
+        "/v1/subscriptions",
+        "sub-a",
+        customer=customers["a"],
+        **{"items[0][price]": basic, "items[0][quantity]": 1},
     )
-    try:
-        stripe = Stripe(http)
-        product = stripe.post("/v1/products", "prod", name="Seats")["id"]
-        basic = stripe.post(
-            "/v1/prices",
-            "basic",
-            product=product,
-            currency="usd",
-            unit_amount=BASIC,
-            **{"recurring[interval]": "month"},
-        )["id"]
-        pro = stripe.post(
-            "/v1/prices",
-            "pro",
-            product=product,
-            currency="usd",
-            unit_amount=PRO,
-            **{"recurring[interval]": "month"},
-        )["id"]
-        clock = stripe.post("/v1/test_helpers/test_clocks", "clock", frozen_time=at(1, 5))["id"]
-        customers = {}
-        for name in ("a", "b"):
-            customers[name] = stripe.post(
-                "/v1/customers",
-                f"cus-{name}",
-                name=f"Customer {name.upper()}",
-                test_clock=clock,
-                payment_method="pm_card_visa",
-                **{"invoice_settings[default_payment_method]": "pm_card_visa"},
-            )["id"]
-        sub_a = stripe.post(
-            "/v1/subscriptions",
-            "sub-a",
-            customer=customers["a"],
-            **{"items[0][price]": basic, "items[0][quantity]": 1},
-        )
-        item_a = sub_a["items"]["data"][0]["id"]
-        sub_b = stripe.post(
-            "/v1/subscriptions",
-            "sub-b",
-            customer=customers["b"],
-            **{"items[0][price]": pro, "items[0][quantity]": 1},
-        )
-        stripe.advance(clock, at(2, 10))  # renewals on Feb 4
-        stripe.post(
-            f"/v1/subscriptions/{sub_a['id']}",
-            "upgrade",
-            proration_behavior="create_prorations",
-            **{"items[0][id]": item_a, "items[0][price]": pro},
-        )
-        stripe.post(f"/v1/subscriptions/{sub_b['id']}", "cancel-b", cancel_at_period_end="true")
-        stripe.advance(clock, at(3, 15))  # A renews on Mar 6 on Pro; B ends on Mar 6
-        stripe.post(
-            f"/v1/subscriptions/{sub_a['id']}",
-            "downgrade",
-            proration_behavior="create_prorations",
-            **{"items[0][id]": item_a, "items[0][price]": basic, "items[0][quantity]": 2},
-        )
-        stripe.advance(clock, at(4, 10))  # A renews on Apr 5 with two Basic seats
-        response = http.delete(f"/v1/subscriptions/{sub_a['id']}")
-        assert response.status_code == 200, response.text
-        stripe.advance(clock, at(5, 12))
-        stripe.post(
-            "/v1/subscriptions",
-            "sub-a2",
-            customer=customers["a"],
-            **{"items[0][price]": pro, "items[0][quantity]": 1},
-        )
-        stripe.advance(clock, at(6, 20))  # the comeback renews on Jun 11
-        connector = plugin.connect(settings, ConnectorContext(secrets=UnconfiguredSecretStore()))
-        try:
-            pull(store, connector, ["subscriptions", "invoices"])
-        finally:
-            connector.close()
-        yield Scenario(
-            database_url,
-            f"stripe/customers/{customers['a']}",
-            f"stripe/customers/{customers['b']}",
-        )
-    finally:
-        http.close()
-        sandbox.stop()
+    item_a = sub_a["items"]["data"][0]["id"]
+    sub_b = stripe.post(
+        "/v1/subscriptions",
+        "sub-b",
+        customer=customers["b"],
+        **{"items[0][price]": pro, "items[0][quantity]": 1},
+    )
+    stripe.advance(clock, at(2, 10))  # renewals on Feb 4
+    stripe.post(
+        f"/v1/subscriptions/{sub_a['id']}",
+        "upgrade",
+        proration_behavior="create_prorations",
+        **{"items[0][id]": item_a, "items[0][price]": pro},
+    )
+    stripe.post(f"/v1/subscriptions/{sub_b['id']}", "cancel-b", cancel_at_period_end="true")
+    stripe.advance(clock, at(3, 15))  # A renews on Mar 6 on Pro; B ends on Mar 6
+    stripe.post(
+        f"/v1/subscriptions/{sub_a['id']}",
+        "downgrade",
+        proration_behavior="create_prorations",
+        **{"items[0][id]": item_a, "items[0][price]": basic, "items[0][quantity]": 2},
+    )
+    stripe.advance(clock, at(4, 10))  # A renews on Apr 5 with two Basic seats
+    response = stripe.http.delete(f"/v1/subscriptions/{sub_a['id']}")
+    assert response.status_code == 200, response.text
+    stripe.advance(clock, at(5, 12))
+    stripe.post(
+        "/v1/subscriptions",
+        "sub-a2",
+        customer=customers["a"],
+        **{"items[0][price]": pro, "items[0][quantity]": 1},
+    )
+    stripe.advance(clock, at(6, 20))  # the comeback renews on Jun 11
+    stripe_sandbox.pull(store, ["subscriptions", "invoices"])
+    return Scenario(
+        report_config,
+        f"stripe/customers/{customers['a']}",
+        f"stripe/customers/{customers['b']}",
+    )
 
 
-def movements(scenario: Scenario, tmp_path: Path, *args: str) -> list[dict[str, str]]:
+def movements(scenario: Scenario, *args: str) -> list[dict[str, str]]:
     """Run `ledgerlink report movements` January to June 2026 as CSV and parse it."""
-    config = tmp_path / "ledgerlink.toml"
-    config.write_text(f'[database]\nurl = "{scenario.database_url}"\n', encoding="utf-8")
-    command = ["-c", str(config), "report", "movements", "--from", "2026-01", "--to", "2026-06"]
-    result = CliRunner().invoke(app, [*command, "--format", "csv", *args])
-    assert result.exit_code == 0, result.output
-    return list(csv.DictReader(io.StringIO(result.output.split("\n\n")[0])))
+    return report_rows(scenario.config, "movements", "--from", "2026-01", "--to", "2026-06", *args)
 
 
 def changes(rows: list[dict[str, str]], customer: str) -> dict[str, dict[str, Decimal]]:
@@ -177,9 +117,9 @@ def changes(rows: list[dict[str, str]], customer: str) -> dict[str, dict[str, De
     }
 
 
-def test_each_lifecycle_change_shows_in_its_month(scenario: Scenario, tmp_path: Path) -> None:
+def test_each_lifecycle_change_shows_in_its_month(scenario: Scenario) -> None:
     """Upgrade, downgrade, immediate and period-end cancellation and a comeback land in their months."""
-    rows = movements(scenario, tmp_path, "--by-customer")
+    rows = movements(scenario, "--by-customer")
     assert changes(rows, scenario.a) == {
         "2026-01": {"new": Decimal("100.00"), "closing": Decimal("100.00")},
         "2026-02": {
@@ -202,9 +142,9 @@ def test_each_lifecycle_change_shows_in_its_month(scenario: Scenario, tmp_path: 
     }
 
 
-def test_every_month_reconciles(scenario: Scenario, tmp_path: Path) -> None:
+def test_every_month_reconciles(scenario: Scenario) -> None:
     """Each month's totals satisfy opening + new + expansion - contraction - churn + reactivation = closing."""
-    rows = movements(scenario, tmp_path)
+    rows = movements(scenario)
     assert {row["month"] for row in rows} >= {f"2026-0{m}" for m in range(1, 7)}
     for row in rows:
         a = {k: Decimal(row[k]) for k in AMOUNTS}

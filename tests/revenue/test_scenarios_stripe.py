@@ -17,24 +17,16 @@ excluded, and splits it with largest-remainder allocation (ties go to the earlie
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from typer.testing import CliRunner
 
-from ledgerlink.cli import app
-from ledgerlink.connector import ConnectorContext, SandboxOptions, load_plugin
 from ledgerlink.store import Store
-from ledgerlink.sync import pull
-from ledgerlink.sync.runtime import UnconfiguredSecretStore
+
+from .conftest import Stripe, StripeSandbox, report_rows
 
 STREAMS = ("prices", "subscriptions", "invoices", "charges", "refunds", "disputes")
 MOVEMENTS = ("opening", "new", "expansion", "contraction", "churn", "reactivation", "closing")
@@ -52,103 +44,25 @@ def usd(*amounts: str) -> tuple[Decimal, ...]:
 
 
 @dataclass
-class Stripe:
-    """A client on the sandbox's Stripe API that posts with idempotency keys, as the hub does."""
-
-    http: httpx.Client
-
-    def post(self, path: str, key: str, **data: Any) -> dict[str, Any]:
-        """POST a form and return the object Stripe answers."""
-        response = self.http.post(path, data=data, headers={"Idempotency-Key": key})
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def get(self, path: str, **params: Any) -> dict[str, Any]:
-        """GET an object or a list."""
-        response = self.http.get(path, params=params)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def clock(self, key: str, frozen: int) -> str:
-        """Create a test clock frozen at ``frozen``."""
-        return str(self.post("/v1/test_helpers/test_clocks", key, frozen_time=frozen)["id"])
-
-    def advance(self, clock: str, frozen: int) -> None:
-        """Advance a test clock; Stripe runs renewals and dunning retries on the way."""
-        self.post(
-            f"/v1/test_helpers/test_clocks/{clock}/advance",
-            f"{clock}-{frozen}",
-            frozen_time=frozen,
-        )
-
-    def monthly(self, key: str, product: str, cents: int, **recurring: str) -> str:
-        """Create a monthly USD price of ``cents`` (extra ``recurring[...]`` settings allowed)."""
-        settings = {f"recurring[{name}]": value for name, value in recurring.items()}
-        settings.setdefault("recurring[interval]", "month")
-        price = self.post(
-            "/v1/prices", key, product=product, currency="usd", unit_amount=cents, **settings
-        )
-        return str(price["id"])
-
-    def customer(self, key: str, clock: str, card: str = "pm_card_visa") -> str:
-        """Create a customer on ``clock`` paying with the test card ``card``."""
-        customer = self.post(
-            "/v1/customers",
-            key,
-            name=f"Customer {key}",
-            test_clock=clock,
-            payment_method=card,
-            **{"invoice_settings[default_payment_method]": card},
-        )
-        return str(customer["id"])
-
-    def set_card(self, key: str, customer: str, card: str) -> None:
-        """Make ``card`` the customer's default payment method (the card on file changes)."""
-        self.post(
-            f"/v1/customers/{customer}",
-            key,
-            **{"invoice_settings[default_payment_method]": card},
-        )
-
-    def subscribe(self, key: str, customer: str, *prices: str) -> dict[str, Any]:
-        """Subscribe ``customer`` to one unit of each price."""
-        items = {f"items[{n}][price]": price for n, price in enumerate(prices)}
-        return self.post("/v1/subscriptions", key, customer=customer, **items)
-
-
-@dataclass
 class World:
     """The sandbox, the store the connector pulls into, and the CLI on that store."""
 
-    stripe: Stripe
+    sandbox: StripeSandbox
     store: Store
-    settings: dict[str, Any]
     config: Path
+
+    @property
+    def stripe(self) -> Stripe:
+        """The client on the sandbox's Stripe API."""
+        return self.sandbox.stripe
 
     def pull(self) -> None:
         """Pull the billing streams into the store, as a sync cycle does."""
-        plugin = load_plugin("stripe")
-        connector = plugin.connect(
-            self.settings, ConnectorContext(secrets=UnconfiguredSecretStore())
-        )
-        try:
-            results = pull(self.store, connector, list(STREAMS))
-        finally:
-            connector.close()
-        assert [r.error for r in results if r.error] == []
-
-    def run(self, *args: str) -> str:
-        """Run `ledgerlink report ...` on the store and return its output."""
-        result = CliRunner().invoke(app, ["-c", str(self.config), "report", *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+        self.sandbox.pull(self.store, STREAMS)
 
     def rows(self, *args: str) -> list[dict[str, str]]:
         """Run a report as CSV and parse its rows."""
-        output = self.run(*args, "--format", "csv")
-        return list(csv.DictReader(io.StringIO(output.split("\n\n")[0])))
+        return report_rows(self.config, *args)
 
     def mrr(self, customer: str, first: str, last: str, *args: str) -> dict[str, tuple[str, ...]]:
         """`report mrr`: the customer's (mrr, arr, metered, one_off) per month with a row."""
@@ -186,22 +100,9 @@ class World:
 
 
 @pytest.fixture
-def world(store: Store, database_url: str, tmp_path: Path) -> Iterator[World]:
+def world(store: Store, report_config: Path, stripe_sandbox: StripeSandbox) -> World:
     """A fresh Stripe sandbox, a migrated store and a config pointing the CLI at it."""
-    plugin = load_plugin("stripe")
-    sandbox = plugin.start_sandbox(SandboxOptions(seed=5, size=1))
-    settings = dict(sandbox.connector_settings())
-    http = httpx.Client(
-        base_url=str(settings["api_base"]),
-        headers={"Authorization": f"Bearer {settings['api_key']}"},
-    )
-    config = tmp_path / "ledgerlink.toml"
-    config.write_text(f'[database]\nurl = "{database_url}"\n', encoding="utf-8")
-    try:
-        yield World(Stripe(http), store, settings, config)
-    finally:
-        http.close()
-        sandbox.stop()
+    return World(stripe_sandbox, store, report_config)
 
 
 def key_of(customer: str) -> str:
