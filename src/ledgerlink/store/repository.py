@@ -293,6 +293,68 @@ def _sqlite_row(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One batch of one object (distinct ids), item by item with what is known of each record.
+
+    ``stored`` says what the store holds for each record (see :meth:`Store._stored_state`);
+    ``canonical`` and ``digests`` hold its canonical bytes and hash as far as known (see
+    :func:`_encode_live`): the others are encoded by :meth:`classify` if they are written.
+    """
+
+    system: str
+    object_name: str
+    records: list[Record]
+    stored: Sequence[str]
+    canonical: Sequence[bytes | None]
+    digests: Sequence[str | None]
+    now: datetime
+
+    def part(self, start: int, stop: int) -> _Batch:
+        """The records ``start`` to ``stop`` (excluded), with what is known of them."""
+        return _Batch(
+            self.system,
+            self.object_name,
+            self.records[start:stop],
+            self.stored[start:stop],
+            self.canonical[start:stop],
+            self.digests[start:stop],
+            self.now,
+        )
+
+    def classify(self) -> tuple[list[_Row], list[_Row], list[_Row]]:
+        """Split the batch into new, changed and tombstone rows; drop what is unchanged.
+
+        Returns:
+            (external_id, canonical payload, hash, cursor value) rows: records not stored yet,
+            records stored with another hash or deleted, and tombstones of live or unknown ones.
+        """
+        fresh: list[_Row] = []  # not stored yet
+        changed: list[_Row] = []  # stored with another hash, or deleted
+        tombs: list[_Row] = []
+        for record, previous, known, known_digest in zip(
+            self.records, self.stored, self.canonical, self.digests, strict=True
+        ):
+            if record.deleted:
+                if previous.endswith(_GONE):
+                    continue  # already a tombstone
+            elif previous == known_digest:
+                continue  # unchanged: the stored payload (checked when written) hashes the same
+            _require_finite(record.payload)  # before any write of the call
+            if known is None or known_digest is None:
+                data = _canonical_bytes(record.payload, check_finite=False)
+                row = (record.id, data, _SHA256(data).hexdigest(), record.cursor_value)
+            else:
+                row = (record.id, known, known_digest, record.cursor_value)
+            if record.deleted:
+                tombs.append(row)
+            elif previous:
+                changed.append(row)
+            else:
+                fresh.append(row)
+        return fresh, changed, tombs
+
+
 def _require_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be a timezone-aware datetime")
@@ -583,49 +645,6 @@ class Store:
                 result += self._land_batch(conn, system, object_name, batch, now)
         return result
 
-    @staticmethod
-    def _classify(
-        batch: Sequence[Record],
-        stored: Sequence[str],
-        canonical: Sequence[bytes | None],
-        digests: Sequence[str | None],
-    ) -> tuple[list[_Row], list[_Row], list[_Row]]:
-        """Split ``batch`` into new, changed and tombstone rows; drop what is unchanged.
-
-        ``stored`` says, for each record of ``batch``, what the store holds (see
-        :meth:`_stored_state`); ``canonical`` and ``digests`` hold the canonical bytes and hash
-        of each record as far as known (see :func:`_encode_live`): the others are encoded here
-        if they are written.
-
-        Returns:
-            (external_id, canonical payload, hash, cursor value) rows: records not stored yet,
-            records stored with another hash or deleted, and tombstones of live or unknown ones.
-        """
-        fresh: list[_Row] = []  # not stored yet
-        changed: list[_Row] = []  # stored with another hash, or deleted
-        tombs: list[_Row] = []
-        for record, previous, known, known_digest in zip(
-            batch, stored, canonical, digests, strict=True
-        ):
-            if record.deleted:
-                if previous.endswith(_GONE):
-                    continue  # already a tombstone
-            elif previous == known_digest:
-                continue  # unchanged: the stored payload (checked when written) hashes the same
-            _require_finite(record.payload)  # before any write of the call
-            if known is None or known_digest is None:
-                data = _canonical_bytes(record.payload, check_finite=False)
-                row = (record.id, data, _SHA256(data).hexdigest(), record.cursor_value)
-            else:
-                row = (record.id, known, known_digest, record.cursor_value)
-            if record.deleted:
-                tombs.append(row)
-            elif previous:
-                changed.append(row)
-            else:
-                fresh.append(row)
-        return fresh, changed, tombs
-
     def _land_batch(
         self,
         conn: Connection,
@@ -659,45 +678,19 @@ class Store:
             result = LandResult(unchanged=len(batch))
         else:
             result = self._write_batch(
-                conn,
-                system=system,
-                object_name=object_name,
-                batch=batch,
-                stored=stored,
-                canonical=canonical,
-                digests=digests,
-                now=now,
+                conn, _Batch(system, object_name, batch, stored, canonical, digests, now)
             )
         self._keep_encoded[key] = 2 * result.written > len(batch)
         return result
 
-    def _write_batch(
-        self,
-        conn: Connection,
-        *,
-        system: str,
-        object_name: str,
-        batch: list[Record],
-        stored: Sequence[str],
-        canonical: Sequence[bytes | None],
-        digests: Sequence[str | None],
-        now: datetime,
-    ) -> LandResult:
+    def _write_batch(self, conn: Connection, batch: _Batch) -> LandResult:
         """Write what changed in ``batch`` (see :meth:`_land_batch`) and count it."""
         if self.dialect == "postgresql":
-            return self._land_batch_pg(
-                conn,
-                system=system,
-                object_name=object_name,
-                batch=batch,
-                stored=stored,
-                canonical=canonical,
-                digests=digests,
-                now=now,
-            )
-        fresh, changed, tombs = self._classify(batch, stored, canonical, digests)
+            return self._land_batch_pg(conn, batch)
+        fresh, changed, tombs = batch.classify()
         # SQLite: the IMMEDIATE transaction holds the write lock: the pre-read counts are exact.
-        now_db = self._timestamp_to_db(now)
+        now_db = self._timestamp_to_db(batch.now)
+        system, object_name = batch.system, batch.object_name
         for rows, stmt, deleted_db in (
             (fresh + changed, self._live_stmt, None),
             (tombs, self._tomb_stmt, now_db),
@@ -708,20 +701,9 @@ class Store:
                     [_sqlite_row(system, object_name, row, now_db, deleted_db) for row in rows],
                 )
         written = len(fresh) + len(changed) + len(tombs)
-        return LandResult(len(fresh), len(changed), len(batch) - written, len(tombs))
+        return LandResult(len(fresh), len(changed), len(batch.records) - written, len(tombs))
 
-    def _land_batch_pg(
-        self,
-        conn: Connection,
-        *,
-        system: str,
-        object_name: str,
-        batch: list[Record],
-        stored: Sequence[str],
-        canonical: Sequence[bytes | None],
-        digests: Sequence[str | None],
-        now: datetime,
-    ) -> LandResult:
+    def _land_batch_pg(self, conn: Connection, batch: _Batch) -> LandResult:
         """Land one batch on PostgreSQL (see :meth:`_land_batch`).
 
         New records are COPied straight into the table (the fastest path), streamed a chunk at
@@ -731,43 +713,27 @@ class Store:
         rolled back and they go through the upsert, which counts what it really did.
         """
         inserted = updated = deleted = 0
-        if all(previous or record.deleted for record, previous in zip(batch, stored, strict=True)):
-            fresh, changed, tombs = self._classify(batch, stored, canonical, digests)
+        records = batch.records
+        if all(
+            previous or record.deleted
+            for record, previous in zip(records, batch.stored, strict=True)
+        ):
+            fresh, changed, tombs = batch.classify()
         else:
             try:
                 with conn.begin_nested():
-                    fresh, changed, tombs = self._classify_and_copy(
-                        conn,
-                        system=system,
-                        object_name=object_name,
-                        batch=batch,
-                        stored=stored,
-                        canonical=canonical,
-                        digests=digests,
-                        now=now,
-                    )
+                    fresh, changed, tombs = self._classify_and_copy(conn, batch)
                 inserted = len(fresh)
             except (IntegrityError, psycopg.errors.UniqueViolation):
-                fresh, changed, tombs = self._classify(batch, stored, canonical, digests)
+                fresh, changed, tombs = batch.classify()
                 changed = fresh + changed
         if changed:
-            flags = self._execute_pg(
-                conn, self._live_stmt, system=system, object_name=object_name, rows=changed, now=now
-            )
+            flags = self._execute_pg(conn, self._live_stmt, batch, changed)
             inserted += sum(1 for flag in flags if flag)
             updated = sum(1 for flag in flags if not flag)
         if tombs:
-            deleted = len(
-                self._execute_pg(
-                    conn,
-                    self._tomb_stmt,
-                    system=system,
-                    object_name=object_name,
-                    rows=tombs,
-                    now=now,
-                )
-            )
-        return LandResult(inserted, updated, len(batch) - inserted - updated - deleted, deleted)
+            deleted = len(self._execute_pg(conn, self._tomb_stmt, batch, tombs))
+        return LandResult(inserted, updated, len(records) - inserted - updated - deleted, deleted)
 
     @staticmethod
     def _copy_lines(rows: list[_Row], prefix: bytes, middle: bytes) -> bytes:
@@ -810,31 +776,19 @@ class Store:
             copy.write(data)
 
     def _classify_and_copy(
-        self,
-        conn: Connection,
-        *,
-        system: str,
-        object_name: str,
-        batch: list[Record],
-        stored: Sequence[str],
-        canonical: Sequence[bytes | None],
-        digests: Sequence[str | None],
-        now: datetime,
+        self, conn: Connection, batch: _Batch
     ) -> tuple[list[_Row], list[_Row], list[_Row]]:
-        """Classify ``batch`` as :meth:`_classify` does, COPying new records as they come."""
-        stamp = _copy_text(now.isoformat())
-        prefix = _copy_text(system) + b"\t" + _copy_text(object_name) + b"\t"
+        """Classify ``batch`` as :meth:`_Batch.classify` does, COPying new records as they come."""
+        stamp = _copy_text(batch.now.isoformat())
+        prefix = _copy_text(batch.system) + b"\t" + _copy_text(batch.object_name) + b"\t"
         middle = b"\t" + stamp + b"\t" + stamp + b"\t" + stamp + b"\t"
         fresh: list[_Row] = []
         changed: list[_Row] = []
         tombs: list[_Row] = []
         driver_connection: Any = conn.connection.driver_connection
         with driver_connection.cursor() as cursor, cursor.copy(_COPY_SOURCE) as copy:
-            for start in range(0, len(batch), _COPY_CHUNK):
-                end = start + _COPY_CHUNK
-                new, other, gone = self._classify(
-                    batch[start:end], stored[start:end], canonical[start:end], digests[start:end]
-                )
+            for start in range(0, len(batch.records), _COPY_CHUNK):
+                new, other, gone = batch.part(start, start + _COPY_CHUNK).classify()
                 if new:
                     copy.write(self._copy_lines(new, prefix, middle))
                 fresh += new
@@ -843,14 +797,7 @@ class Store:
         return fresh, changed, tombs
 
     def _execute_pg(
-        self,
-        conn: Connection,
-        stmt: Executable,
-        *,
-        system: str,
-        object_name: str,
-        rows: list[_Row],
-        now: datetime,
+        self, conn: Connection, stmt: Executable, batch: _Batch, rows: list[_Row]
     ) -> list[bool]:
         conn.exec_driver_sql(_LANDING_DDL)
         self._copy(
@@ -859,7 +806,9 @@ class Store:
             self._copy_lines(rows, b"", b"\t"),
         )
         flags = list(
-            conn.execute(stmt, {"system": system, "object": object_name, "now": now}).scalars()
+            conn.execute(
+                stmt, {"system": batch.system, "object": batch.object_name, "now": batch.now}
+            ).scalars()
         )
         conn.exec_driver_sql(f"TRUNCATE {_LANDING.name}")
         return flags
