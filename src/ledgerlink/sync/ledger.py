@@ -958,41 +958,63 @@ def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
     report.queued = enqueue(conn, [doc.planned_write() for doc in report.documents], now=now)
     crash_point("ledger.enqueue")
+    held = _open_plan_rows(conn)
     for kind, stripe_id, reason, payload in planner.quarantine:
+        obj, text = _STRIPE_OBJECT[kind], f"ledger: {reason}"
+        if held.get((obj, stripe_id), (None, None, None))[1:] == (text, payload):
+            continue  # held already, for the same reason: nothing to write
         quarantine_record(
             conn,
             system="stripe",
-            object_name=_STRIPE_OBJECT[kind],
+            object_name=obj,
             external_id=stripe_id,
             stage=QuarantineStage.PLAN.value,
-            reason=f"ledger: {reason}",
+            reason=text,
             payload=payload,
             now=now,
         )
-    _resolve_fine(conn, planner.fine, now)
+    _resolve_fine(conn, planner.fine, held, now)
 
 
 _RESOLVE_BATCH = 500
 
 
-def _resolve_fine(conn: Connection, fine: list[tuple[str, str]], now: datetime) -> None:
-    """Resolve the open plan-stage quarantine rows of documents that could be built now.
-
-    A document that builds no longer needs its earlier quarantine row. Few Stripe objects are
-    ever quarantined, so the open rows are read once and only those matched are resolved (by
-    id, a few statements at most), instead of one UPDATE per document planned every pass.
-    """
-    if not fine:
-        return
-    wanted = {(_STRIPE_OBJECT[kind], stripe_id) for kind, stripe_id in fine}
-    open_rows = conn.execute(
-        select(_QUARANTINE.c.id, _QUARANTINE.c.object, _QUARANTINE.c.external_id).where(
+def _open_plan_rows(conn: Connection) -> dict[tuple[str, str], tuple[int, str, Any]]:
+    """The open plan-stage quarantine rows of Stripe objects: (object, id) -> (row id, reason,
+    payload). Few Stripe objects are ever held, so they are read once per plan."""
+    rows = conn.execute(
+        select(
+            _QUARANTINE.c.id,
+            _QUARANTINE.c.object,
+            _QUARANTINE.c.external_id,
+            _QUARANTINE.c.reason,
+            _QUARANTINE.c.payload,
+        ).where(
             _QUARANTINE.c.system == "stripe",
             _QUARANTINE.c.stage == QuarantineStage.PLAN.value,
             _QUARANTINE.c.resolved_at.is_(None),
         )
-    ).all()
-    ids = [row.id for row in open_rows if (row.object, row.external_id) in wanted]
+    )
+    return {(r.object, r.external_id): (r.id, r.reason, r.payload) for r in rows}
+
+
+def _resolve_fine(
+    conn: Connection,
+    fine: list[tuple[str, str]],
+    held: Mapping[tuple[str, str], tuple[int, str, Any]],
+    now: datetime,
+) -> None:
+    """Resolve the open plan-stage quarantine rows of documents that could be built now.
+
+    A document that builds no longer needs its earlier quarantine row. Only the open rows
+    (``held``) matched are resolved (by id, a few statements at most), instead of one UPDATE
+    per document planned every pass.
+    """
+    ids = [
+        held[key][0]
+        for kind, stripe_id in fine
+        if (key := (_STRIPE_OBJECT[kind], stripe_id)) in held
+    ]
     for start in range(0, len(ids), _RESOLVE_BATCH):
         conn.execute(
             update(_QUARANTINE)
