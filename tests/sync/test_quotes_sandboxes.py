@@ -16,7 +16,7 @@ from ledgerlink.connector.registry import load_plugin
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import DbSecretStore, Store, generate_key
 from ledgerlink.store.models import Outbox, Quarantine
-from ledgerlink.sync.cycle import CycleReport, run_cycle
+from ledgerlink.sync.cycle import CycleCache, CycleReport, run_cycle
 from ledgerlink.sync.quotes import plan_quotes
 
 SYSTEMS = ("salesforce", "stripe")
@@ -67,9 +67,11 @@ def mappings() -> MappingSet:
     return load_mappings()
 
 
-def cycle(store: Store, world: World, mappings: MappingSet) -> CycleReport:
+def cycle(
+    store: Store, world: World, mappings: MappingSet, cache: CycleCache | None = None
+) -> CycleReport:
     """One full cycle at the current time (the sandboxes keep real time too)."""
-    return run_cycle(store, world.connectors, mappings, now=datetime.now(UTC))
+    return run_cycle(store, world.connectors, mappings, now=datetime.now(UTC), cache=cache)
 
 
 def stripe_objects(world: World, kind: str, quote_id: str) -> list[dict[str, Any]]:
@@ -147,6 +149,35 @@ def test_amended_quote_updates_the_subscription(
         f"Quote {deal.quote_id}: STR-M quoted at 49.00 USD a unit, Stripe price "
         f"{subscription['items']['data'][-1]['price']['id']} bills 19.00 USD"
     ]
+
+
+def test_kept_records_bill_amend_and_mark_a_deal_as_fresh_reads_do(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """Cycles of a long-running process (a kept cache: each plan reads only what changed) bill
+    an accepted quote once, follow an amended line, and mark the quote invoiced, then paid."""
+    deal = world.deals["Pro for the team"]
+    kept = CycleCache()
+    for _ in range(4):
+        cycle(store, world, mappings, kept)
+    (subscription,) = stripe_objects(world, "subscription", deal.quote_id)
+    assert lookup_keys(subscription) == {"pro_usd": 3, "extra_seat_usd": 5}
+    assert (quote(world, deal.name)["Invoiced__c"], quote(world, deal.name)["Paid__c"]) == (
+        True,
+        False,
+    )
+    world.sandboxes["salesforce"].org.touch("QuoteLineItem", deal.line_ids[0], Quantity=4.0)
+    world.sandboxes["stripe"].billing.pay_invoice(
+        subscription["latest_invoice"], {"paid_out_of_band": True}
+    )
+    for _ in range(3):
+        cycle(store, world, mappings, kept)
+    (subscription,) = stripe_objects(world, "subscription", deal.quote_id)
+    assert lookup_keys(subscription) == {"pro_usd": 4, "extra_seat_usd": 5}
+    assert quote(world, deal.name)["Paid__c"] is True
+    report = cycle(store, world, mappings, kept)
+    assert report.quotes is not None
+    assert report.quotes.ops == []
 
 
 def test_one_time_quote_gives_one_invoice(store: Store, world: World, mappings: MappingSet) -> None:

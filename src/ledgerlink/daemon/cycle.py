@@ -180,6 +180,7 @@ def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
             ledger=options,
             mapped=cache.mapped,
             kept_ledger=cache.ledger,
+            kept_quotes=cache.quotes,
         )
         counts = _counts("", planned.plan)
         counts.update(_counts("quotes_", planned.quotes))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
 
 from ledgerlink.domain.entities import (
@@ -83,6 +83,19 @@ class ChangedRecords:
     def first(self) -> bool:
         """Whether no read has ended yet (the next gives everything)."""
         return self.newest is None
+
+    def start_at_newest(self, conn: Connection, kinds: Iterable[tuple[str, str]]) -> None:
+        """Begin without a first read: the next read gives what changed within
+        :data:`LOOKBACK` of the newest change of ``kinds`` now (for a reader that loaded
+        those records another way)."""
+        for system, obj in kinds:
+            newest = conn.execute(
+                select(func.max(_SOURCE.c.changed_at)).where(
+                    _SOURCE.c.system == system, _SOURCE.c.object == obj
+                )
+            ).scalar_one_or_none()
+            if newest is not None and (self.newest is None or newest > self.newest):
+                self.newest = newest
 
     def begin(self) -> None:
         """Start a read."""

@@ -29,7 +29,7 @@ from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
 from ledgerlink.sync.plan import MappedRecords, PlanReport, plan, record_results
 from ledgerlink.sync.push import PushReport, push
-from ledgerlink.sync.quotes import QuotePlanReport, plan_quotes
+from ledgerlink.sync.quotes import KeptQuotes, QuotePlanReport, plan_quotes
 
 __all__ = [
     "CycleCache",
@@ -95,14 +95,17 @@ class CycleCache:
 
     With it a cycle reads again only what changed: matching re-matches the parties changed
     since its last run (a :class:`~ledgerlink.matching.persist.Matcher` keeps the engine's
-    state), the customer planner re-maps only the records landed since its last plan, and the
-    ledger planner re-reads only the landed records and outbox rows changed since its last
-    plan (:class:`~ledgerlink.sync._ledger_world.KeptLedgerWorld`).
-    A one-shot ``ledgerlink sync run`` has nothing to keep and rebuilds both from the tables.
+    state); the customer planner re-maps only the records landed since its last plan and plans
+    only the customers they changed; the quotes planner re-reads only the deals and Stripe
+    records changed (:class:`~ledgerlink.sync.quotes.KeptQuotes`); the ledger planner re-reads
+    only the landed records and outbox rows changed since its last plan
+    (:class:`~ledgerlink.sync._ledger_world.KeptLedgerWorld`). A one-shot ``ledgerlink sync
+    run`` has nothing to keep and reads everything from the tables.
     """
 
     mapped: MappedRecords = field(default_factory=MappedRecords)
     ledger: KeptLedgerWorld = field(default_factory=KeptLedgerWorld)
+    quotes: KeptQuotes = field(default_factory=KeptQuotes)
     matcher: Matcher | None = None
     _matched_with: tuple[int, int] | None = None
 
@@ -140,6 +143,7 @@ def plan_all(
     ledger: LedgerOptions | None = None,
     mapped: MappedRecords | None = None,
     kept_ledger: KeptLedgerWorld | None = None,
+    kept_quotes: KeptQuotes | None = None,
 ) -> PlanReports:
     """Plan everything the targets need, in the order each step relies on.
 
@@ -149,11 +153,12 @@ def plan_all(
     sync run`` and the daemon's plan job call this, so they queue the same writes. ``mapped``:
     the customer planner's mapped records kept between plans (see
     :class:`ledgerlink.sync.plan.MappedRecords`); ``kept_ledger``: the ledger planner's world
-    kept between plans (see :class:`KeptLedgerWorld`).
+    kept between plans (see :class:`KeptLedgerWorld`); ``kept_quotes``: the quotes planner's
+    records kept between plans (see :class:`KeptQuotes`).
     """
     return PlanReports(
         plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped),
-        quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run),
+        quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run, kept=kept_quotes),
         ledger=plan_ledger(
             store, mappings, now=now, dry_run=dry_run, options=ledger, kept=kept_ledger
         ),
@@ -222,6 +227,7 @@ def run_cycle(
         ledger=ledger,
         mapped=None if cache is None else cache.mapped,
         kept_ledger=None if cache is None else cache.ledger,
+        kept_quotes=None if cache is None else cache.quotes,
     )
     report.plan, report.quotes, report.ledger = planned.plan, planned.quotes, planned.ledger
     if progress is not None:

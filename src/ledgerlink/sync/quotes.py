@@ -38,6 +38,7 @@ The cycle calls :func:`plan_quotes` after the customer plan; ``dry_run`` reports
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -67,6 +68,7 @@ from ledgerlink.store.models import (
     SourceRecord,
 )
 from ledgerlink.store.repository import Store
+from ledgerlink.sync._landed import ChangedRecords
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 
 __all__ = [
@@ -227,22 +229,23 @@ _RECORD_COLUMNS = (
     _SOURCE.c.changed_at,
 )
 _IN_CHUNK = 500
+_BILLS_A_DEAL: Mapping[str, Any] = {"metadata": {QUOTE_METADATA_KEY: "yes"}}
+"""A stand-in subscription for :func:`_deal_invoices`: one that names a deal."""
 
 
 def _deal_invoices(
-    conn: Connection, subscriptions: Mapping[str, Mapping[str, Any]]
+    conn: Connection, subscriptions: Mapping[str, Mapping[str, Any]], *, only: bool = False
 ) -> Iterator[Any]:
     """The landed Stripe invoices a deal's status reads, chosen by the database.
 
     Those are the invoices of subscriptions that name a deal, and one-off invoices that name
-    one. With a million invoices landed, parsing every payload to find the few of deals costs
-    more than the rest of the plan: the database reads the two fields instead.
+    one (not with ``only``: the subscriptions' invoices alone). With a million invoices
+    landed, parsing every payload to find the few of deals costs more than the rest of the
+    plan: the database reads the two fields instead.
     """
-    billed = sorted(
-        sid for sid, sub in subscriptions.items() if _metadata(sub).get(QUOTE_METADATA_KEY)
-    )
+    billed = sorted(_billed(subscriptions))
     names_deal = _SOURCE.c.payload[("metadata", QUOTE_METADATA_KEY)].as_string().is_not(None)
-    conditions = [names_deal] + [
+    conditions = ([] if only else [names_deal]) + [
         _SOURCE.c.payload["subscription"].as_string().in_(billed[start : start + _IN_CHUNK])
         for start in range(0, len(billed), _IN_CHUNK)
     ]
@@ -263,20 +266,28 @@ def _keep(landed: _Landed, rows: Iterable[Any]) -> None:
         landed.changed[(row.system, row.object, row.external_id)] = row.changed_at
 
 
+_WANTED = [("salesforce", o) for o in _SF_OBJECTS] + [
+    ("stripe", o) for o in _STRIPE_OBJECTS if o != "invoices"
+]
+
+
 def _load(conn: Connection) -> _Landed:
     landed = _Landed()
-    wanted = [("salesforce", o) for o in _SF_OBJECTS] + [
-        ("stripe", o) for o in _STRIPE_OBJECTS if o != "invoices"
-    ]
     rows = conn.execute(
         select(*_RECORD_COLUMNS).where(
-            tuple_(_SOURCE.c.system, _SOURCE.c.object).in_(wanted),
+            tuple_(_SOURCE.c.system, _SOURCE.c.object).in_(_WANTED),
             _SOURCE.c.deleted_at.is_(None),
         )
     )
     _keep(landed, rows)
     # After the subscriptions: which invoices are read depends on them.
     _keep(landed, _deal_invoices(conn, landed.of("stripe", "subscriptions")))
+    _load_state(conn, landed)
+    return landed
+
+
+def _load_state(conn: Connection, landed: _Landed) -> None:
+    """The links, and what the outbox says of the customers and deals the hub wrote."""
     links = conn.execute(
         select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
             _LINK.c.status == LinkStatus.LINKED.value,
@@ -331,7 +342,70 @@ def _load(conn: Connection) -> _Landed:
     )
     for status in status_rows:
         landed.written_status[status.entity_id].update(status.payload or {})
-    return landed
+
+
+def _billed(subscriptions: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    return {sid for sid, sub in subscriptions.items() if _metadata(sub).get(QUOTE_METADATA_KEY)}
+
+
+def _of_deal(invoice: Mapping[str, Any], billed: set[str]) -> bool:
+    return bool(_metadata(invoice).get(QUOTE_METADATA_KEY)) or (
+        str(invoice.get("subscription") or "") in billed
+    )
+
+
+class KeptQuotes:
+    """The landed deals, lines, products and Stripe records the quotes planner reads, kept
+    between plans of a long-running process and refreshed from what changed.
+
+    The first refresh reads as :func:`plan_quotes` does without it (the invoices of deals
+    chosen by the database); later ones read the records changed since (see
+    :class:`~ledgerlink.sync._landed.ChangedRecords`), keep a changed invoice when it names a
+    deal or belongs to a subscription that does, and ask the database for the invoices of a
+    subscription that newly names one. Links and the outbox's state are read whole (a few rows
+    per customer and deal).
+    """
+
+    def __init__(self) -> None:
+        self._records: _Landed | None = None
+        self._changes = ChangedRecords()
+        self._billed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def refresh(self, conn: Connection) -> _Landed:
+        """The landed records as the store holds them now."""
+        with self._lock:
+            kept = self._records
+            if kept is None:
+                # Where the next read starts is taken first: what lands during the load is in
+                # its window.
+                self._changes.start_at_newest(conn, [*_WANTED, ("stripe", "invoices")])
+                kept = self._records = _load(conn)
+                self._billed = _billed(kept.of("stripe", "subscriptions"))
+                return kept
+            self._changes.begin()
+            for system, obj in [*_WANTED, ("stripe", "invoices")]:
+                if obj == "invoices":
+                    billed = _billed(kept.of("stripe", "subscriptions"))
+                    new = billed - self._billed
+                    self._billed = billed
+                    _keep(kept, _deal_invoices(conn, dict.fromkeys(new, _BILLS_A_DEAL), only=True))
+                records = kept.of(system, obj)
+                for row in self._changes.rows(conn, system, obj):
+                    payload = row.payload or {}
+                    if row.deleted_at is not None or (
+                        obj == "invoices" and not _of_deal(payload, self._billed)
+                    ):
+                        records.pop(row.external_id, None)
+                        kept.changed.pop((system, obj, row.external_id), None)
+                    else:
+                        records[row.external_id] = payload
+                        kept.changed[(system, obj, row.external_id)] = row.changed_at
+            self._changes.end()
+            fresh = _Landed(records=kept.records, changed=kept.changed)
+            _load_state(conn, fresh)
+            self._records = fresh
+            return fresh
 
 
 # -- values --------------------------------------------------------------------------------
@@ -922,6 +996,7 @@ def plan_quotes(
     now: datetime,
     dry_run: bool = False,
     window: timedelta = DEFAULT_WINDOW,
+    kept: KeptQuotes | None = None,
 ) -> QuotePlanReport:
     """Plan the Stripe writes that bill accepted deals, and the status written back to them.
 
@@ -937,6 +1012,9 @@ def plan_quotes(
         now: the time of the plan (timezone-aware UTC).
         dry_run: compute and report only; nothing is stored or queued.
         window: a deal not billed yet is billed only when it changed this recently.
+        kept: the records kept between plans of a long-running process (the daemon, a
+            benchmark): only what changed since its last plan is read again. None reads
+            everything.
 
     Returns:
         The writes, the deals held and the counts.
@@ -950,7 +1028,7 @@ def plan_quotes(
     started = time.perf_counter()
     engine = store.engine if isinstance(store, Store) else store
     with engine.connect() as conn:
-        landed = _load(conn)
+        landed = _load(conn) if kept is None else kept.refresh(conn)
     planner = _Planner(mappings, landed, now, window)
     for deal in _deals(landed):
         planner.deal(deal)
