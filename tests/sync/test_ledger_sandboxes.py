@@ -669,3 +669,56 @@ def test_stripe_answers_which_transactions_a_payout_paid_out(world: World) -> No
     )
     assert refused.status_code == 400
     assert "automatic" in refused.json()["error"]["message"]
+
+
+def _journal_side(entry: dict[str, Any], posting: str) -> tuple[str, Decimal]:
+    (line,) = [x for x in entry["Line"] if x["JournalEntryLineDetail"]["PostingType"] == posting]
+    return line["JournalEntryLineDetail"]["AccountRef"]["value"], _money(line["Amount"])
+
+
+def test_a_won_dispute_gives_its_funds_back_in_the_books_and_reconciles(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A disputed payment posts its withdrawal; winning the dispute posts the funds given back
+    (clearing debited, the disputes account credited; Stripe keeps the fee), once; a payout of
+    what is left reconciles with zero difference and the trial balance stays zero."""
+    invoice = world.stripe.billing.get("invoice", world.invoices[0])
+    world.stripe.billing.pay_invoice(invoice["id"], {"payment_method": "pm_card_createDispute"})
+    world.stripe.billing.settle_charges()
+    charge = world.stripe.billing.get("invoice", invoice["id"])["charge"]
+    (dispute,) = [
+        d for d in world.stripe.state.store("dispute").added.values() if d and d["charge"] == charge
+    ]
+    settle(store, world, mappings)
+    (withdrawn_txn,) = world.stripe.billing.get("dispute", dispute["id"])["balance_transactions"]
+    (withdrawn,) = _documents(world, "JournalEntry", withdrawn_txn["id"])
+    won = world.stripe.billing.update_dispute(
+        dispute["id"], {"evidence": {"uncategorized_text": "winning_evidence"}}
+    )
+    reversal_txn = won["balance_transactions"][-1]
+    assert reversal_txn["reporting_category"] == "dispute_reversal"
+    settle(store, world, mappings)
+    (reversal,) = _documents(world, "JournalEntry", reversal_txn["id"])
+    disputes_account, taken = _journal_side(withdrawn, "Debit")
+    clearing, _ = _journal_side(withdrawn, "Credit")
+    assert taken == _money(dispute["amount"]) / 100 + Decimal("15.00")  # the amount and the fee
+    assert _journal_side(reversal, "Debit") == (clearing, _money(dispute["amount"]) / 100)
+    assert _journal_side(reversal, "Credit") == (disputes_account, _money(dispute["amount"]) / 100)
+    _trial_balance_is_zero(world)
+    txns = [
+        world.stripe.billing.get("charge", charge)["balance_transaction"],
+        withdrawn_txn["id"],
+        reversal_txn["id"],
+    ]
+    mine = [world.stripe.state.store("balance_transaction").added[t] for t in txns]
+    net = sum(int(t["net"]) for t in mine)
+    payout = world.stripe.billing.create_payout({"amount": net, "currency": "usd"})
+    tie_payout(store, payout["id"], mine, now=datetime.now(UTC))
+    settle(store, world, mappings)
+    (line,) = [r for r in reconcile(store, mappings) if r.payout_id == payout["id"]]
+    assert (line.transactions, line.expected.amount) == (3, net)
+    assert line.difference.is_zero
+    assert line.status == "reconciled"
+    _trial_balance_is_zero(world)
+    again = plan_ledger(store, mappings, now=datetime.now(UTC))
+    assert (again.queued, again.documents) == (0, [])

@@ -126,7 +126,8 @@ class LedgerDocument:
 
     Attributes:
         kind: ``invoice``, ``void``, ``payment``, ``fee``, ``refund``, ``credit_note``,
-            ``credit_application``, ``dispute``, ``payout``, ``item`` or ``customer``.
+            ``credit_application``, ``dispute``, ``dispute_reversal``, ``payout``, ``item`` or
+            ``customer``.
         stripe_id: the Stripe object posted (the item's name for ``item``,
             ``<currency>:<customer id>`` for ``customer``).
         object: the QuickBooks entity.
@@ -531,13 +532,22 @@ class _Planner:
         return body
 
     def journal(
-        self, txn: Mapping[str, Any], amount: int, role: str, description: str
+        self,
+        txn: Mapping[str, Any],
+        amount: int,
+        role: str,
+        description: str,
+        *,
+        reverse: bool = False,
     ) -> Mapping[str, Any]:
+        """A JournalEntry of ``amount`` from clearing to ``role``'s account (debit ``role``,
+        credit clearing); ``reverse`` the other way (debit clearing, credit ``role``)."""
         currency = str(txn["currency"]).upper()
+        clearing, other = self.account("clearing"), self.account(role)
+        if reverse:
+            clearing, other = other, clearing
         accounts = self.posting.AccountsMap(
-            clearing=self.account("clearing"),
-            bank=self.account("bank"),
-            fees_expense=self.account(role),
+            clearing=clearing, bank=self.account("bank"), fees_expense=other
         )
         body = dict(
             self.posting.fee_journal_entry(
@@ -906,6 +916,20 @@ class _Planner:
                         txn, -int(txn["net"]), "disputes", f"Stripe dispute {txn.get('source')}"
                     ),
                 )
+            elif category == "dispute_reversal" and int(txn.get("net") or 0) > 0:
+                # A won dispute gives the funds back: the dispute's entry, reversed.
+                self.post(
+                    "dispute_reversal",
+                    str(txn["id"]),
+                    "JournalEntry",
+                    lambda txn=txn: self.journal(
+                        txn,
+                        int(txn["net"]),
+                        "disputes",
+                        f"Stripe dispute won {txn.get('source')}",
+                        reverse=True,
+                    ),
+                )
             elif fee > 0:
                 self.post(
                     "fee",
@@ -951,6 +975,7 @@ _STRIPE_OBJECT = {
     "payout": "payouts",
     "fee": "balance_transactions",
     "dispute": "balance_transactions",
+    "dispute_reversal": "balance_transactions",
 }
 
 
