@@ -699,6 +699,9 @@ def test_a_won_dispute_gives_its_funds_back_in_the_books_and_reconciles(
     assert reversal_txn["reporting_category"] == "dispute_reversal"
     settle(store, world, mappings)
     (reversal,) = _documents(world, "JournalEntry", reversal_txn["id"])
+    traced = trace(store.engine, f"stripe:balance_transactions:{reversal_txn['id']}")
+    (step,) = [s for s in traced.root.walk() if s.step == "Stripe dispute won"]
+    assert [c.ref for c in step.children] == [f"quickbooks:JournalEntry:{reversal['Id']}"]
     disputes_account, taken = _journal_side(withdrawn, "Debit")
     clearing, _ = _journal_side(withdrawn, "Credit")
     assert taken == _money(dispute["amount"]) / 100 + Decimal("15.00")  # the amount and the fee

@@ -378,17 +378,22 @@ class _Tracer:
                 problem=f"balance transaction {txn_id} not landed yet (the next pull brings it)",
             )
         fee = int(txn.get("fee") or 0)
-        category = txn.get("reporting_category") or txn.get("type")
-        step = self.node(
-            "Stripe dispute" if category == "dispute" else "Stripe fee",
-            f"stripe:balance_transactions:{txn_id}",
-            amount=_stripe_money(
-                -int(txn.get("net") or 0) if category == "dispute" else fee, txn.get("currency")
+        category = str(txn.get("reporting_category") or txn.get("type"))
+        label, what, amount = {
+            "dispute": ("Stripe dispute", "dispute", -int(txn.get("net") or 0)),
+            "dispute_reversal": (
+                "Stripe dispute won",
+                "dispute reversal",
+                int(txn.get("net") or 0),
             ),
+        }.get(category, ("Stripe fee", "fee", fee))
+        step = self.node(
+            label,
+            f"stripe:balance_transactions:{txn_id}",
+            amount=_stripe_money(amount, txn.get("currency")),
             status=str(txn.get("status") or ""),
         )
-        if category == "dispute" or fee > 0:
-            what = "dispute" if category == "dispute" else "fee"
+        if amount > 0:
             step.children.append(self.posted(what, txn_id, "JournalEntry", txn.get("currency")))
         if charge is not None:
             payout_id = self.payout_of.get(txn_id)
