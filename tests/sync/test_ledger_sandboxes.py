@@ -16,11 +16,12 @@ from ledgerlink_stripe.sandbox.settlement import Settlement
 from sqlalchemy import select
 
 from ledgerlink.connector import SandboxOptions
-from ledgerlink.connector.protocol import Connector, WriteAction, WriteOp
+from ledgerlink.connector.protocol import Connector, Record, WriteAction, WriteOp
 from ledgerlink.connector.registry import load_plugin
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import DbSecretStore, Store, generate_key
 from ledgerlink.store.models import CustomerLink, Outbox, Quarantine
+from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.cycle import CycleReport, run_cycle
 from ledgerlink.sync.ledger import LedgerOptions, plan_ledger, reconcile, tie_payout
 from ledgerlink.sync.push import push
@@ -725,3 +726,30 @@ def test_a_won_dispute_gives_its_funds_back_in_the_books_and_reconciles(
     _trial_balance_is_zero(world)
     again = plan_ledger(store, mappings, now=datetime.now(UTC))
     assert (again.queued, again.documents) == (0, [])
+
+
+def test_a_kept_plan_holds_a_document_until_what_it_is_built_from_changes(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """Plans of a long-running process remember a document held for a missing rate and do not
+    build it again while nothing it is built from changed; once the balance transaction it
+    is built from carries Stripe's rate, it posts, as a fresh plan would."""
+    euro = _invoice(world, "e1", "fabri", "eur", [{"unit_amount": 9_900, "quantity": 1}])
+    _pay(world, euro)
+    settle(store, world, mappings)
+    kept = KeptLedgerWorld()
+    for _ in range(2):
+        report = plan_ledger(store, mappings, now=datetime.now(UTC), kept=kept)
+        assert [q for q in report.quarantined if q[0] == euro] == [
+            (euro, "no exchange rate EUR->USD: Stripe gave none and the rate table has no EUR")
+        ]
+        assert [d for d in report.documents if d.stripe_id == euro] == []
+    # Stripe's own rate: the charge's balance transaction, in the account's currency.
+    charge = world.stripe.billing.get("charge", world.stripe.billing.get("invoice", euro)["charge"])
+    txn = dict(world.stripe.billing.get("balance_transaction", charge["balance_transaction"]))
+    txn.update(currency="usd", exchange_rate=1.1)
+    store.land("stripe", [Record("balance_transactions", txn["id"], txn)], now=datetime.now(UTC))
+    for plan_with in (kept, None):
+        report = plan_ledger(store, mappings, now=datetime.now(UTC), kept=plan_with, dry_run=True)
+        (document,) = [d for d in report.documents if d.stripe_id == euro]
+        assert document.payload["ExchangeRate"] == 1.1

@@ -115,8 +115,13 @@ class LedgerWorld:
     """(QuickBooks object, Stripe id) of an amendable document found equal to its sent row ->
     (that row's id, the Stripe object's ``changed_at``, :attr:`references`): while all three
     stay, the planner need not build it again to compare (see ``ledger._Planner.post``)."""
+    held: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = field(default_factory=dict)
+    """(QuickBooks object, Stripe id) of a document held for a missing exchange rate ->
+    (the ``changed_at`` of the Stripe objects it was built from and :attr:`references`, the
+    reason): while those stay, building it again would fail the same way."""
     settled_for: Any = None
-    """What :attr:`settled` was computed with (the mappings and valuation options)."""
+    """What :attr:`settled` and :attr:`held` were computed with (the mappings and valuation
+    options, whose rate table decides what is held)."""
 
     def remote_id(self, kind: str, entity_id: str, obj: str) -> str | None:
         """The QuickBooks id of a document or item, from the outbox or the landed record."""

@@ -380,9 +380,20 @@ class _Planner:
         )
 
     def post(
-        self, kind: str, stripe_id: str, obj: str, build: Any, *, amendable: bool = False
+        self,
+        kind: str,
+        stripe_id: str,
+        obj: str,
+        build: Any,
+        *,
+        amendable: bool = False,
+        sources: tuple[Any, ...] = (),
     ) -> None:
-        """Plan one document unless it is already posted; record waits and quarantines."""
+        """Plan one document unless it is already posted; record waits and quarantines.
+
+        ``sources``: the Stripe ids the document is built from, when a missing exchange rate
+        is all that can hold it (their ``changed_at`` tells whether a held one can post now).
+        """
         existing = self.world.rows.get((DOCUMENT_ENTITY, stripe_id, obj))
         landed = self.world.in_quickbooks.get((obj, stripe_id))
         voided = (existing is not None and existing.action == WriteAction.VOID.value) or (
@@ -393,14 +404,8 @@ class _Planner:
         ):
             self.report.posted += 1
             return
-        try:
-            payload = build()
-        except _Wait as wait:
-            self.report.waiting[str(wait)] += 1
-            return
-        except MissingRateError as missing:
-            self.report.quarantined.append((stripe_id, str(missing)))
-            self.quarantine.append((kind, stripe_id, str(missing), {"kind": kind}))
+        payload = self._build(kind, stripe_id, obj, build, sources)
+        if payload is None:
             return
         self.fine.append((kind, stripe_id))
         if existing is None and landed is None:
@@ -440,6 +445,36 @@ class _Planner:
             remote_id=remote,
             version=None if changed is None else changed.isoformat(),
         )
+
+    def _build(
+        self, kind: str, stripe_id: str, obj: str, build: Any, sources: tuple[Any, ...]
+    ) -> Mapping[str, Any] | None:
+        """The document's payload; None when it waits or is held (recorded in the report)."""
+        inputs = (
+            (*(self.world.changed_at.get(str(i)) for i in sources), self.world.references)
+            if sources
+            else None
+        )
+        held = self.world.held.get((obj, stripe_id))
+        if held is not None and held[0] == inputs:
+            self._hold(kind, stripe_id, held[1])  # built from the same, it fails the same way
+            return None
+        try:
+            payload: Mapping[str, Any] = build()
+        except _Wait as wait:
+            self.report.waiting[str(wait)] += 1
+            return None
+        except MissingRateError as missing:
+            self._hold(kind, stripe_id, str(missing))
+            if inputs is not None:
+                self.world.held[(obj, stripe_id)] = (inputs, str(missing))
+            return None
+        self.world.held.pop((obj, stripe_id), None)
+        return payload
+
+    def _hold(self, kind: str, stripe_id: str, reason: str) -> None:
+        self.report.quarantined.append((stripe_id, reason))
+        self.quarantine.append((kind, stripe_id, reason, {"kind": kind}))
 
     def _unchanged(self, obj: str, stripe_id: str, existing: LedgerRow | None) -> bool:
         """An amendable document last found equal to its row, unchanged since (no rebuild)."""
@@ -877,12 +912,14 @@ class _Planner:
             if not invoice.get("total"):
                 self.report.skipped["invoice with zero total"] += 1
                 continue
+            charge = stripe.get("charges", {}).get(str(invoice.get("charge") or "")) or {}
             self.post(
                 "invoice",
                 str(invoice["id"]),
                 "Invoice",
                 lambda invoice=invoice: self.invoice(invoice),
                 amendable=True,
+                sources=(invoice["id"], invoice.get("charge"), charge.get("balance_transaction")),
             )
         for charge in _by_created(stripe.get("charges", {})):
             if charge.get("status") != "succeeded":
@@ -897,6 +934,7 @@ class _Planner:
                 str(charge["id"]),
                 "Payment",
                 lambda charge=charge: self.payment(charge),
+                sources=(charge["id"], charge.get("balance_transaction"), charge.get("invoice")),
             )
         self.run_credit_notes()
         self.run_balance()
@@ -938,6 +976,7 @@ class _Planner:
                     lambda txn=txn, fee=fee: self.journal(
                         txn, fee, "fees", f"Stripe fees {txn.get('source')}"
                     ),
+                    sources=(txn["id"],),
                 )
         for refund in _by_created(stripe.get("refunds", {})):
             if refund.get("status") != "succeeded":
@@ -1087,7 +1126,8 @@ def plan_ledger(
     with engine.connect() as conn:
         world = load_world(conn) if kept is None else kept.refresh(conn)
     if world.settled_for != (id(mappings), options):
-        world.settled, world.settled_for = {}, (id(mappings), options)
+        world.settled, world.held = {}, {}
+        world.settled_for = (id(mappings), options)
     planner = _Planner(world, mappings, options)
     planner.run()
     if not dry_run:
