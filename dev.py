@@ -28,6 +28,11 @@ TYPED_SOURCES = [
     "connectors/quickbooks/src",
 ]
 
+# pytest-xdist for `test`: two workers (CI has two cores; much of the suite waits on sandboxes
+# and subprocesses), whole files per worker, the files with `slow` tests first (tests/conftest.py).
+# `python3 dev.py test -n 0 ...` runs in one process.
+PYTEST_PARALLEL = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+
 
 def run(*args: str | Path) -> None:
     """Run a command in the repository root; stop with its status when it fails."""
@@ -90,7 +95,7 @@ def main(argv: list[str]) -> None:
         run(venv_bin("ruff"), "check", ".")
         run(venv_bin("ruff"), "format", "--check", ".")
         run(venv_bin("mypy"), *TYPED_SOURCES)
-        run(venv_bin("pytest"), *rest)
+        run(venv_bin("pytest"), *PYTEST_PARALLEL, *rest)
     elif command == "bench":
         names = rest or sorted(
             p.stem

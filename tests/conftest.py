@@ -14,7 +14,8 @@
   migration tests (a fresh SQLite file; a fresh PostgreSQL schema through ``search_path``).
 
 When PostgreSQL cannot be reached the PostgreSQL tests fail (never skip), so CI cannot pass
-without it. The terminal summary says how many tests ran on each database.
+without it. The terminal summary says how many tests ran on each database; with pytest-xdist
+(``-n``) each worker hands its counts to the controller, which prints the total.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,6 +37,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from ledgerlink.store import Store, create_engine_for, head_revision, upgrade
 
 pytest_plugins = ["tests.secret_scan"]
+
+# The CLI's consoles fix their width from COLUMNS when ledgerlink.cli is imported, after which
+# the COLUMNS a CLI test passes (CliRunner env) is ignored. pytest-xdist workers start with
+# COLUMNS=80 set, so tables and long paths would wrap or be cut there and not in one process.
+os.environ.pop("COLUMNS", None)
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ("sqlite", "postgresql")
@@ -198,17 +205,41 @@ def store(engine: Engine) -> Store:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the PostgreSQL variants of database tests with ``postgres``."""
+    """Mark the PostgreSQL variants of database tests with ``postgres``; run slow files first.
+
+    The files holding a test marked ``slow`` go first, in their collected order (each file's
+    tests stay together and in order), so that with xdist (``--dist loadfile``) the longest
+    files start at once and the short ones fill in around them.
+    """
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is None:
             continue
         if any(callspec.params.get(name) == "postgresql" for name in _DATABASE_FIXTURES):
             item.add_marker(pytest.mark.postgres)
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the tests it ran per database to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["database_tests"] = {
+            backend: sorted(nodeids) for backend, nodeids in _tests_by_backend.items()
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """On the xdist controller, add up the tests each finished worker ran per database."""
+    workeroutput: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    for backend, nodeids in workeroutput.get("database_tests", {}).items():
+        _tests_by_backend[backend].update(nodeids)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print how many tests ran against each database."""
+    """Print how many tests ran against each database (with xdist, on all workers together)."""
     terminalreporter.write_line(
         f"database tests: {len(_tests_by_backend['postgresql'])} on postgresql, "
         f"{len(_tests_by_backend['sqlite'])} on sqlite"

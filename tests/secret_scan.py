@@ -17,6 +17,10 @@ Enabled for the whole suite from ``tests/conftest.py``. For the run it:
 * fails the run (exit status 1) and lists each leak, with the test, the channel and a masked
   hint of the secret (never the secret itself), in a "secret scan" section of the summary.
 
+With pytest-xdist (``-n``) each worker scans the tests it runs and hands its leaks and counts to
+the controller, which fails the run and prints the summary; the controller does not scan the
+reports the workers forward again.
+
 ``tests/security/test_secret_scan.py`` plants a leak in a separate run and checks that it fails.
 """
 
@@ -72,6 +76,7 @@ class SecretScanner:
         self.canaries = dict(canaries)
         self.leaks: list[Leak] = []
         self.texts_checked = 0
+        self.secrets_known = 0  # the most secrets an xdist worker checked against
         self._pending: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self._restore: list[Callable[[], None]] = []
@@ -113,6 +118,22 @@ class SecretScanner:
                     found.append(Leak(test, channel, hint(secret)))
         self.leaks.extend(found)
         return found
+
+    # -- xdist: workers scan, the controller adds up ------------------------------------------
+
+    def worker_output(self) -> dict[str, Any]:
+        """What a worker hands to the controller: its leaks and counts (hints only, no secret)."""
+        return {
+            "leaks": [[leak.test, leak.channel, leak.secret_hint] for leak in self.leaks],
+            "texts_checked": self.texts_checked,
+            "secrets": len(self.secrets()),
+        }
+
+    def add_worker_output(self, output: dict[str, Any]) -> None:
+        """On the controller, take in what a finished worker found."""
+        self.leaks.extend(Leak(*leak) for leak in output.get("leaks", []))
+        self.texts_checked += int(output.get("texts_checked", 0))
+        self.secrets_known = max(self.secrets_known, int(output.get("secrets", 0)))
 
     # -- hooks into the code under test ------------------------------------------------------
 
@@ -307,6 +328,8 @@ def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Record a test's captured output and its failure report."""
+    if getattr(report, "node", None) is not None:
+        return  # forwarded by an xdist worker, which scanned it already
     for title, content in report.sections:
         _SCANNER.record(f"test output ({title})", content)
     if report.failed:
@@ -318,13 +341,23 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """Check the metrics and anything recorded outside tests; fail the run on any leak."""
     _SCANNER.check_metrics()
     _SCANNER.check("(outside any test)")
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["secret_scan"] = _SCANNER.worker_output()
     if _SCANNER.leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object | None) -> None:
+    """On the xdist controller, take in the leaks and counts of a finished worker."""
+    workeroutput: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    _SCANNER.add_worker_output(workeroutput.get("secret_scan", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """List the leaks, or say how much was checked."""
-    secrets = len(_SCANNER.secrets())
+    secrets = max(len(_SCANNER.secrets()), _SCANNER.secrets_known)
     if not _SCANNER.leaks:
         terminalreporter.write_line(
             f"secret scan: {_SCANNER.texts_checked} texts checked against {secrets} secrets, "

@@ -23,6 +23,8 @@ from ledgerlink.daemon import Daemon
 from ledgerlink.store import OutboxStatus, SourceRecord, Store
 from ledgerlink.sync.outbox import OUTBOX, PlannedWrite, count_by_status, enqueue, idempotency_key
 
+pytestmark = pytest.mark.slow
+
 
 def outcome(daemon: Daemon, job: str) -> str | None:
     return next(s.last_outcome for s in daemon.tracker.snapshot() if s.name == job)

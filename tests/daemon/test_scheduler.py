@@ -7,7 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
-from sqlalchemy.engine import make_url
+from daemon_testing import wait_until
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
 
 from ledgerlink.daemon import Job, JobReport, StopSignal
 from ledgerlink.daemon.locks import LocalJobLocks, PostgresJobLocks, advisory_key
@@ -92,6 +94,15 @@ def test_two_replicas_on_postgresql_run_a_singleton_job_once(database_url: str) 
             engine.dispose()
 
 
+def _session_alive(engine: Engine, backend_pid: int) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": backend_pid}
+            ).scalar_one()
+        )
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_the_lock_of_a_dead_replica_is_released_with_its_session(database_url: str) -> None:
     """A lock held by a session that dies (a killed replica) is free again for the others."""
@@ -103,7 +114,10 @@ def test_the_lock_of_a_dead_replica_is_released_with_its_session(database_url: s
         locks = PostgresJobLocks(engine)
         with locks.hold("push") as acquired:
             assert not acquired
+        backend = dead.info.backend_pid
         dead.close()
+        # The server ends the session (and frees its locks) just after the client hangs up.
+        wait_until(lambda: not _session_alive(engine, backend), timeout=30)
         with locks.hold("push") as acquired:
             assert acquired
     finally:

@@ -22,7 +22,9 @@ from .conftest import Clock, FakeConnector, planned, queue, rows
 def run(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Run the CLI in-process against the test database, from an empty directory."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(_common.out, "width", 200)
+    # The private attribute: undoing the public setter would leave width 80 fixed for the
+    # CLI tests that run next in this process.
+    monkeypatch.setattr(_common.out, "_width", 200)
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:

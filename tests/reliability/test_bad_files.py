@@ -194,6 +194,7 @@ def test_bad_config_exits_2_with_one_line(
     """A bad configuration stops the CLI with exit status 2 and a message naming the file, not a traceback."""
     path = tmp_path / "ledgerlink.toml"
     path.write_bytes(content)
+    monkeypatch.setenv("COLUMNS", "400")  # a long temporary path stays on one line
     monkeypatch.setattr(sys, "argv", ["ledgerlink", "--config", str(path), "outbox", "list"])
     with pytest.raises(SystemExit) as exited:
         main()

@@ -17,6 +17,7 @@ import pytest
 
 from ledgerlink.store import upgrade
 
+pytestmark = pytest.mark.slow
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "reliability_kill.py"
 
 

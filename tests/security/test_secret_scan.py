@@ -67,7 +67,9 @@ def test_metric_label_leak():
 """
 
 
-def run_inner(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_inner(
+    tmp_path: Path, files: dict[str, str], *options: str
+) -> subprocess.CompletedProcess[str]:
     """Run pytest in a separate process on ``files`` with only the secret scan plugin enabled."""
     for name, text in files.items():
         (tmp_path / name).write_text(textwrap.dedent(text), encoding="utf-8")
@@ -82,6 +84,7 @@ def run_inner(tmp_path: Path, files: dict[str, str]) -> subprocess.CompletedProc
             "-q",
             "-p",
             "no:cacheprovider",
+            *options,
             "--rootdir",
             str(tmp_path),
             str(tmp_path),
@@ -103,11 +106,12 @@ def test_a_clean_run_passes_and_says_what_it_checked(tmp_path: Path) -> None:
     assert "no leak" in result.stdout
 
 
+@pytest.mark.parametrize("options", [(), ("-n", "2")], ids=["one-process", "xdist"])
 def test_planted_leaks_fail_the_run_on_every_channel(
-    tmp_path: Path, canary_secrets: dict[str, str]
+    tmp_path: Path, canary_secrets: dict[str, str], options: tuple[str, ...]
 ) -> None:
-    """Leaks through stdout, an error message, a stdlib log, stderr and a metric label each fail the run, named by test and channel."""
-    result = run_inner(tmp_path, {"test_leaky.py": LEAKY})
+    """Leaks through stdout, an error message, a stdlib log, stderr and a metric label each fail the run, named by test and channel, also when xdist workers run the tests."""
+    result = run_inner(tmp_path, {"test_leaky.py": LEAKY}, *options)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
     assert "5 passed" in out  # the tests pass; the scan fails the run

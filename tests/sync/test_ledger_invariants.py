@@ -38,6 +38,7 @@ from ledgerlink.sync.cycle import CycleReport, run_cycle
 from ledgerlink.sync.ledger import CUSTOMER_ENTITY, LedgerOptions
 from ledgerlink.sync.runtime import connect
 
+pytestmark = pytest.mark.slow
 SYSTEMS = ("salesforce", "stripe", "quickbooks")
 COMPANIES = 40
 NOTE = "ledgerlink stripe:"

@@ -28,6 +28,7 @@ from ledgerlink.sync.push import push
 from ledgerlink.sync.runtime import connect
 from ledgerlink.sync.trace import trace
 
+pytestmark = pytest.mark.slow
 SYSTEMS = ("stripe", "quickbooks")
 
 
@@ -92,7 +93,7 @@ def mappings() -> MappingSet:
 
 
 @pytest.fixture
-def world(store: Store, mappings: MappingSet) -> Iterator[World]:
+def world(store: Store, settings_of: Any, mappings: MappingSet) -> Iterator[World]:
     """Small sandboxes, the ledger accounts in QuickBooks, two billed USD customers."""
     secrets = DbSecretStore(store.engine, generate_key())
     sandboxes: dict[str, Any] = {}
@@ -101,7 +102,7 @@ def world(store: Store, mappings: MappingSet) -> Iterator[World]:
         for name in SYSTEMS:
             plugin = load_plugin(name)
             sandboxes[name] = plugin.start_sandbox(SandboxOptions(seed=11, size=1))
-            connectors[name] = connect(plugin, sandboxes[name].connector_settings(), secrets)
+            connectors[name] = connect(plugin, settings_of(name, sandboxes[name]), secrets)
         ensure_accounts(connectors["quickbooks"], mappings.accounts.accounts)  # type: ignore[arg-type]
         world = World(sandboxes, connectors, {}, [])
         _customer(world, "north", "Northwind Traders", "billing@northwindtraders.com")

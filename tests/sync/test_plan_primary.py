@@ -181,7 +181,9 @@ def _write(connector: Connector, op: WriteOp) -> str:
 
 
 @pytest.fixture
-def sandboxes(store: Store) -> Iterator[tuple[dict[str, Any], dict[str, Connector]]]:
+def sandboxes(
+    store: Store, settings_of: Any
+) -> Iterator[tuple[dict[str, Any], dict[str, Connector]]]:
     """The three sandboxes, connected."""
     secrets = DbSecretStore(store.engine, generate_key())
     running: dict[str, Any] = {}
@@ -190,7 +192,7 @@ def sandboxes(store: Store) -> Iterator[tuple[dict[str, Any], dict[str, Connecto
         for name in SYSTEMS:
             plugin = load_plugin(name)
             running[name] = plugin.start_sandbox(SandboxOptions(seed=5, size=4))
-            connectors[name] = connect(plugin, running[name].connector_settings(), secrets)
+            connectors[name] = connect(plugin, settings_of(name, running[name]), secrets)
         yield running, connectors
     finally:
         for connector in connectors.values():

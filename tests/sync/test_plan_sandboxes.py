@@ -19,6 +19,7 @@ from ledgerlink.store.models import CustomerLink, Outbox, Quarantine
 from ledgerlink.sync.cycle import CycleReport, run_cycle
 from ledgerlink.sync.runtime import connect
 
+pytestmark = pytest.mark.slow
 SYSTEMS = ("salesforce", "stripe", "quickbooks")
 
 
@@ -40,7 +41,7 @@ def _write(connector: Connector, op: WriteOp) -> str:
 
 
 @pytest.fixture
-def world(store: Store) -> Iterator[World]:
+def world(store: Store, settings_of: Any) -> Iterator[World]:
     """Three small sandboxes; Northwind is an Account and a billed Stripe customer naming it."""
     secrets = DbSecretStore(store.engine, generate_key())
     sandboxes: dict[str, Any] = {}
@@ -49,7 +50,7 @@ def world(store: Store) -> Iterator[World]:
         for name in SYSTEMS:
             plugin = load_plugin(name)
             sandboxes[name] = plugin.start_sandbox(SandboxOptions(seed=5, size=4))
-            connectors[name] = connect(plugin, sandboxes[name].connector_settings(), secrets)
+            connectors[name] = connect(plugin, settings_of(name, sandboxes[name]), secrets)
         sf, st = connectors["salesforce"], connectors["stripe"]
         account = _write(
             sf,
