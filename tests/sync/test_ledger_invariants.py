@@ -68,7 +68,7 @@ def mappings() -> MappingSet:
 
 
 @pytest.fixture
-def sandboxes(store: Store, mappings: MappingSet) -> Iterator[Sandboxes]:
+def sandboxes(store: Store, mappings: MappingSet, settings_of: Any) -> Iterator[Sandboxes]:
     """All three sandboxes seeded from one roster, connected, with the ledger's accounts."""
     options = SandboxOptions(seed=5, size=COMPANIES, roster=Roster(companies=COMPANIES, seed=5))
     secrets = DbSecretStore(store.engine, generate_key())
@@ -78,7 +78,7 @@ def sandboxes(store: Store, mappings: MappingSet) -> Iterator[Sandboxes]:
         for name in SYSTEMS:
             plugin = load_plugin(name)
             running[name] = plugin.start_sandbox(options)
-            connectors[name] = connect(plugin, running[name].connector_settings(), secrets)
+            connectors[name] = connect(plugin, settings_of(name, running[name]), secrets)
         limits = running["quickbooks"].limits
         limits.requests_per_second = limits.requests_per_minute = limits.batch_per_minute = None
         ensure_accounts(connectors["quickbooks"], mappings.accounts.accounts)  # type: ignore[arg-type]

@@ -236,3 +236,25 @@ def test_a_write_ends_the_reuse_of_the_cdc_answer(connector, sandbox, read_all):
     (record,) = [r for p in pages for r in p.records]
     assert record.id == invoice["Id"]
     assert float(record.payload["Balance"]) == 0
+
+
+def test_a_second_change_within_the_same_second_is_read(connector, sandbox, read_all):
+    """QuickBooks stamps LastUpdatedTime in whole seconds: a record changed twice within one
+    second (an invoice posted, then the payment applied to it) keeps the same stamp. The
+    second version is still read (its SyncToken is newer), not dropped as already landed."""
+    _, cursor = read_all(connector, "Customer", Cursor())
+    sandbox.edit("Customer", "3", DisplayName="First Name")
+    connector._cdc_cache = None
+    pages, cursor = read_all(connector, "Customer", cursor)
+    assert [(r.id, r.payload["DisplayName"]) for p in pages for r in p.records] == [
+        ("3", "First Name")
+    ]
+    sandbox.edit("Customer", "3", DisplayName="Second Name")
+    connector._cdc_cache = None
+    pages, cursor = read_all(connector, "Customer", cursor)
+    assert [(r.id, r.payload["DisplayName"]) for p in pages for r in p.records] == [
+        ("3", "Second Name")
+    ]
+    connector._cdc_cache = None
+    pages, _ = read_all(connector, "Customer", cursor)
+    assert _ids(pages) == []

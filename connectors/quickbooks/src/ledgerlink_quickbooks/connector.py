@@ -347,11 +347,33 @@ class QuickBooksConnector:
 
     @staticmethod
     def _is_new(record: Record, cursor: Cursor) -> bool:
+        """Whether ``record`` is not landed yet: newer than the cursor, or at its boundary
+        second in a version (``SyncToken``) other than the one landed there. QuickBooks stamps
+        ``LastUpdatedTime`` in whole seconds, so a record changed twice within one second (an
+        invoice posted, then a payment applied to it) keeps its stamp."""
         if cursor.value is None or record.cursor_value is None:
             return True
         if record.cursor_value < cursor.value:
             return False
-        return not (record.cursor_value == cursor.value and record.id in cursor.boundary_ids)
+        if record.cursor_value != cursor.value or record.id not in cursor.boundary_ids:
+            return True
+        landed = (cursor.state.get(_BOUNDARY_TOKENS) or {}).get(record.id)
+        return landed is not None and landed != _sync_token(record)
+
+    @staticmethod
+    def _observe(cursor: Cursor, records: Sequence[Record]) -> Cursor:
+        """:meth:`Cursor.observe`, remembering the ``SyncToken`` landed for each boundary id."""
+        following = cursor.observe(records)
+        tokens: dict[str, str] = (
+            dict(cursor.state.get(_BOUNDARY_TOKENS) or {})
+            if following.value == cursor.value
+            else {}
+        )
+        for record in records:
+            if record.cursor_value == following.value:
+                tokens[record.id] = _sync_token(record)
+        kept = {i: t for i, t in tokens.items() if i in following.boundary_ids}
+        return following.with_state(**{_BOUNDARY_TOKENS: kept or None})
 
     def _query_pages(self, entity: str, cursor: Cursor) -> Iterator[Page]:
         page_size = self.settings.page_size
@@ -387,7 +409,7 @@ class QuickBooksConnector:
             rows = (answer.get("QueryResponse") or {}).get(entity) or []
             records = [self._record(entity, row) for row in rows]
             fresh = [r for r in records if self._is_new(r, current)]
-            following = current.observe(fresh)
+            following = self._observe(current, fresh)
             full = len(rows) >= page_size
             if full and records and all(r.cursor_value == current.value for r in records):
                 # A whole page shares the boundary second: step over it by position.
@@ -453,8 +475,16 @@ class QuickBooksConnector:
                 records.append(record)
         records.sort(key=lambda r: r.cursor_value or "")
         next_since = (answer.server_time - _LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
-        following = cursor.observe(records).with_state(mode="cdc", since=next_since)
+        following = self._observe(cursor, records).with_state(mode="cdc", since=next_since)
         return Page(entity, records, following)
+
+
+_BOUNDARY_TOKENS = "boundary_tokens"
+"""Cursor state: boundary id -> the ``SyncToken`` landed for it at the boundary second."""
+
+
+def _sync_token(record: Record) -> str:
+    return str(record.payload.get("SyncToken", ""))
 
 
 def connect(settings: Mapping[str, Any], context: ConnectorContext) -> QuickBooksConnector:
