@@ -170,6 +170,36 @@ def test_two_accounts_holding_stripe_ids_keep_them(store: Store, mappings: Mappi
     assert _ids_written(plan(store, mappings, now=NOW, dry_run=True)) == {}
 
 
+def test_an_id_written_but_not_pulled_back_yet_keeps_its_account_primary(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The hub writes the Stripe id to one Account; before that Account is pulled back, the
+    other is renamed: the next plan does not send the id to the renamed one as well."""
+    store.land(
+        "salesforce",
+        [
+            _account(FIRST, "Horizon Farms AG", "2026-02-02T10:00:00.000+0000"),
+            _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000"),
+        ],
+        now=NOW,
+    )
+    store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+    first = plan(store, mappings, now=NOW)  # stored: the write is on its way
+    assert _ids_written(first)[FIRST]["Stripe_Customer_Id__c"] == "cus_horizon"
+
+    later = NOW + timedelta(minutes=5)
+    store.land(
+        "salesforce",
+        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
+        now=later,
+    )
+    run_matching(store.engine, mappings, now=later)
+    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+    written = _ids_written(plan(store, mappings, now=later, dry_run=True))
+    assert "Stripe_Customer_Id__c" not in written.get(SECOND, {})
+
+
 # -- in whole cycles against the sandboxes -----------------------------------------------------
 
 

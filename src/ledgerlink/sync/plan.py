@@ -670,10 +670,11 @@ class _Planner:
             lineage = self.world.customers[customer_id].lineage or {}
             preferred = {str(lineage.get(k)) for k in ("name", "email")}
             rank = _primary_rank(system)
+            agreed = self.world.baselines.get(customer_id, {})
 
             def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, str]:
                 held = [
-                    (_held_id(record, path), other)
+                    (_held_id(record, path, agreed), other)
                     for path, other in self._id_fields.get((record.system, record.object), ())
                 ]
                 chosen = tuple(
@@ -947,9 +948,12 @@ def _primary_rank(system: str) -> int:
     return _PRIMARY_ORDER.index(system) if system in _PRIMARY_ORDER else len(_PRIMARY_ORDER)
 
 
-def _held_id(record: _Record, path: str) -> str | None:
-    """The id a record holds in one of its id fields (as landed), None when blank."""
+def _held_id(record: _Record, path: str, agreed: Mapping[str, Any]) -> str | None:
+    """The id a record holds in one of its id fields, None when blank: as landed, else as the
+    hub last wrote it (a write sent but not pulled back yet holds the id all the same)."""
     value = _read(record.payload, path)
+    if _blank(value):
+        value = agreed.get(f"{record.ref}|{path}")
     return None if _blank(value) else str(value).strip()
 
 
