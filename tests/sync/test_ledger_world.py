@@ -28,7 +28,15 @@ from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
-_KEPT_ONLY = ("references", "settled", "settled_for")
+_KEPT_ONLY = (
+    "references",
+    "settled",
+    "settled_for",
+    "held",
+    "final",
+    "final_references",
+    "touched",
+)
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,19 @@ class LedgerWorld:
     """(QuickBooks object, Stripe id) of a document held for a missing exchange rate ->
     (the ``changed_at`` of the Stripe objects it was built from and :attr:`references`, the
     reason): while those stay, building it again would fail the same way."""
+    final: set[str] = field(default_factory=set)
+    """Stripe ids whose outcome a plan found final: posted (a document that is not amended,
+    or an amendable one found equal to its row) or skipped for a reason of its own (a draft,
+    a failed charge). Decided from the object, its outbox rows and its landed QuickBooks
+    document alone, so it holds until one of those changes (:attr:`touched`)."""
+    held_by: dict[str, set[str]] = field(default_factory=dict)
+    """Stripe id -> the held documents (:attr:`held`, also in :attr:`final`) built from it:
+    a change to it makes the planner look at them again."""
+    final_references: int = -1
+    """:attr:`references` when :attr:`final` was last emptied for it."""
+    touched: set[str] = field(default_factory=set)
+    """Stripe ids whose object, ledger outbox rows or landed QuickBooks document changed in
+    the last refresh (a kept world's; a fresh world has no :attr:`final` to revise)."""
     settled_for: Any = None
     """What :attr:`settled` and :attr:`held` were computed with (the mappings and valuation
     options, whose rate table decides what is held)."""
@@ -195,6 +208,7 @@ class KeptLedgerWorld:
         """The world as the store holds it now."""
         with self._lock:
             self.reread = 0
+            self.world.touched = set()
             self._refresh_landed(conn)
             self._refresh_links(conn)
             self._refresh_rows(conn)
@@ -244,6 +258,7 @@ class KeptLedgerWorld:
         self, obj: str, stripe_id: str, payload: Mapping[str, Any] | None, changed: datetime
     ) -> None:
         world = self.world
+        world.touched.add(stripe_id)
         if obj == PAYOUT_TIES:
             if payload is None:
                 world.ties.pop(stripe_id, None)
@@ -285,6 +300,8 @@ class KeptLedgerWorld:
             return before[0] is not None
         facts = _document_facts(payload)
         self._documents[key] = facts
+        if facts[0] is not None:
+            self.world.touched.add(facts[0])
         if facts[0] is not None and obj == "CreditMemo":
             self.world.landed_credit_memos[facts[0]] = payload
         if before is not None and before != facts and before[0] is not None:
@@ -297,6 +314,7 @@ class KeptLedgerWorld:
 
     def _rebuild_documents(self) -> None:
         world = self.world
+        world.final.clear()  # a document left QuickBooks or changed what it names: rare
         world.in_quickbooks, world.voided = {}, set()
         memos = world.landed_credit_memos
         world.landed_credit_memos = {}
@@ -361,6 +379,7 @@ class KeptLedgerWorld:
     def _apply(self, out: Any) -> None:
         """Take one outbox row (read in id order) into the world."""
         key = (out.entity_kind, out.entity_id, out.object)
+        self.world.touched.add(out.entity_id)
         if out.status != _DONE:
             self._open[out.id] = (key, out.status)
         else:
@@ -375,10 +394,10 @@ class KeptLedgerWorld:
             world.rows[key] = LedgerRow(
                 out.id, out.action, out.status, out.payload or {}, out.remote_id
             )
-        if out.status == _DONE and out.remote_id:
-            world.created.setdefault(key, out.remote_id)
+        if out.status == _DONE and out.remote_id and key not in world.created:
+            world.created[key] = out.remote_id
             if key[0] == ITEM_ENTITY:
-                world.references += 1
+                world.references += 1  # an item documents refer to is in QuickBooks now
 
     def _refresh_open(self, conn: Connection) -> None:
         """Bring the rows not done at the last refresh up to date."""
@@ -397,6 +416,7 @@ class KeptLedgerWorld:
             now = now_open.get(row_id, _DONE)
             if now == status:
                 continue
+            self.world.touched.add(key[1])
             if _CANCELLED in (now, status):
                 self._moved.add(key)  # the newest live row of the key may be another one now
             if now == _DONE:

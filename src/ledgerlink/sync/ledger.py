@@ -170,6 +170,8 @@ class LedgerPlanReport:
         waiting: reason -> how many documents wait for the next cycle.
         quarantined: (Stripe id, reason) of documents that cannot be posted.
         skipped: reason -> how many Stripe objects post nothing (drafts, failed charges).
+        unchanged: Stripe objects a kept plan did not look at again: their outcome was final
+            (posted, or skipped for a reason of their own) and nothing of theirs changed.
         seconds: wall time.
     """
 
@@ -179,6 +181,7 @@ class LedgerPlanReport:
     waiting: Counter[str] = field(default_factory=Counter)
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    unchanged: int = 0
     seconds: float = 0.0
 
     def by_kind(self) -> dict[str, int]:
@@ -195,6 +198,7 @@ class LedgerPlanReport:
             "waiting": dict(self.waiting),
             "quarantined": len(self.quarantined),
             "skipped": dict(self.skipped),
+            "unchanged": self.unchanged,
             "seconds": round(self.seconds, 3),
         }
 
@@ -403,6 +407,7 @@ class _Planner:
             not amendable or voided or self._unchanged(obj, stripe_id, existing)
         ):
             self.report.posted += 1
+            self.world.final.add(stripe_id)
             return
         payload = self._build(kind, stripe_id, obj, build, sources)
         if payload is None:
@@ -458,6 +463,7 @@ class _Planner:
         held = self.world.held.get((obj, stripe_id))
         if held is not None and held[0] == inputs:
             self._hold(kind, stripe_id, held[1])  # built from the same, it fails the same way
+            self.world.final.add(stripe_id)
             return None
         try:
             payload: Mapping[str, Any] = build()
@@ -467,10 +473,33 @@ class _Planner:
         except MissingRateError as missing:
             self._hold(kind, stripe_id, str(missing))
             if inputs is not None:
+                # Held until what it is built from changes: looked at again only then.
                 self.world.held[(obj, stripe_id)] = (inputs, str(missing))
+                self.world.final.add(stripe_id)
+                for source in sources:
+                    if source:
+                        self.world.held_by.setdefault(str(source), set()).add(stripe_id)
             return None
         self.world.held.pop((obj, stripe_id), None)
         return payload
+
+    def _skip(self, stripe_id: str, reason: str) -> None:
+        """An object that posts nothing, for a reason of its own (final until it changes)."""
+        self.report.skipped[reason] += 1
+        self.world.final.add(stripe_id)
+
+    def _walk(self, objects: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """The objects to look at, oldest first: all, but what a kept world knows is final
+        and untouched since."""
+        final = self.world.final
+        if not final:
+            return _by_created(objects)
+        touched = self.world.touched
+        held_by = self.world.held_by
+        again = {d for t in touched if t in held_by for d in held_by[t]}
+        ids = (objects.keys() - final) | ((touched | again) & objects.keys())
+        self.report.unchanged += len(objects) - len(ids)
+        return _by_created({i: objects[i] for i in ids})
 
     def _hold(self, kind: str, stripe_id: str, reason: str) -> None:
         self.report.quarantined.append((stripe_id, reason))
@@ -651,12 +680,13 @@ class _Planner:
         existing = self.world.rows.get((DOCUMENT_ENTITY, stripe_id, "Invoice"))
         remote = self.world.remote_id(DOCUMENT_ENTITY, stripe_id, "Invoice")
         if existing is None and remote is None:
-            self.report.skipped["invoice void"] += 1
+            self._skip(stripe_id, "invoice void")
             return
         if (existing is not None and existing.action == WriteAction.VOID.value) or (
             ("Invoice", stripe_id) in self.world.voided
         ):
             self.report.posted += 1
+            self.world.final.add(stripe_id)
             return
         if existing is not None and existing.status != "done":
             self.report.waiting[
@@ -902,15 +932,15 @@ class _Planner:
 
     def run(self) -> None:
         stripe = self.world.stripe
-        for invoice in _by_created(stripe.get("invoices", {})):
+        for invoice in self._walk(stripe.get("invoices", {})):
             if invoice.get("status") == "void":
                 self.void_invoice(invoice)
                 continue
             if invoice.get("status") not in _POSTED_INVOICE_STATUSES:
-                self.report.skipped[f"invoice {invoice.get('status')}"] += 1
+                self._skip(str(invoice["id"]), f"invoice {invoice.get('status')}")
                 continue
             if not invoice.get("total"):
-                self.report.skipped["invoice with zero total"] += 1
+                self._skip(str(invoice["id"]), "invoice with zero total")
                 continue
             charge = stripe.get("charges", {}).get(str(invoice.get("charge") or "")) or {}
             self.post(
@@ -921,13 +951,13 @@ class _Planner:
                 amendable=True,
                 sources=(invoice["id"], invoice.get("charge"), charge.get("balance_transaction")),
             )
-        for charge in _by_created(stripe.get("charges", {})):
+        for charge in self._walk(stripe.get("charges", {})):
             if charge.get("status") != "succeeded":
-                self.report.skipped["charge not succeeded"] += 1
+                self._skip(str(charge["id"]), "charge not succeeded")
                 continue
             if not charge.get("invoice") and not charge.get("customer"):
                 # A guest payment has no customer to credit: QuickBooks needs CustomerRef.
-                self.report.skipped["charge without customer or invoice"] += 1
+                self._skip(str(charge["id"]), "charge without customer or invoice")
                 continue
             self.post(
                 "payment",
@@ -942,7 +972,7 @@ class _Planner:
     def run_balance(self) -> None:
         """Fees, disputes, refunds and payouts: the movements of Stripe's balance."""
         stripe = self.world.stripe
-        for txn in _by_created(stripe.get("balance_transactions", {})):
+        for txn in self._walk(stripe.get("balance_transactions", {})):
             fee = int(txn.get("fee") or 0)
             category = txn.get("reporting_category") or txn.get("type")
             if category == "dispute":
@@ -978,9 +1008,11 @@ class _Planner:
                     ),
                     sources=(txn["id"],),
                 )
-        for refund in _by_created(stripe.get("refunds", {})):
+            else:
+                self.world.final.add(str(txn["id"]))  # moves no ledger document of its own
+        for refund in self._walk(stripe.get("refunds", {})):
             if refund.get("status") != "succeeded":
-                self.report.skipped["refund not succeeded"] += 1
+                self._skip(str(refund["id"]), "refund not succeeded")
                 continue
             self.post(
                 "refund",
@@ -988,9 +1020,9 @@ class _Planner:
                 "RefundReceipt",
                 lambda refund=refund: self.refund(refund),
             )
-        for payout in _by_created(stripe.get("payouts", {})):
+        for payout in self._walk(stripe.get("payouts", {})):
             if payout.get("status") in ("failed", "canceled"):
-                self.report.skipped[f"payout {payout.get('status')}"] += 1
+                self._skip(str(payout["id"]), f"payout {payout.get('status')}")
                 continue
             self.post(
                 "payout",
@@ -1022,7 +1054,11 @@ def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
     report.queued = enqueue(conn, [doc.planned_write() for doc in report.documents], now=now)
     crash_point("ledger.enqueue")
-    held = _open_plan_rows(conn)
+    held = _open_plan_rows(
+        conn,
+        {stripe_id for _k, stripe_id, _r, _p in planner.quarantine}
+        | {stripe_id for _k, stripe_id in planner.fine},
+    )
     for kind, stripe_id, reason, payload in planner.quarantine:
         obj, text = _STRIPE_OBJECT[kind], f"ledger: {reason}"
         if held.get((obj, stripe_id), (None, None, None))[1:] == (text, payload):
@@ -1043,23 +1079,30 @@ def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
 _RESOLVE_BATCH = 500
 
 
-def _open_plan_rows(conn: Connection) -> dict[tuple[str, str], tuple[int, str, Any]]:
-    """The open plan-stage quarantine rows of Stripe objects: (object, id) -> (row id, reason,
-    payload). Few Stripe objects are ever held, so they are read once per plan."""
-    rows = conn.execute(
-        select(
-            _QUARANTINE.c.id,
-            _QUARANTINE.c.object,
-            _QUARANTINE.c.external_id,
-            _QUARANTINE.c.reason,
-            _QUARANTINE.c.payload,
-        ).where(
-            _QUARANTINE.c.system == "stripe",
-            _QUARANTINE.c.stage == QuarantineStage.PLAN.value,
-            _QUARANTINE.c.resolved_at.is_(None),
+def _open_plan_rows(
+    conn: Connection, stripe_ids: set[str]
+) -> dict[tuple[str, str], tuple[int, str, Any]]:
+    """The open plan-stage quarantine rows of these Stripe objects: (object, id) -> (row id,
+    reason, payload), read in chunks of ids on the quarantine's key."""
+    found: dict[tuple[str, str], tuple[int, str, Any]] = {}
+    ids = sorted(stripe_ids)
+    for start in range(0, len(ids), _RESOLVE_BATCH):
+        rows = conn.execute(
+            select(
+                _QUARANTINE.c.id,
+                _QUARANTINE.c.object,
+                _QUARANTINE.c.external_id,
+                _QUARANTINE.c.reason,
+                _QUARANTINE.c.payload,
+            ).where(
+                _QUARANTINE.c.system == "stripe",
+                _QUARANTINE.c.external_id.in_(ids[start : start + _RESOLVE_BATCH]),
+                _QUARANTINE.c.stage == QuarantineStage.PLAN.value,
+                _QUARANTINE.c.resolved_at.is_(None),
+            )
         )
-    )
-    return {(r.object, r.external_id): (r.id, r.reason, r.payload) for r in rows}
+        found.update({(r.object, r.external_id): (r.id, r.reason, r.payload) for r in rows})
+    return found
 
 
 def _resolve_fine(
@@ -1126,8 +1169,12 @@ def plan_ledger(
     with engine.connect() as conn:
         world = load_world(conn) if kept is None else kept.refresh(conn)
     if world.settled_for != (id(mappings), options):
-        world.settled, world.held = {}, {}
+        world.settled, world.held, world.held_by = {}, {}, {}
+        world.final.clear()
         world.settled_for = (id(mappings), options)
+    if world.final_references != world.references:
+        world.final.clear()  # amendable documents are compared again with new accounts or items
+        world.final_references = world.references
     planner = _Planner(world, mappings, options)
     planner.run()
     if not dry_run:
