@@ -379,7 +379,6 @@ class KeptLedgerWorld:
     def _apply(self, out: Any) -> None:
         """Take one outbox row (read in id order) into the world."""
         key = (out.entity_kind, out.entity_id, out.object)
-        self.world.touched.add(out.entity_id)
         if out.status != _DONE:
             self._open[out.id] = (key, out.status)
         else:
@@ -389,13 +388,16 @@ class KeptLedgerWorld:
         if out.status == _CANCELLED:
             if current is not None and current.id == out.id:
                 self._moved.add(key)  # it was the newest live row: another one is now
+                world.touched.add(out.entity_id)
             return
         if current is None or current.id <= out.id:
-            world.rows[key] = LedgerRow(
-                out.id, out.action, out.status, out.payload or {}, out.remote_id
-            )
+            row = LedgerRow(out.id, out.action, out.status, out.payload or {}, out.remote_id)
+            if row != current:  # a row read again in the lookback, unchanged, touches nothing
+                world.rows[key] = row
+                world.touched.add(out.entity_id)
         if out.status == _DONE and out.remote_id and key not in world.created:
             world.created[key] = out.remote_id
+            world.touched.add(out.entity_id)
             if key[0] == ITEM_ENTITY:
                 world.references += 1  # an item documents refer to is in QuickBooks now
 
