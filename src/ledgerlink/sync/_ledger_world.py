@@ -195,6 +195,8 @@ class KeptLedgerWorld:
         """(monotonic time, highest outbox id seen) of recent refreshes."""
         self._open: dict[int, tuple[tuple[str, str, str], str]] = {}
         """Rows not done yet: id -> (key, status)."""
+        self._recent: set[int] = set()
+        """Ids of the rows seen above the lookback's id (see :meth:`_refresh_rows`)."""
         self._moved: set[tuple[str, str, str]] = set()
         """Keys whose newest live row must be read again (one of theirs was cancelled or
         revived)."""
@@ -347,15 +349,36 @@ class KeptLedgerWorld:
     def _refresh_rows(self, conn: Connection) -> None:
         clock = time.monotonic()
         after = self._outbox_after(clock)
+        highest = self._ids[-1][1] if self._ids else 0
         # Cancelled rows are read too and kept track of (a retry revives them); the world
         # never holds them.
         query = select(*_OUTBOX_COLUMNS).where(*_LEDGER_ROWS).order_by(_OUTBOX.c.id)
         if after is not None:
-            query = query.where(_OUTBOX.c.id > after)
-        highest = self._ids[-1][1] if self._ids else 0
+            # Rows above the highest id seen, whole; within the lookback, only the ids, and
+            # whole only those not seen yet (a transaction that committed after a higher id).
+            query = query.where(_OUTBOX.c.id > highest)
+            late = [
+                row_id
+                for row_id in conn.execute(
+                    select(_OUTBOX.c.id).where(
+                        *_LEDGER_ROWS, _OUTBOX.c.id > after, _OUTBOX.c.id <= highest
+                    )
+                ).scalars()
+                if row_id not in self._recent
+            ]
+            for start in range(0, len(late), _CHUNK):
+                chunk = late[start : start + _CHUNK]
+                for out in conn.execute(
+                    select(*_OUTBOX_COLUMNS).where(_OUTBOX.c.id.in_(chunk)).order_by(_OUTBOX.c.id)
+                ):
+                    self.reread += 1
+                    self._recent.add(out.id)
+                    self._apply(out)
+            self._recent = {i for i in self._recent if i > after}
         for out in conn.execute(query):
             self.reread += 1
             highest = max(highest, out.id)
+            self._recent.add(out.id)
             self._apply(out)
         if after is not None:
             self._refresh_open(conn)
