@@ -97,6 +97,17 @@ def _ids_written(report: PlanReport) -> dict[str, dict[str, Any]]:
     return written
 
 
+def _rename_second(store: Store, mappings: MappingSet, at: datetime) -> None:
+    """Someone renames the second Account: the golden name now comes from it."""
+    store.land(
+        "salesforce",
+        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
+        now=at,
+    )
+    run_matching(store.engine, mappings, now=at)
+    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+
+
 def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
     store: Store, mappings: MappingSet
 ) -> None:
@@ -120,13 +131,7 @@ def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
 
     # Someone renames the second Account: the golden name now comes from it.
     later = NOW + timedelta(days=1)
-    store.land(
-        "salesforce",
-        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
-        now=later,
-    )
-    run_matching(store.engine, mappings, now=later)
-    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+    _rename_second(store, mappings, later)
 
     report = plan(store, mappings, now=later, dry_run=True)
     # Neither the Stripe id moves to the renamed Account nor the Account id in Stripe moves.
@@ -189,13 +194,7 @@ def test_an_id_written_but_not_pulled_back_yet_keeps_its_account_primary(
     assert _ids_written(first)[FIRST]["Stripe_Customer_Id__c"] == "cus_horizon"
 
     later = NOW + timedelta(minutes=5)
-    store.land(
-        "salesforce",
-        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
-        now=later,
-    )
-    run_matching(store.engine, mappings, now=later)
-    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+    _rename_second(store, mappings, later)
     written = _ids_written(plan(store, mappings, now=later, dry_run=True))
     assert "Stripe_Customer_Id__c" not in written.get(SECOND, {})
 

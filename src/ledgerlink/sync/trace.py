@@ -34,7 +34,13 @@ from ledgerlink.domain.currencies import get_currency
 from ledgerlink.domain.money import Money, Rounding
 from ledgerlink.store.models import Customer, Quarantine, SourceRecord
 from ledgerlink.sync._ledger_reconcile import _ties
-from ledgerlink.sync._ledger_world import DOCUMENT_ENTITY, LedgerRow, LedgerWorld, load_world
+from ledgerlink.sync._ledger_world import (
+    DOCUMENT_ENTITY,
+    STRIPE_OBJECTS,
+    LedgerRow,
+    LedgerWorld,
+    load_world,
+)
 
 __all__ = ["Trace", "TraceError", "TraceStep", "parse_ref", "trace", "trace_customer"]
 
@@ -744,14 +750,7 @@ class _Tracer:
         if stripe_id is None:
             msg = f"QuickBooks {obj} {ext} was not posted by ledgerlink (no stripe:<id> link to it)"
             raise TraceError(msg)
-        for stripe_obj in (
-            "invoices",
-            "charges",
-            "refunds",
-            "credit_notes",
-            "payouts",
-            "balance_transactions",
-        ):
+        for stripe_obj in STRIPE_OBJECTS:
             if stripe_id in self.stripe(stripe_obj):
                 return stripe_obj, stripe_id
         msg = f"QuickBooks {obj} {ext} comes from Stripe {stripe_id}, which is not in the store"
