@@ -27,6 +27,7 @@ from ledgerlink.domain.money import Money
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.store.repository import Store
 from ledgerlink.sync._ledger_world import DOCUMENT_ENTITY, PAYOUT_TIES, LedgerWorld, load_world
+from ledgerlink.sync._packed import PackedPayloads
 
 __all__ = ["PayoutReconciliation", "reconcile", "tie_payout"]
 
@@ -144,21 +145,21 @@ def _documents(txn: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _ties(world: LedgerWorld) -> dict[str, tuple[list[Mapping[str, Any]], str]]:
-    txns = world.stripe.get("balance_transactions", {})
-    payouts = sorted(
-        world.stripe.get("payouts", {}).values(),
-        key=lambda p: (int(p.get("created") or 0), str(p["id"])),
-    )
+    txns = world.stripe.get("balance_transactions") or PackedPayloads()
+    payouts = world.stripe.get("payouts") or PackedPayloads()
     taken = {t for ids in world.ties.values() for t in ids}
     ties: dict[str, tuple[list[Mapping[str, Any]], str]] = {}
-    for payout in payouts:
+    ordered: list[Mapping[str, Any]] | None = None
+    for payout in payouts.by_created():
         payout_id = str(payout["id"])
         if payout_id in world.ties:
             ties[payout_id] = ([txns[t] for t in world.ties[payout_id] if t in txns], "stripe")
             continue
+        if ordered is None:
+            ordered = list(txns.by_created())
         swept = [
             t
-            for t in sorted(txns.values(), key=lambda t: (int(t.get("created") or 0), str(t["id"])))
+            for t in ordered
             if t["id"] not in taken
             and t.get("type") != "payout"
             and str(t.get("currency")).lower() == str(payout["currency"]).lower()

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ledgerlink.store.models import CustomerLink, LinkStatus, Outbox, SourceRecord
 from ledgerlink.sync._landed import LOOKBACK, ChangedRecords
+from ledgerlink.sync._packed import PackedPayloads, pack, unpack
 
 __all__ = [
     "CUSTOMER_ENTITY",
@@ -76,8 +77,15 @@ class LedgerRow:
     id: int
     action: str
     status: str
-    payload: Mapping[str, Any]
+    packed: bytes
+    """The row's payload as JSON (:func:`~ledgerlink.sync._packed.pack`): a kept world holds
+    one row per document, and a payload as a dict takes six times the room."""
     remote_id: str | None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload the row sends (a fresh dict)."""
+        return unpack(self.packed)
 
 
 @dataclass
@@ -93,7 +101,7 @@ class LedgerWorld:
     ``customer_fields`` its company name, e-mail, phone, website and billing address.
     """
 
-    stripe: dict[str, dict[str, Mapping[str, Any]]] = field(default_factory=dict)
+    stripe: dict[str, PackedPayloads] = field(default_factory=dict)
     changed_at: dict[str, datetime] = field(default_factory=dict)
     ties: dict[str, list[str]] = field(default_factory=dict)
     accounts: dict[str, str] = field(default_factory=dict)
@@ -267,7 +275,7 @@ class KeptLedgerWorld:
             else:
                 world.ties[stripe_id] = [str(t) for t in payload.get("balance_transactions", [])]
             return
-        objects = world.stripe.setdefault(obj, {})
+        objects = world.stripe.setdefault(obj, PackedPayloads())
         if payload is None:
             objects.pop(stripe_id, None)
             world.changed_at.pop(stripe_id, None)
@@ -414,7 +422,7 @@ class KeptLedgerWorld:
                 world.touched.add(out.entity_id)
             return
         if current is None or current.id <= out.id:
-            row = LedgerRow(out.id, out.action, out.status, out.payload or {}, out.remote_id)
+            row = LedgerRow(out.id, out.action, out.status, pack(out.payload or {}), out.remote_id)
             if row != current:  # a row read again in the lookback, unchanged, touches nothing
                 world.rows[key] = row
                 world.touched.add(out.entity_id)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -76,6 +76,7 @@ from ledgerlink.sync._ledger_world import (
     load_world,
     stripe_note,
 )
+from ledgerlink.sync._packed import PackedPayloads
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 
 __all__ = [
@@ -350,7 +351,7 @@ class _Planner:
         home = self.options.home_currency.upper()
         if currency.upper() == home:
             return None
-        txn = self.world.stripe.get("balance_transactions", {}).get(str(txn_id or ""))
+        txn = self._stripe_object("balance_transactions", str(txn_id or ""))
         if txn and txn.get("exchange_rate") and str(txn.get("currency", "")).upper() == home:
             return Decimal(str(txn["exchange_rate"]))
         configured = self.options.rates.get(currency.upper())
@@ -488,18 +489,25 @@ class _Planner:
         self.report.skipped[reason] += 1
         self.world.final.add(stripe_id)
 
-    def _walk(self, objects: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def _stripe_object(self, obj: str, stripe_id: str) -> Mapping[str, Any] | None:
+        """The landed Stripe object ``stripe_id`` of kind ``obj`` (``invoices``...), or None."""
+        objects = self.world.stripe.get(obj)
+        return None if objects is None else objects.get(stripe_id)
+
+    def _walk(self, objects: PackedPayloads | None) -> Iterator[Mapping[str, Any]]:
         """The objects to look at, oldest first: all, but what a kept world knows is final
         and untouched since."""
+        if objects is None:
+            return iter(())
         final = self.world.final
         if not final:
-            return _by_created(objects)
+            return objects.by_created()
         touched = self.world.touched
         held_by = self.world.held_by
         again = {d for t in touched if t in held_by for d in held_by[t]}
         ids = (objects.keys() - final) | ((touched | again) & objects.keys())
         self.report.unchanged += len(objects) - len(ids)
-        return _by_created({i: objects[i] for i in ids})
+        return objects.by_created(ids)
 
     def _hold(self, kind: str, stripe_id: str, reason: str) -> None:
         self.report.quarantined.append((stripe_id, reason))
@@ -548,7 +556,7 @@ class _Planner:
         discount = sum(
             (int(d.get("amount") or 0) for d in invoice.get("total_discount_amounts") or []), 0
         )
-        charge = self.world.stripe.get("charges", {}).get(str(invoice.get("charge") or ""))
+        charge = self._stripe_object("charges", str(invoice.get("charge") or ""))
         issued = (invoice.get("status_transitions") or {}).get("finalized_at") or invoice["created"]
         due = invoice.get("due_date")
         body: Mapping[str, Any] = self.posting.invoice(
@@ -573,7 +581,7 @@ class _Planner:
         customer: str | None = None
         if charge.get("invoice"):
             invoice_id = str(charge["invoice"])
-            invoice = self.world.stripe.get("invoices", {}).get(invoice_id)
+            invoice = self._stripe_object("invoices", invoice_id)
             if invoice is None:
                 raise _Wait("the charge's invoice has not landed yet")
             remote = self.world.remote_id(DOCUMENT_ENTITY, invoice_id, "Invoice")
@@ -628,10 +636,10 @@ class _Planner:
 
     def refund(self, refund: Mapping[str, Any]) -> Mapping[str, Any]:
         currency = str(refund["currency"]).upper()
-        charge = self.world.stripe.get("charges", {}).get(str(refund.get("charge") or ""))
+        charge = self._stripe_object("charges", str(refund.get("charge") or ""))
         if charge is None:
             raise _Wait("the refunded charge has not landed yet")
-        invoice = self.world.stripe.get("invoices", {}).get(str(charge.get("invoice") or ""))
+        invoice = self._stripe_object("invoices", str(charge.get("invoice") or ""))
         first = ((invoice or {}).get("lines") or {}).get("data") or [{}]
         line = self.posting.InvoiceLine(
             item_id=self.item(first[0]),
@@ -713,7 +721,7 @@ class _Planner:
         refund_id = note.get("refund")
         if not refund_id:
             return 0
-        refund = self.world.stripe.get("refunds", {}).get(str(refund_id))
+        refund = self._stripe_object("refunds", str(refund_id))
         if refund is None:
             return None
         return min(int(refund.get("amount") or 0), int(note.get("total") or 0))
@@ -737,14 +745,14 @@ class _Planner:
         )
 
     def _credit_invoice(self, note: Mapping[str, Any]) -> Mapping[str, Any]:
-        invoice = self.world.stripe.get("invoices", {}).get(str(note.get("invoice") or ""))
+        invoice = self._stripe_object("invoices", str(note.get("invoice") or ""))
         if invoice is None:
             raise _Wait("the credit note's invoice has not landed yet")
         return invoice
 
     def _invoice_rate(self, invoice: Mapping[str, Any], currency: str) -> Decimal | None:
         """The invoice's rate (its charge's balance transaction), so the receivable clears."""
-        charge = self.world.stripe.get("charges", {}).get(str(invoice.get("charge") or ""))
+        charge = self._stripe_object("charges", str(invoice.get("charge") or ""))
         return self.rate(currency, (charge or {}).get("balance_transaction"))
 
     def credit_memo(self, note: Mapping[str, Any], credit: int) -> Mapping[str, Any]:
@@ -832,7 +840,8 @@ class _Planner:
     def run_credit_notes(self) -> None:
         """Credit notes: a CreditMemo for what was not refunded, applied while the invoice is
         open; a voided one is emptied in QuickBooks (see :meth:`void_credit_note`)."""
-        for note in _by_created(self.world.stripe.get("credit_notes", {})):
+        notes = self.world.stripe.get("credit_notes")
+        for note in notes.by_created() if notes is not None else ():
             stripe_id = str(note["id"])
             if note.get("status") == "void":
                 self.void_credit_note(note)
@@ -932,7 +941,7 @@ class _Planner:
 
     def run(self) -> None:
         stripe = self.world.stripe
-        for invoice in self._walk(stripe.get("invoices", {})):
+        for invoice in self._walk(stripe.get("invoices")):
             if invoice.get("status") == "void":
                 self.void_invoice(invoice)
                 continue
@@ -942,7 +951,7 @@ class _Planner:
             if not invoice.get("total"):
                 self._skip(str(invoice["id"]), "invoice with zero total")
                 continue
-            charge = stripe.get("charges", {}).get(str(invoice.get("charge") or "")) or {}
+            charge = self._stripe_object("charges", str(invoice.get("charge") or "")) or {}
             self.post(
                 "invoice",
                 str(invoice["id"]),
@@ -951,7 +960,7 @@ class _Planner:
                 amendable=True,
                 sources=(invoice["id"], invoice.get("charge"), charge.get("balance_transaction")),
             )
-        for charge in self._walk(stripe.get("charges", {})):
+        for charge in self._walk(stripe.get("charges")):
             if charge.get("status") != "succeeded":
                 self._skip(str(charge["id"]), "charge not succeeded")
                 continue
@@ -972,7 +981,7 @@ class _Planner:
     def run_balance(self) -> None:
         """Fees, disputes, refunds and payouts: the movements of Stripe's balance."""
         stripe = self.world.stripe
-        for txn in self._walk(stripe.get("balance_transactions", {})):
+        for txn in self._walk(stripe.get("balance_transactions")):
             fee = int(txn.get("fee") or 0)
             category = txn.get("reporting_category") or txn.get("type")
             if category == "dispute":
@@ -1010,7 +1019,7 @@ class _Planner:
                 )
             else:
                 self.world.final.add(str(txn["id"]))  # moves no ledger document of its own
-        for refund in self._walk(stripe.get("refunds", {})):
+        for refund in self._walk(stripe.get("refunds")):
             if refund.get("status") != "succeeded":
                 self._skip(str(refund["id"]), "refund not succeeded")
                 continue
@@ -1020,7 +1029,7 @@ class _Planner:
                 "RefundReceipt",
                 lambda refund=refund: self.refund(refund),
             )
-        for payout in self._walk(stripe.get("payouts", {})):
+        for payout in self._walk(stripe.get("payouts")):
             if payout.get("status") in ("failed", "canceled"):
                 self._skip(str(payout["id"]), f"payout {payout.get('status')}")
                 continue
@@ -1030,10 +1039,6 @@ class _Planner:
                 "Deposit",
                 lambda payout=payout: self.payout(payout),
             )
-
-
-def _by_created(objects: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return sorted(objects.values(), key=lambda o: (int(o.get("created") or 0), str(o["id"])))
 
 
 _STRIPE_OBJECT = {
