@@ -773,3 +773,38 @@ def test_a_kept_plan_holds_a_document_until_what_it_is_built_from_changes(
         report = plan_ledger(store, mappings, now=datetime.now(UTC), kept=plan_with, dry_run=True)
         (document,) = [d for d in report.documents if d.stripe_id == euro]
         assert document.payload["ExchangeRate"] == 1.1
+
+
+def test_a_kept_plan_settles_a_foreign_invoice_until_its_rate_moves(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """A EUR invoice posted at the rate table's rate, found equal to its row, is not built
+    again by the next plans of a long-running process; once its charge's balance transaction
+    carries Stripe's rate, the kept plan updates it with that rate, as a fresh plan does."""
+    table = LedgerOptions(rates={"EUR": Decimal("1.08")})
+    euro = _invoice(world, "e1", "fabri", "eur", [{"unit_amount": 9_900, "quantity": 1}])
+    _pay(world, euro)
+    settle(store, world, mappings)  # held: no rate yet
+    kept = KeptLedgerWorld()
+    posted = plan_ledger(store, mappings, now=datetime.now(UTC), kept=kept, options=table)
+    (document,) = [d for d in posted.documents if d.stripe_id == euro and d.object == "Invoice"]
+    assert document.payload["ExchangeRate"] == 1.08
+    push(store, world.connectors["quickbooks"], worker_id="test")
+    paid = plan_ledger(store, mappings, now=datetime.now(UTC), kept=kept, options=table)
+    assert [d.object for d in paid.documents] == ["Payment"]  # once the invoice has its id
+    push(store, world.connectors["quickbooks"], worker_id="test")
+    for _ in range(2):  # compared with its sent row, then taken as settled
+        quiet = plan_ledger(store, mappings, now=datetime.now(UTC), kept=kept, options=table)
+        assert quiet.documents == []
+    assert euro in kept.world.final
+    charge = world.stripe.billing.get("charge", world.stripe.billing.get("invoice", euro)["charge"])
+    txn = dict(world.stripe.billing.get("balance_transaction", charge["balance_transaction"]))
+    txn.update(currency="usd", exchange_rate=1.1)
+    store.land("stripe", [Record("balance_transactions", txn["id"], txn)], now=datetime.now(UTC))
+    for plan_with in (kept, None):
+        report = plan_ledger(
+            store, mappings, now=datetime.now(UTC), kept=plan_with, options=table, dry_run=True
+        )
+        (update,) = [d for d in report.documents if d.stripe_id == euro and d.object == "Invoice"]
+        assert update.action == "update"
+        assert update.payload["ExchangeRate"] == 1.1

@@ -33,6 +33,7 @@ _KEPT_ONLY = (
     "settled",
     "settled_for",
     "held",
+    "dependents",
     "final",
     "final_references",
     "touched",

@@ -119,10 +119,11 @@ class LedgerWorld:
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
     references: int = 0
     """Moves when the QuickBooks accounts or items (what documents refer to) change."""
-    settled: dict[tuple[str, str], tuple[int, datetime | None, int]] = field(default_factory=dict)
+    settled: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
     """(QuickBooks object, Stripe id) of an amendable document found equal to its sent row ->
-    (that row's id, the Stripe object's ``changed_at``, :attr:`references`): while all three
-    stay, the planner need not build it again to compare (see ``ledger._Planner.post``)."""
+    (that row's id, the ``changed_at`` of the Stripe object and of those it is built from,
+    and :attr:`references`): while these stay, the planner need not build it again to compare
+    (see ``ledger._Planner.post``)."""
     held: dict[tuple[str, str], tuple[tuple[Any, ...], str]] = field(default_factory=dict)
     """(QuickBooks object, Stripe id) of a document held for a missing exchange rate ->
     (the ``changed_at`` of the Stripe objects it was built from and :attr:`references`, the
@@ -132,9 +133,10 @@ class LedgerWorld:
     or an amendable one found equal to its row) or skipped for a reason of its own (a draft,
     a failed charge). Decided from the object, its outbox rows and its landed QuickBooks
     document alone, so it holds until one of those changes (:attr:`touched`)."""
-    held_by: dict[str, set[str]] = field(default_factory=dict)
-    """Stripe id -> the held documents (:attr:`held`, also in :attr:`final`) built from it:
-    a change to it makes the planner look at them again."""
+    dependents: dict[str, set[str]] = field(default_factory=dict)
+    """Stripe id -> the documents built from it that are final for now: held for a missing
+    rate (:attr:`held`) or settled (:attr:`settled`, an invoice built from its charge and the
+    charge's balance transaction). A change to it makes the planner look at them again."""
     final_references: int = -1
     """:attr:`references` when :attr:`final` was last emptied for it."""
     touched: set[str] = field(default_factory=set)

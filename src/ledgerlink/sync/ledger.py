@@ -405,7 +405,7 @@ class _Planner:
             (obj, stripe_id) in self.world.voided
         )
         if (existing is not None or landed is not None) and (
-            not amendable or voided or self._unchanged(obj, stripe_id, existing)
+            not amendable or voided or self._unchanged(obj, stripe_id, existing, sources)
         ):
             self.report.posted += 1
             self.world.final.add(stripe_id)
@@ -433,12 +433,8 @@ class _Planner:
             and existing is not None
             and canonical_json(_jsonable(payload)) == canonical_json(existing.payload)
         )
-        if same and existing is not None and self._memorable(payload):
-            self.world.settled[(obj, stripe_id)] = (
-                existing.id,
-                self.world.changed_at.get(stripe_id),
-                self.world.references,
-            )
+        if same and existing is not None:
+            self._settle(obj, stripe_id, existing, payload, sources)
         if remote is None or same:
             return
         changed = self.world.changed_at.get(stripe_id)
@@ -477,9 +473,7 @@ class _Planner:
                 # Held until what it is built from changes: looked at again only then.
                 self.world.held[(obj, stripe_id)] = (inputs, str(missing))
                 self.world.final.add(stripe_id)
-                for source in sources:
-                    if source:
-                        self.world.held_by.setdefault(str(source), set()).add(stripe_id)
+                self._depends(stripe_id, sources)
             return None
         self.world.held.pop((obj, stripe_id), None)
         return payload
@@ -503,8 +497,8 @@ class _Planner:
         if not final:
             return objects.by_created()
         touched = self.world.touched
-        held_by = self.world.held_by
-        again = {d for t in touched if t in held_by for d in held_by[t]}
+        dependents = self.world.dependents
+        again = {d for t in touched if t in dependents for d in dependents[t]}
         ids = (objects.keys() - final) | ((touched | again) & objects.keys())
         self.report.unchanged += len(objects) - len(ids)
         return objects.by_created(ids)
@@ -513,21 +507,53 @@ class _Planner:
         self.report.quarantined.append((stripe_id, reason))
         self.quarantine.append((kind, stripe_id, reason, {"kind": kind}))
 
-    def _unchanged(self, obj: str, stripe_id: str, existing: LedgerRow | None) -> bool:
+    def _unchanged(
+        self, obj: str, stripe_id: str, existing: LedgerRow | None, sources: tuple[Any, ...]
+    ) -> bool:
         """An amendable document last found equal to its row, unchanged since (no rebuild)."""
         return existing is not None and self.world.settled.get((obj, stripe_id)) == (
             existing.id,
-            self.world.changed_at.get(stripe_id),
+            self._inputs(stripe_id, sources),
+        )
+
+    def _depends(self, stripe_id: str, sources: tuple[Any, ...]) -> None:
+        """Note that the document of ``stripe_id`` is built from ``sources``: a change to one
+        of them makes a kept plan look at it again, though it is final."""
+        for source in sources:
+            if source and source != stripe_id:
+                self.world.dependents.setdefault(str(source), set()).add(stripe_id)
+
+    def _inputs(self, stripe_id: str, sources: tuple[Any, ...]) -> tuple[Any, ...]:
+        """What a settled document stays equal to its row for: the ``changed_at`` of its
+        Stripe object and of those it is built from, and :attr:`LedgerWorld.references`."""
+        changed = self.world.changed_at
+        return (
+            changed.get(stripe_id),
+            *(changed.get(str(i)) for i in sources),
             self.world.references,
         )
 
-    def _memorable(self, payload: Mapping[str, Any]) -> bool:
-        """Whether a document found equal to its row can be taken as equal while its Stripe
-        object, its row and the QuickBooks accounts and items stay: what else it is built
-        from is fixed once posted (the customer it was posted to), except the exchange rate of
-        a foreign-currency document (its charge's balance transaction may land later)."""
+    def _settle(
+        self,
+        obj: str,
+        stripe_id: str,
+        existing: LedgerRow,
+        payload: Mapping[str, Any],
+        sources: tuple[Any, ...],
+    ) -> None:
+        """Remember a document found equal to its row, so that while its Stripe object, its
+        row, the objects it is built from (``sources``) and the QuickBooks accounts and items
+        stay, it is taken as equal without being built again. What else it is built from is
+        fixed once posted (the customer it was posted to), except the exchange rate of a
+        foreign-currency document: its charge's balance transaction (landing later, among
+        its sources, which it then depends on) or the rate table (of the options the memo is
+        kept for)."""
         currency = (payload.get("CurrencyRef") or {}).get("value")
-        return currency is None or str(currency).upper() == self.options.home_currency.upper()
+        if currency is not None and str(currency).upper() != self.options.home_currency.upper():
+            if not sources:
+                return
+            self._depends(stripe_id, sources)
+        self.world.settled[(obj, stripe_id)] = (existing.id, self._inputs(stripe_id, sources))
 
     # -- documents -------------------------------------------------------------------------
 
@@ -1174,7 +1200,7 @@ def plan_ledger(
     with engine.connect() as conn:
         world = load_world(conn) if kept is None else kept.refresh(conn)
     if world.settled_for != (id(mappings), options):
-        world.settled, world.held, world.held_by = {}, {}, {}
+        world.settled, world.held, world.dependents = {}, {}, {}
         world.final.clear()
         world.settled_for = (id(mappings), options)
     if world.final_references != world.references:
