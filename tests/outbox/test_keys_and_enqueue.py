@@ -59,6 +59,18 @@ def test_enqueue_twice_keeps_one_row(engine: Engine) -> None:
     assert stored[0].payload == {"Name": "Company 1", "Ext__c": "X1"}
 
 
+def test_enqueue_of_many_writes_from_a_generator_stores_each_key_once(engine: Engine) -> None:
+    """A first plan queues its writes as they come, more than one insert's worth (repeated
+    keys across the inserts still stored once, and counted once)."""
+    count = 2_600  # more than two inserts' worth
+    writes = (planned(n % count + 1) for n in range(count + 700))  # 700 repeats, far apart
+    assert queue(engine, *writes) == count
+    stored = rows(engine)
+    assert len(stored) == count
+    assert len({r.idempotency_key for r in stored}) == count
+    assert queue(engine, *(planned(n) for n in range(1, count + 1))) == 0
+
+
 def test_enqueue_belongs_to_the_callers_transaction(engine: Engine) -> None:
     """Rows enqueued in a transaction that rolls back are not stored."""
     with engine.connect() as conn:

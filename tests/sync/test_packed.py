@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -51,6 +53,21 @@ def test_by_created_gives_oldest_first_then_by_id_and_only_the_ids_asked() -> No
     assert [p["id"] for p in kept.by_created()] == ["ch_d", "ch_a", "ch_c"]
     assert len(kept) == 3
     assert kept.get("ch_b") is None
+
+
+def test_a_kept_payload_costs_about_its_json_size() -> None:
+    """What a kept payload costs is what makes a long-running process fit its host."""
+    payload = {"id": "ch_1", "amount": 4_900, "currency": "usd", "created": 1_767_225_600}
+    kept = PackedPayloads()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(1_000):
+            kept[f"ch_{n}"] = payload
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert used / 1_000 < 4 * len(orjson.dumps(payload)) + 300  # bytes + the two dict entries
 
 
 def test_repr_shows_no_payload() -> None:

@@ -23,7 +23,9 @@ Payload = Mapping[str, Any]
 def pack(payload: Payload) -> bytes:
     """``payload`` as compact JSON bytes (keys in their order)."""
     try:
-        return orjson.dumps(payload)
+        # orjson hands back its whole write buffer (4 KB at least, whatever the payload): a
+        # copy the payload's size is what a kept payload should cost.
+        return bytes(memoryview(orjson.dumps(payload)))
     except orjson.JSONEncodeError:
         # A lone surrogate (a vendor's broken UTF-16 text, kept by the store as an escape):
         # orjson refuses it, the standard library keeps it escaped.

@@ -76,7 +76,7 @@ from ledgerlink.sync._ledger_world import (
     load_world,
     stripe_note,
 )
-from ledgerlink.sync._packed import PackedPayloads
+from ledgerlink.sync._packed import PackedPayloads, pack, unpack
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 
 __all__ = [
@@ -134,7 +134,9 @@ class LedgerDocument:
         object: the QuickBooks entity.
         action: create; update of an amended invoice or of a voided credit note's memo; void
             of a voided invoice; delete of a voided credit note's application.
-        payload: the QuickBooks JSON (amounts as exact JSON numbers).
+        packed: the QuickBooks JSON (amounts as exact JSON numbers) as bytes; a first plan
+            of a large account wants hundreds of thousands of documents at once (see
+            :attr:`payload`).
         remote_id: the QuickBooks id updated (None for a create).
         idempotency_key: the outbox key.
     """
@@ -143,9 +145,14 @@ class LedgerDocument:
     stripe_id: str
     object: str
     action: WriteAction
-    payload: Mapping[str, Any]
+    packed: bytes
     remote_id: str | None
     idempotency_key: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The QuickBooks JSON (a fresh dict)."""
+        return unpack(self.packed)
 
     def planned_write(self) -> PlannedWrite:
         """The outbox row of this document."""
@@ -153,7 +160,7 @@ class LedgerDocument:
             idempotency_key=self.idempotency_key,
             object=self.object,
             action=self.action,
-            payload=dict(self.payload),
+            payload=self.payload,
             remote_id=self.remote_id,
         )
         entity = {"item": ITEM_ENTITY, "customer": CUSTOMER_ENTITY}.get(self.kind, DOCUMENT_ENTITY)
@@ -381,7 +388,7 @@ class _Planner:
             TARGET, obj, action, f"stripe:{stripe_id}", canonical_json(body), version=version
         )
         self.report.documents.append(
-            LedgerDocument(kind, stripe_id, obj, action, body, remote_id, key)
+            LedgerDocument(kind, stripe_id, obj, action, pack(body), remote_id, key)
         )
 
     def post(
@@ -1083,7 +1090,7 @@ _STRIPE_OBJECT = {
 
 def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
-    report.queued = enqueue(conn, [doc.planned_write() for doc in report.documents], now=now)
+    report.queued = enqueue(conn, (doc.planned_write() for doc in report.documents), now=now)
     crash_point("ledger.enqueue")
     held = _open_plan_rows(
         conn,

@@ -201,6 +201,7 @@ def enqueue(
     """
     conn = _connection(conn_or_session)
     at = now or utcnow()
+    inserted = 0
     rows: dict[str, dict[str, Any]] = {}
     for write in writes:
         op = write.op
@@ -231,6 +232,19 @@ def enqueue(
                 "updated_at": at,
             },
         )
+        if len(rows) >= _ENQUEUE_CHUNK:
+            inserted += _insert_rows(conn, rows)
+            rows = {}
+    return inserted + _insert_rows(conn, rows)
+
+
+_ENQUEUE_CHUNK = 1000
+"""Rows per insert: a first plan may queue hundreds of thousands of writes, given as a
+generator, and holds only one chunk of rows at a time (a key queued by an earlier chunk of
+the same call is skipped by the database, like one queued before)."""
+
+
+def _insert_rows(conn: Connection, rows: dict[str, dict[str, Any]]) -> int:
     if not rows:
         return 0
     stmt = (

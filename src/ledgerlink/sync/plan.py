@@ -966,7 +966,7 @@ def _by_id(record: _Record) -> str:
 
 def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
-    report.queued = enqueue(conn, [op.planned_write() for op in report.ops], now=now)
+    report.queued = enqueue(conn, (op.planned_write() for op in report.ops), now=now)
     crash_point("plan.enqueue")
     report.superseded = _supersede(conn, planner, now)
     for key, conflicts in _by_record(report.conflicts).items():

@@ -945,7 +945,7 @@ def _deal_status(documents: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, 
 
 def _store(conn: Connection, planner: _Planner, now: datetime) -> None:
     report = planner.report
-    report.queued = enqueue(conn, [op.planned_write() for op in report.ops], now=now)
+    report.queued = enqueue(conn, (op.planned_write() for op in report.ops), now=now)
     held = {(h.object, h.deal_id) for h in report.held}
     deals = planner.landed
     for hold in report.held:
