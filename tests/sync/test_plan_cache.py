@@ -15,8 +15,10 @@ import pytest
 
 from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import Store
+from ledgerlink.sync._landed import InvoiceFacts
 from ledgerlink.sync.plan import MappedRecords, PlanReport, plan
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -155,3 +157,42 @@ def test_only_changed_customers_are_planned_again(store: Store, mappings: Mappin
     assert _writes(cached) == _writes(full)
     next_day = plan(store, mappings, now=LATER + timedelta(days=1), dry_run=True, mapped=kept)
     assert (next_day.customers, next_day.unchanged) == (first.customers, 0)
+
+
+def test_kept_invoices_of_one_customer_share_its_reference(
+    store: Store, mappings: MappingSet
+) -> None:
+    """A long-running process keeps every landed invoice's facts: a customer's invoices name it
+    through one kept reference, not a copy each (memory grows with invoices, not copies)."""
+    _land_world(store, mappings)
+    invoices = [
+        Record(
+            "invoices",
+            f"in_{n}",
+            {
+                "id": f"in_{n}",
+                "object": "invoice",
+                "customer": "cus_acme",
+                "currency": "usd",
+                "status": "paid",
+                "total": 4_900,
+                "amount_due": 4_900,
+                "amount_paid": 4_900,
+                "amount_remaining": 0,
+                "created": 1_767_225_600 + n,
+            },
+        )
+        for n in range(3)
+    ]
+    store.land("stripe", invoices, now=NOW)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, dry_run=True, mapped=kept)
+    with store.engine.connect() as conn:
+        entities = [
+            r.entity
+            for r in kept.records(conn, mappings, Normalizer(mappings), [("stripe", "invoices")])
+        ]
+    facts = [f for f in entities if isinstance(f, InvoiceFacts)]
+    assert len(facts) == len(entities) == 3
+    assert {f.party.id for f in facts if f.party} == {"cus_acme"}
+    assert len({id(f.party) for f in facts}) == 1

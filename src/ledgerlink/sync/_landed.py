@@ -152,6 +152,13 @@ class ChangedRecords:
         self._seen = {}
 
 
+def _shared(ref: SourceRef | None, refs: dict[SourceRef, SourceRef] | None) -> SourceRef | None:
+    """``ref``, or the equal reference ``refs`` holds already (kept from now on)."""
+    if ref is None or refs is None:
+        return ref
+    return refs.setdefault(ref, ref)
+
+
 @dataclass(frozen=True, slots=True)
 class InvoiceFacts:
     """What the hub values read of an invoice (see :mod:`ledgerlink.sync._hub`).
@@ -169,11 +176,12 @@ class InvoiceFacts:
     amount_remaining: Money | None
 
     @classmethod
-    def of(cls, invoice: Invoice) -> InvoiceFacts:
-        """The facts of ``invoice``."""
+    def of(cls, invoice: Invoice, refs: dict[SourceRef, SourceRef] | None = None) -> InvoiceFacts:
+        """The facts of ``invoice``; its party's reference taken from ``refs`` when there
+        (a customer's invoices share one, instead of a copy each)."""
         return cls(
             invoice.source,
-            invoice.party,
+            _shared(invoice.party, refs),
             invoice.status,
             invoice.created_at,
             invoice.issued_at,
@@ -193,11 +201,11 @@ class PaymentFacts:
     amount: Money
 
     @classmethod
-    def of(cls, payment: Payment) -> PaymentFacts:
-        """The facts of ``payment``."""
+    def of(cls, payment: Payment, refs: dict[SourceRef, SourceRef] | None = None) -> PaymentFacts:
+        """The facts of ``payment`` (see :meth:`InvoiceFacts.of`)."""
         return cls(
             payment.source,
-            payment.party,
+            _shared(payment.party, refs),
             payment.status,
             payment.created_at,
             payment.paid_at,
@@ -229,7 +237,13 @@ class MappedRecord:
 
 
 def _mapped(
-    normalizer: Normalizer, system: str, obj: str, row: Any, *, compact: bool = False
+    normalizer: Normalizer,
+    system: str,
+    obj: str,
+    row: Any,
+    *,
+    compact: bool = False,
+    refs: dict[SourceRef, SourceRef] | None = None,
 ) -> MappedRecord | None:
     mapper = normalizer.mapper(system, obj)
     if mapper is None:
@@ -242,9 +256,9 @@ def _mapped(
         return MappedRecord(system, obj, row.external_id, row.payload, entity, row.changed_at)
     kept: Entity
     if compact and isinstance(entity, Invoice):
-        kept = InvoiceFacts.of(entity)
+        kept = InvoiceFacts.of(entity, refs)
     elif compact and isinstance(entity, Payment):
-        kept = PaymentFacts.of(entity)
+        kept = PaymentFacts.of(entity, refs)
     elif isinstance(entity, Invoice | Payment | Subscription):
         kept = entity
     else:
@@ -286,6 +300,8 @@ class MappedRecords:
         self._kinds: frozenset[tuple[str, str]] = frozenset()
         self._rows: dict[tuple[str, str, str], MappedRecord] = {}
         self._changes = ChangedRecords()
+        self._refs: dict[SourceRef, SourceRef] = {}
+        """The parties' references the kept facts share (one per party, not per invoice)."""
         self.planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
         """Customer id -> what its last stored plan was made from (see
         :func:`ledgerlink.sync.plan.plan`): the values compared, and the mapped entities whose
@@ -310,6 +326,7 @@ class MappedRecords:
             if mappings is not self._mappings or wanted != self._kinds:
                 self._mappings, self._kinds = mappings, wanted
                 self._rows, self._changes, self.planned = {}, ChangedRecords(), {}
+                self._refs = {}
             self._changes.begin()
             for system, obj in sorted(wanted):
                 for row in self._changes.rows(conn, system, obj):
@@ -317,7 +334,7 @@ class MappedRecords:
                     record = (
                         None
                         if row.deleted_at is not None
-                        else _mapped(normalizer, system, obj, row, compact=True)
+                        else _mapped(normalizer, system, obj, row, compact=True, refs=self._refs)
                     )
                     if record is None:
                         self._rows.pop(key, None)
