@@ -65,11 +65,15 @@ class PackedPayloads(MutableMapping[str, Payload]):
         del self._packed[key]
         del self._created[key]
 
+    def ids_by_created(self, ids: Iterable[str] | None = None) -> list[str]:
+        """``ids`` (default: all), oldest payload first, then by id."""
+        created = self._created
+        return sorted(self._packed if ids is None else ids, key=lambda k: (created[k], k))
+
     def by_created(self, ids: Iterable[str] | None = None) -> Iterator[dict[str, Any]]:
         """The payloads of ``ids`` (default: all), oldest first (then by id), each decoded
         when the iteration reaches it."""
-        created = self._created
-        for key in sorted(self._packed if ids is None else ids, key=lambda k: (created[k], k)):
+        for key in self.ids_by_created(ids):
             yield unpack(self._packed[key])
 
     def __contains__(self, key: object) -> bool:

@@ -69,6 +69,7 @@ from ledgerlink.store.models import (
 )
 from ledgerlink.store.repository import Store
 from ledgerlink.sync._landed import ChangedRecords
+from ledgerlink.sync._packed import PackedPayloads
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 
 __all__ = [
@@ -206,9 +207,10 @@ class QuotePlanReport:
 class _Landed:
     """The raw records one plan reads, by system and object, then by id."""
 
-    records: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = field(
-        default_factory=lambda: defaultdict(dict)
+    records: dict[tuple[str, str], PackedPayloads] = field(
+        default_factory=lambda: defaultdict(PackedPayloads)
     )
+    """Kept between plans by a long-running process: packed (see :mod:`ledgerlink.sync._packed`)."""
     changed: dict[tuple[str, str, str], datetime] = field(default_factory=dict)
     customer_of: dict[str, str] = field(default_factory=dict)
     stripe_links: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -217,7 +219,7 @@ class _Landed:
     deal_writes: dict[tuple[str, str], str] = field(default_factory=dict)
     written_status: dict[str, dict[str, Any]] = field(default_factory=lambda: defaultdict(dict))
 
-    def of(self, system: str, obj: str) -> dict[str, Mapping[str, Any]]:
+    def of(self, system: str, obj: str) -> PackedPayloads:
         return self.records[(system, obj)]
 
 
@@ -598,9 +600,8 @@ class _Planner:
         """Landed Stripe objects that name a deal in their metadata (oldest first wins)."""
         found: dict[str, tuple[str, Mapping[str, Any]]] = {}
         records = self.landed.of("stripe", obj)
-        for record_id, record in sorted(
-            records.items(), key=lambda pair: (pair[1].get("created") or 0, pair[0])
-        ):
+        for record_id in records.ids_by_created():
+            record = records[record_id]
             deal = _text(_metadata(record).get(QUOTE_METADATA_KEY))
             if deal is None or deal in found:
                 continue
