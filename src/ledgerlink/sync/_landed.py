@@ -15,7 +15,7 @@ plan reads everything, as before.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from ledgerlink.domain.money import Money
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.store.models import SourceRecord
+from ledgerlink.sync._packed import pack, unpack
 
 __all__ = [
     "LOOKBACK",
@@ -218,21 +219,32 @@ Entity = Party | Invoice | Payment | Subscription | InvoiceFacts | PaymentFacts
 
 @dataclass(slots=True)
 class MappedRecord:
-    """One landed record mapped to its entity (raw payload kept for parties only)."""
+    """One landed record mapped to its entity (raw payload kept for parties only).
+
+    A long-running process keeps one per landed party: the payload and the entity's dump are
+    kept packed (see :mod:`ledgerlink.sync._packed`) and decoded by the plan of a customer
+    that changed.
+    """
 
     system: str
     object: str
     id: str
-    payload: Mapping[str, Any] | None
+    packed: bytes | None
+    """The raw payload (:func:`~ledgerlink.sync._packed.pack`); None for billing records."""
     entity: Entity
     changed_at: datetime
-    _dump: Mapping[str, Any] | None = None
+    _dump: bytes | None = None
 
-    def dump(self) -> Mapping[str, Any]:
-        """The entity as JSON-ready values (computed once)."""
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The raw payload (a fresh dict), for parties."""
+        return None if self.packed is None else unpack(self.packed)
+
+    def packed_dump(self) -> bytes:
+        """The entity as JSON-ready values, packed (computed once)."""
         if self._dump is None:
             assert isinstance(self.entity, Party)  # only parties are dumped
-            self._dump = self.entity.model_dump(mode="json")
+            self._dump = pack(self.entity.model_dump(mode="json"))
         return self._dump
 
 
@@ -253,7 +265,8 @@ def _mapped(
     except ValueError:
         return None  # quarantined by the mapping stage; nothing to plan from
     if isinstance(entity, Party):
-        return MappedRecord(system, obj, row.external_id, row.payload, entity, row.changed_at)
+        packed = pack(row.payload or {})
+        return MappedRecord(system, obj, row.external_id, packed, entity, row.changed_at)
     kept: Entity
     if compact and isinstance(entity, Invoice):
         kept = InvoiceFacts.of(entity, refs)

@@ -55,6 +55,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -86,6 +87,7 @@ from ledgerlink.store.types import utcnow
 from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
 from ledgerlink.sync._landed import InvoiceFacts, MappedRecords, PaymentFacts, read_mapped
 from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY
+from ledgerlink.sync._packed import pack, unpack
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 from ledgerlink.sync.push import PushedWrite
 
@@ -280,17 +282,31 @@ class PlanReport:
 # -- what landed ---------------------------------------------------------------------------
 
 
+_EMPTY = pack({})
+
+
 @dataclass(frozen=True)
 class _Record:
-    """A linked party record as last landed, mapped."""
+    """A linked party record as last landed, mapped (payload and dump decoded when a plan of
+    its customer first reads them: customers that did not change are not planned)."""
 
     system: str
     object: str
     id: str
-    payload: Mapping[str, Any]
+    packed: bytes
     party: Party
-    dump: Mapping[str, Any]
+    packed_dump: bytes
     changed_at: datetime
+
+    @cached_property
+    def payload(self) -> Mapping[str, Any]:
+        """The raw payload as landed."""
+        return unpack(self.packed)
+
+    @cached_property
+    def dump(self) -> Mapping[str, Any]:
+        """The party as JSON-ready values."""
+        return unpack(self.packed_dump)
 
     @property
     def ref(self) -> str:
@@ -351,9 +367,9 @@ def _load(
                         record.system,
                         record.object,
                         record.id,
-                        record.payload or {},
+                        record.packed or _EMPTY,
                         entity,
-                        record.dump(),
+                        record.packed_dump(),
                         record.changed_at,
                     )
                 )
