@@ -50,3 +50,22 @@ def test_time_pages_follow_every_change_once(sandbox: QuickBooksSandbox) -> None
         "ORDERBY MetaData.LastUpdatedTime"
     )
     assert _ids(sandbox, statement) == ["9", "5", "2"]
+
+
+def test_records_read_are_copies_and_keep_what_the_client_sent(
+    sandbox: QuickBooksSandbox,
+) -> None:
+    """Changing a record read from the sandbox changes nothing stored; odd values round-trip."""
+    company = sandbox.company
+    stored = company.create(
+        "Customer", {"DisplayName": "Copy Check Ltd", "Notes": "kept", "Big": 2**70}
+    )
+    read = company.read("Customer", stored["Id"])
+    read["Notes"] = "changed by the caller"
+    listed = company.table("Customer").get(int(stored["Id"]))
+    assert listed is not None
+    listed["Notes"] = "changed too"
+    again = company.read("Customer", stored["Id"])
+    assert again["Notes"] == "kept"
+    assert again["Big"] == 2**70
+    assert again == stored

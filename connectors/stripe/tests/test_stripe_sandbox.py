@@ -203,6 +203,37 @@ def test_events_older_than_thirty_days_are_dropped() -> None:
     assert names == ["Later"]
 
 
+def test_event_pages_and_lookups_survive_the_retention_cut() -> None:
+    """Once old events are dropped, cursors and ``/v1/events/{id}`` still find the kept ones."""
+    now = [1_800_000_000.0]
+    with (
+        StripeSandbox(SandboxOptions(size=10), clock=lambda: now[0]) as sandbox,
+        _http(sandbox) as http,
+    ):
+        for name in ("Old 1", "Old 2"):
+            http.post("/v1/customers", data={"name": name})
+        now[0] += 29 * 86_400
+        for name in ("New 1", "New 2", "New 3"):
+            http.post("/v1/customers", data={"name": name})
+        now[0] += 2 * 86_400
+        events = http.get("/v1/events").json()["data"]
+        first = http.get("/v1/events", params={"limit": 2}).json()
+        rest = http.get(
+            "/v1/events", params={"limit": 2, "starting_after": first["data"][-1]["id"]}
+        ).json()
+        back = http.get("/v1/events", params={"limit": 5, "ending_before": events[-1]["id"]}).json()
+        one = http.get(f"/v1/events/{events[1]['id']}").json()
+        gone = http.get("/v1/events/evt_unknown")
+    names = [e["data"]["object"]["name"] for e in events]
+    assert names == ["New 3", "New 2", "New 1"]
+    assert first["has_more"] is True
+    assert [e["id"] for e in first["data"] + rest["data"]] == [e["id"] for e in events]
+    assert rest["has_more"] is False
+    assert [e["id"] for e in back["data"]] == [e["id"] for e in events[:2]]
+    assert one == events[1]
+    assert gone.status_code == 404
+
+
 def test_events_filter_by_type_and_created(sandbox: StripeSandbox) -> None:
     """/v1/events honours type wildcards and created[gte]."""
     with _http(sandbox) as http:

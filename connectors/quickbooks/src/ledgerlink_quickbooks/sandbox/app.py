@@ -355,7 +355,7 @@ async def _dispatch(  # noqa: PLR0911, PLR0912 - one branch per API route
         return _bad_request(state, "requestid must be at most 50 characters long")
     if requestid is not None:
         with company.lock:
-            seen = company.idempotency.answers.get(requestid)
+            seen = company.idempotency.get(requestid)
         if seen is not None:
             return JSONResponse(seen[1], seen[0])
     try:
@@ -381,8 +381,7 @@ async def _dispatch(  # noqa: PLR0911, PLR0912 - one branch per API route
             status, body = fault.status, {"Fault": fault.body(), "time": now}
     if requestid is not None:
         with company.lock:
-            company.idempotency.answers.setdefault(requestid, (status, body))
-            status, body = company.idempotency.answers[requestid]
+            status, body = company.idempotency.setdefault(requestid, status, body)
     return JSONResponse(body, status)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ledgerlink.connector.sandbox import pack_record, unpack_record
 from ledgerlink_quickbooks.sandbox import data
 from ledgerlink_quickbooks.sandbox.qbql import Condition, ParsedQuery
 
@@ -102,20 +103,26 @@ class Clock:
             self.offset += delta
 
 
+pack = pack_record
+"""Kept records' form (see :func:`ledgerlink.connector.sandbox.pack_record`)."""
+unpack = unpack_record
+
+
 @dataclass
 class EntityTable:
     """Records of one entity: ``generated`` seed records, an overlay and tombstones.
 
     Generated records have ids ``1..generated`` and non-decreasing LastUpdatedTime; every API
     change lands in ``overlay`` in time order (insertion order), so a LastUpdatedTime scan is
-    a binary search into the seed plus a walk over the overlay.
+    a binary search into the seed plus a walk over the overlay. Overlay records are kept
+    packed (see :func:`pack`), a tenth of the dicts' size; every read decodes a fresh copy.
     """
 
     name: str
     generated: int = 0
     make: Callable[[int], JSON] | None = None
     time_of: Callable[[int], dt.datetime] | None = None
-    overlay: dict[int, JSON] = field(default_factory=dict)
+    overlay: dict[int, bytes | JSON] = field(default_factory=dict)
     overlay_time: dict[int, dt.datetime] = field(default_factory=dict)
     deleted: dict[int, dt.datetime] = field(default_factory=dict)
     next_id: int = 0
@@ -135,8 +142,9 @@ class EntityTable:
         """The current record ``rid`` or None (deleted or unknown)."""
         if rid in self.deleted:
             return None
-        if rid in self.overlay:
-            return self.overlay[rid]
+        stored = self.overlay.get(rid)
+        if stored is not None:
+            return unpack(stored)
         if 1 <= rid <= self.generated and self.make is not None:
             return self.make(rid)
         return None
@@ -145,7 +153,7 @@ class EntityTable:
         """Store ``record`` as the newest change."""
         self.overlay.pop(rid, None)
         self.overlay_time.pop(rid, None)
-        self.overlay[rid] = record
+        self.overlay[rid] = pack(record)
         self.overlay_time[rid] = when
         if self._log_times and when < self._log_times[-1]:
             self._log_ordered = False
@@ -183,15 +191,15 @@ class EntityTable:
                 if rid not in self.overlay and rid not in self.deleted:
                     yield self.make(rid)
         if since is None or not self._log_ordered:
-            for rid, record in list(self.overlay.items()):
+            for rid, stored in list(self.overlay.items()):
                 if since is None or self.overlay_time[rid] >= since:
-                    yield record
+                    yield unpack(stored)
             return
         ids, end = self._log_ids, len(self._log_ids)
         for position in range(bisect.bisect_left(self._log_times, since, hi=end), end):
             rid = ids[position]
             if self._latest.get(rid) == position:
-                yield self.overlay[rid]
+                yield unpack(self.overlay[rid])
 
     def deleted_since(self, since: dt.datetime) -> Iterator[tuple[int, dt.datetime]]:
         """Tombstones at or after ``since``."""
@@ -283,9 +291,27 @@ def _dec(value: Any) -> Decimal:
 
 @dataclass
 class Idempotency:
-    """First answers by requestid: ``(status, body)``."""
+    """First answers by requestid: ``(status, body)``.
 
-    answers: dict[str, tuple[int, JSON]] = field(default_factory=dict)
+    A batch answer holds up to 30 whole records and is read again only if the client repeats
+    its requestid, so answers are kept packed like records (see :func:`pack`).
+    """
+
+    answers: dict[str, tuple[int, bytes | JSON]] = field(default_factory=dict)
+
+    def get(self, requestid: str) -> tuple[int, JSON] | None:
+        """The first answer to ``requestid``, or None."""
+        saved = self.answers.get(requestid)
+        return None if saved is None else (saved[0], unpack(saved[1]))
+
+    def setdefault(self, requestid: str, status: int, body: JSON) -> tuple[int, JSON]:
+        """Save ``(status, body)`` unless ``requestid`` has an answer; return the first one."""
+        if requestid not in self.answers:
+            self.answers[requestid] = (status, pack(body))
+            return status, body
+        saved = self.get(requestid)
+        assert saved is not None  # just checked
+        return saved
 
 
 class Company:

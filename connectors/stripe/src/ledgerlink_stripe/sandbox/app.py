@@ -371,50 +371,50 @@ class _Api:
         self.state.prune_events()
         events = self.state.events
 
-        def wanted(event: JSON) -> bool:
-            if bounds and not _in_bounds(int(event["created"]), bounds):
+        def wanted(position: int) -> bool:
+            if bounds and not _in_bounds(events.created(position), bounds):
                 return False
+            kind = events.type(position)
             return not types or any(
-                t == event["type"] or (t.endswith("*") and event["type"].startswith(t[:-1]))
-                for t in types
+                t == kind or (t.endswith("*") and kind.startswith(t[:-1])) for t in types
             )
 
-        index = {event["id"]: i for i, event in enumerate(events)}
-        out: list[JSON] = []
+        picked: list[int] = []
         has_more = False
         if params.get("ending_before"):
-            start = index.get(params["ending_before"])
+            start = events.position(params["ending_before"])
             if start is None:
                 raise missing("event", params["ending_before"], "ending_before")
-            for event in events[start + 1 :]:
-                if wanted(event):
-                    if len(out) == limit:
+            for position in range(start + 1, len(events)):
+                if wanted(position):
+                    if len(picked) == limit:
                         has_more = True
                         break
-                    out.append(event)
-            out.reverse()
+                    picked.append(position)
+            picked.reverse()
         else:
             stop = len(events)
             if params.get("starting_after"):
-                found = index.get(params["starting_after"])
+                found = events.position(params["starting_after"])
                 if found is None:
                     raise missing("event", params["starting_after"], "starting_after")
                 stop = found
-            for event in reversed(events[:stop]):
-                if wanted(event):
-                    if len(out) == limit:
+            for position in range(stop - 1, -1, -1):
+                if wanted(position):
+                    if len(picked) == limit:
                         has_more = True
                         break
-                    out.append(event)
-        return {"object": "list", "url": "/v1/events", "has_more": has_more, "data": out}
+                    picked.append(position)
+        data = [events[position] for position in picked]
+        return {"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}
 
     def retrieve_event(self, request: Request, params: JSON) -> JSON:  # noqa: ARG002 - handler signature
         """GET /v1/events/{id}."""
         event_id = request.path_params["id"]
-        for event in self.state.events:
-            if event["id"] == event_id:
-                return event
-        raise missing("event", event_id)
+        position = self.state.events.position(event_id)
+        if position is None:
+            raise missing("event", event_id)
+        return self.state.events[position]
 
     def invoice_lines(self, request: Request, params: JSON) -> JSON:
         """GET /v1/invoices/{id}/lines."""

@@ -16,10 +16,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledgerlink.connector.sandbox import pack_record, unpack_record
 from ledgerlink_stripe.sandbox.data import SeedCatalog, SeedKind
 
 __all__ = [
     "EVENT_RETENTION_SECONDS",
+    "EventLog",
     "ObjectStore",
     "SandboxState",
     "SavedResponse",
@@ -35,6 +37,71 @@ _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 def new_id(prefix: str) -> str:
     """Return a fresh id with Stripe's shape (``cus_`` + 14 characters, never a seeded one)."""
     return prefix + "2" + "".join(secrets.choice(_ID_CHARS) for _ in range(13))
+
+
+pack = pack_record
+"""Kept records' form (see :func:`ledgerlink.connector.sandbox.pack_record`)."""
+unpack = unpack_record
+
+
+class EventLog:
+    """The event log, oldest first: each event kept packed, its id, type and time beside it.
+
+    An event holds a whole snapshot of its object, and ``/v1/events`` lists read only the few
+    they return, so the log keeps the small fields a list filters on and decodes an event (a
+    fresh copy) only when it is read. Reads by position count from the oldest kept event.
+    """
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._created: list[int] = []
+        self._types: list[str] = []
+        self._bodies: list[bytes | JSON] = []
+        self._number: dict[str, int] = {}  # id -> number of the event since the log began
+        self._dropped = 0  # events pruned from the front
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, position: int) -> JSON:
+        return unpack(self._bodies[position])
+
+    def __iter__(self) -> Iterator[JSON]:
+        for body in list(self._bodies):
+            yield unpack(body)
+
+    def append(self, event: JSON) -> None:
+        """Keep ``event`` (a snapshot: later changes to the dict are not seen)."""
+        self._number[event["id"]] = self._dropped + len(self._ids)
+        self._ids.append(event["id"])
+        self._created.append(int(event["created"]))
+        self._types.append(event["type"])
+        self._bodies.append(pack(event))
+
+    def position(self, event_id: str) -> int | None:
+        """Position of event ``event_id``, or None when it is not kept."""
+        number = self._number.get(event_id)
+        return None if number is None else number - self._dropped
+
+    def created(self, position: int) -> int:
+        """``created`` of the event at ``position``."""
+        return self._created[position]
+
+    def type(self, position: int) -> str:
+        """``type`` of the event at ``position``."""
+        return self._types[position]
+
+    def prune(self, horizon: int) -> None:
+        """Forget the oldest events while they were created before ``horizon``."""
+        drop = 0
+        while drop < len(self._created) and self._created[drop] < horizon:
+            drop += 1
+        if not drop:
+            return
+        for event_id in self._ids[:drop]:
+            del self._number[event_id]
+        del self._ids[:drop], self._created[:drop], self._types[:drop], self._bodies[:drop]
+        self._dropped += drop
 
 
 class ObjectStore:
@@ -256,7 +323,7 @@ class SandboxState:
     clock: Callable[[], float] = time.time
     offset: int = 0
     stores: dict[str, ObjectStore] = field(default_factory=dict)
-    events: list[JSON] = field(default_factory=list)
+    events: EventLog = field(default_factory=EventLog)
     idempotency: dict[tuple[str, str], SavedResponse] = field(default_factory=dict)
     endpoints: dict[str, WebhookEndpoint] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -319,9 +386,4 @@ class SandboxState:
 
     def prune_events(self) -> None:
         """Forget events older than the retention window."""
-        horizon = self.now() - EVENT_RETENTION_SECONDS
-        drop = 0
-        while drop < len(self.events) and self.events[drop]["created"] < horizon:
-            drop += 1
-        if drop:
-            del self.events[:drop]
+        self.events.prune(self.now() - EVENT_RETENTION_SECONDS)
