@@ -18,7 +18,6 @@ import socket
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -311,30 +310,23 @@ class LoopbackServer:
 
 # -- kept records ------------------------------------------------------------------------------
 
-# Raw deflate with a 4 KiB window and little state: a record is a few KiB of JSON at most,
-# and a small compressor starts five times faster than zlib's default one.
-_WBITS = -12
-_MEM_LEVEL = 2
-
 
 def pack_record(record: dict[str, Any]) -> bytes | dict[str, Any]:
-    """``record`` as deflated JSON bytes, the form a sandbox keeps records in (a tenth of the
-    dict; orjson's own output would keep its 4 KiB buffer).
+    """``record`` as JSON bytes, the form a sandbox keeps records in (a fifth of the dict).
 
-    One that orjson cannot encode (an integer beyond 64 bits, say) is kept as a private copy
-    instead, so that whatever a client sent is kept and answered as before.
+    A copy the size of the JSON: orjson's own output keeps its whole write buffer (4 KiB at
+    least). One that orjson cannot encode (an integer beyond 64 bits, say) is kept as a
+    private copy instead, so that whatever a client sent is kept and answered as before.
     """
     try:
-        encoded = orjson.dumps(record)
+        return bytes(memoryview(orjson.dumps(record)))
     except TypeError:
         return copy.deepcopy(record)
-    packer = zlib.compressobj(1, zlib.DEFLATED, _WBITS, _MEM_LEVEL)
-    return packer.compress(encoded) + packer.flush()
 
 
 def unpack_record(stored: bytes | dict[str, Any]) -> dict[str, Any]:
     """A fresh record from its kept form (:func:`pack_record`): callers may change it."""
     if isinstance(stored, bytes):
-        decoded: dict[str, Any] = orjson.loads(zlib.decompress(stored, _WBITS))
+        decoded: dict[str, Any] = orjson.loads(stored)
         return decoded
     return copy.deepcopy(stored)

@@ -115,7 +115,7 @@ class EntityTable:
     Generated records have ids ``1..generated`` and non-decreasing LastUpdatedTime; every API
     change lands in ``overlay`` in time order (insertion order), so a LastUpdatedTime scan is
     a binary search into the seed plus a walk over the overlay. Overlay records are kept
-    packed (see :func:`pack`), a tenth of the dicts' size; every read decodes a fresh copy.
+    packed (see :func:`pack`), about a fifth of the dicts' size; every read decodes a fresh copy.
     """
 
     name: str
