@@ -199,6 +199,53 @@ def test_an_id_written_but_not_pulled_back_yet_keeps_its_account_primary(
     assert "Stripe_Customer_Id__c" not in written.get(SECOND, {})
 
 
+def test_an_id_the_vendor_refused_does_not_keep_its_account_primary(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The hub sends the Stripe id to one Account, but Salesforce refuses it (the other
+    Account holds it, ``DUPLICATE_VALUE``): the refused value does not count as held, so the
+    next plan takes the Account that holds the id as primary and sends the id nowhere again."""
+    store.land(
+        "salesforce",
+        [
+            _account(FIRST, "Horizon Farms AG", "2026-02-01T10:00:00.000+0000"),
+            _account(SECOND, "Horizon Farms", "2026-02-02T10:00:00.000+0000"),
+        ],
+        now=NOW,
+    )
+    store.land("stripe", [_stripe_customer("cus_horizon", SECOND)], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+    first = plan(store, mappings, now=NOW)  # stored: the ids go to the second Account
+    assert _ids_written(first)[SECOND]["Stripe_Customer_Id__c"] == "cus_horizon"
+    # Meanwhile someone put the id on the first Account; Salesforce refuses the hub's write.
+    later = NOW + timedelta(minutes=5)
+    store.land(
+        "salesforce",
+        [
+            _account(
+                FIRST,
+                "Horizon Farms AG",
+                "2026-02-01T10:00:00.000+0000",
+                Stripe_Customer_Id__c="cus_horizon",
+            )
+        ],
+        now=later,
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            Outbox.__table__.update()  # type: ignore[attr-defined]
+            .where(Outbox.__table__.c.remote_id == SECOND)  # type: ignore[attr-defined]
+            .values(
+                status="failed",
+                last_error="record: duplicate value found: Stripe_Customer_Id__c duplicates "
+                f"value on record with id: {FIRST} [DUPLICATE_VALUE]",
+            )
+        )
+    written = _ids_written(plan(store, mappings, now=later, dry_run=True))
+    assert "Stripe_Customer_Id__c" not in written.get(SECOND, {})
+    assert written.get("cus_horizon", {}).get("salesforce_account_id") == FIRST
+
+
 # -- in whole cycles against the sandboxes -----------------------------------------------------
 
 

@@ -324,6 +324,9 @@ class _World:
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
     open_creates: set[tuple[str, str, str]] = field(default_factory=set)
     refused_names: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    refused: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    """Record ref (``system:object:id``) -> the payloads of its failed updates: values the
+    vendor refused (a Stripe id another Account holds) are not held by the record."""
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -428,6 +431,15 @@ def _load_outbox(conn: Connection, world: _World) -> None:
             row.last_error or ""
         ):
             world.refused_names[key] += 1
+    for row in conn.execute(
+        select(_OUTBOX.c.target, _OUTBOX.c.object, _OUTBOX.c.remote_id, _OUTBOX.c.payload).where(
+            _OUTBOX.c.entity_kind == PLAN_ENTITY,
+            _OUTBOX.c.action == WriteAction.UPDATE.value,
+            _OUTBOX.c.status == OutboxStatus.FAILED.value,
+        )
+    ):
+        ref = f"{row.target}:{row.object}:{row.remote_id}"
+        world.refused.setdefault(ref, []).append(row.payload or {})
 
 
 def _load_baselines(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -690,7 +702,7 @@ class _Planner:
 
             def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, str]:
                 held = [
-                    (_held_id(record, path, agreed), other)
+                    (_held_id(record, path, agreed, self.world.refused), other)
                     for path, other in self._id_fields.get((record.system, record.object), ())
                 ]
                 chosen = tuple(
@@ -964,12 +976,23 @@ def _primary_rank(system: str) -> int:
     return _PRIMARY_ORDER.index(system) if system in _PRIMARY_ORDER else len(_PRIMARY_ORDER)
 
 
-def _held_id(record: _Record, path: str, agreed: Mapping[str, Any]) -> str | None:
+def _held_id(
+    record: _Record,
+    path: str,
+    agreed: Mapping[str, Any],
+    refused: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> str | None:
     """The id a record holds in one of its id fields, None when blank: as landed, else as the
-    hub last wrote it (a write sent but not pulled back yet holds the id all the same)."""
+    hub last wrote it (a write sent but not pulled back yet holds the id all the same), unless
+    the vendor refused that write (Salesforce's ``DUPLICATE_VALUE``: another Account holds the
+    id): a refused value is not held, or the record would stay primary and be sent it again."""
     value = _read(record.payload, path)
     if _blank(value):
         value = agreed.get(f"{record.ref}|{path}")
+        if not _blank(value) and any(
+            _read(payload, path) == value for payload in refused.get(record.ref, ())
+        ):
+            value = None
     return None if _blank(value) else str(value).strip()
 
 
@@ -1172,9 +1195,10 @@ def plan(
 class _Inputs:
     """What a customer's plan is made from, to tell whether it changed since the last plan.
 
-    A plan of one customer reads its golden record (version, lineage), its linked records and
-    its billing records (mapped entities: :class:`MappedRecords` keeps the same object while a
-    record is unchanged, so identity is compared), the hub's creates for it (done, open,
+    A plan of one customer reads its golden record (version, lineage), its linked records (and
+    the updates of them the vendor refused) and its billing records (mapped entities:
+    :class:`MappedRecords` keeps the same object while a record is unchanged, so identity is
+    compared), the hub's creates for it (done, open,
     refused), its agreed values and the day (hub values such as MRR follow the date). One
     thing it reads is not here: the names other customers' records hold (a create or a name
     write avoids them); they are seen again by the day's first plan.
@@ -1207,7 +1231,12 @@ class _Inputs:
             tuple(r.ref for r in self.world.records.get(customer_id, ())),
             tuple(map(id, entities)),
             sorted(self.creates.get(customer_id, ()), key=repr),
-            self.world.baselines.get(customer_id),
+            [
+                repr(self.world.refused[r.ref])
+                for r in self.world.records.get(customer_id, ())
+                if r.ref in self.world.refused
+            ],
+            self.world.baselines.get(customer_id),  # last: a stored plan puts its own here
         )
         return values, entities
 
