@@ -175,21 +175,30 @@ def test_two_accounts_holding_stripe_ids_keep_them(store: Store, mappings: Mappi
     assert _ids_written(plan(store, mappings, now=NOW, dry_run=True)) == {}
 
 
+def _land_bare_accounts(store: Store, mappings: MappingSet, *, newer: str) -> None:
+    """Both Accounts without ids, ``newer`` modified last and named by the Stripe customer."""
+
+    def modified(account: str) -> str:
+        return f"2026-02-0{2 if account == newer else 1}T10:00:00.000+0000"
+
+    store.land(
+        "salesforce",
+        [
+            _account(FIRST, "Horizon Farms AG", modified(FIRST)),
+            _account(SECOND, "Horizon Farms", modified(SECOND)),
+        ],
+        now=NOW,
+    )
+    store.land("stripe", [_stripe_customer("cus_horizon", newer)], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+
+
 def test_an_id_written_but_not_pulled_back_yet_keeps_its_account_primary(
     store: Store, mappings: MappingSet
 ) -> None:
     """The hub writes the Stripe id to one Account; before that Account is pulled back, the
     other is renamed: the next plan does not send the id to the renamed one as well."""
-    store.land(
-        "salesforce",
-        [
-            _account(FIRST, "Horizon Farms AG", "2026-02-02T10:00:00.000+0000"),
-            _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000"),
-        ],
-        now=NOW,
-    )
-    store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
-    run_matching(store.engine, mappings, now=NOW)
+    _land_bare_accounts(store, mappings, newer=FIRST)
     first = plan(store, mappings, now=NOW)  # stored: the write is on its way
     assert _ids_written(first)[FIRST]["Stripe_Customer_Id__c"] == "cus_horizon"
 
@@ -205,16 +214,7 @@ def test_an_id_the_vendor_refused_does_not_keep_its_account_primary(
     """The hub sends the Stripe id to one Account, but Salesforce refuses it (the other
     Account holds it, ``DUPLICATE_VALUE``): the refused value does not count as held, so the
     next plan takes the Account that holds the id as primary and sends the id nowhere again."""
-    store.land(
-        "salesforce",
-        [
-            _account(FIRST, "Horizon Farms AG", "2026-02-01T10:00:00.000+0000"),
-            _account(SECOND, "Horizon Farms", "2026-02-02T10:00:00.000+0000"),
-        ],
-        now=NOW,
-    )
-    store.land("stripe", [_stripe_customer("cus_horizon", SECOND)], now=NOW)
-    run_matching(store.engine, mappings, now=NOW)
+    _land_bare_accounts(store, mappings, newer=SECOND)
     first = plan(store, mappings, now=NOW)  # stored: the ids go to the second Account
     assert _ids_written(first)[SECOND]["Stripe_Customer_Id__c"] == "cus_horizon"
     # Meanwhile someone put the id on the first Account; Salesforce refuses the hub's write.
