@@ -247,6 +247,81 @@ def test_events_filter_by_type_and_created(sandbox: StripeSandbox) -> None:
     assert later == []
 
 
+def _created_bounded(http: httpx.Client, bounds: dict[str, int]) -> list[dict[str, Any]]:
+    """Every event a ``created`` bounded list gives, one per page, newest first."""
+    params = {f"created[{op}]": value for op, value in bounds.items()}
+    events: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        query = {**params, "limit": 1, **({"starting_after": after} if after else {})}
+        body = http.get("/v1/events", params=query).json()
+        events.extend(body["data"])
+        if not body["has_more"]:
+            return events
+        after = body["data"][-1]["id"]
+
+
+_BOUNDS = ({"gte": 200}, {"gt": 200}, {"gte": 150, "lte": 300}, {"lt": 200})
+
+
+def _in(created: int, bounds: dict[str, int]) -> bool:
+    checks = {"gte": created.__ge__, "gt": created.__gt__, "lte": created.__le__}
+    return all(checks.get(op, created.__lt__)(value) for op, value in bounds.items())
+
+
+def test_events_created_bounds_give_exactly_the_events_in_them() -> None:
+    """created[gte|gt|lte|lt] lists give exactly the events in bounds, newest first, page by
+    page (the log is searched, not walked, so the bounds must be exact at its edges)."""
+    now = [0.0]
+    with (
+        StripeSandbox(SandboxOptions(size=10), clock=lambda: now[0]) as sandbox,
+        _http(sandbox) as http,
+    ):
+        for number, at in enumerate((100, 200, 200, 300, 400)):
+            now[0] = 1_800_000_000 + at
+            http.post("/v1/customers", data={"name": f"C{number}"})
+        got = {
+            repr(b): [e["data"]["object"]["name"] for e in _created_bounded(http, shifted)]
+            for b in _BOUNDS
+            for shifted in [{op: 1_800_000_000 + v for op, v in b.items()}]
+        }
+    assert got == {
+        repr({"gte": 200}): ["C4", "C3", "C2", "C1"],
+        repr({"gt": 200}): ["C4", "C3"],
+        repr({"gte": 150, "lte": 300}): ["C3", "C2", "C1"],
+        repr({"lt": 200}): ["C0"],
+    }
+
+
+def test_events_logged_out_of_time_order_are_still_found_by_created(
+    sandbox: StripeSandbox,
+) -> None:
+    """An event log that is not in ``created`` order is walked whole: no event is missed."""
+    base = sandbox.state.now() - 1_000
+    times = (300, 100, 200, 100, 400)
+    for number, at in enumerate(times):
+        sandbox.state.events.append(
+            {
+                "id": f"evt_{number}",
+                "object": "event",
+                "type": "customer.created",
+                "created": base + at,
+                "data": {"object": {"id": f"cus_{number}"}},
+            }
+        )
+    with _http(sandbox) as http:
+        got = {
+            repr(b): sorted(
+                e["id"] for e in _created_bounded(http, {op: base + v for op, v in b.items()})
+            )
+            for b in _BOUNDS
+        }
+    for bounds in _BOUNDS:
+        wanted = sorted(f"evt_{n}" for n, at in enumerate(times) if _in(at, bounds))
+        assert got[repr(bounds)] == wanted, bounds
+    assert got[repr({"gte": 200})] == ["evt_0", "evt_2", "evt_4"]
+
+
 def test_events_name_the_request_and_its_idempotency_key(sandbox: StripeSandbox) -> None:
     """An event caused by an API call carries that call's request id and idempotency key."""
     with _http(sandbox) as http:

@@ -381,11 +381,12 @@ class _Api:
 
         picked: list[int] = []
         has_more = False
+        first = events.first_created_at(_lower_bound(bounds))
         if params.get("ending_before"):
             start = events.position(params["ending_before"])
             if start is None:
                 raise missing("event", params["ending_before"], "ending_before")
-            for position in range(start + 1, len(events)):
+            for position in range(max(start + 1, first), len(events)):
                 if wanted(position):
                     if len(picked) == limit:
                         has_more = True
@@ -399,7 +400,7 @@ class _Api:
                 if found is None:
                     raise missing("event", params["starting_after"], "starting_after")
                 stop = found
-            for position in range(stop - 1, -1, -1):
+            for position in range(stop - 1, first - 1, -1):
                 if wanted(position):
                     if len(picked) == limit:
                         has_more = True

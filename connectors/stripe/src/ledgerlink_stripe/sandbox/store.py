@@ -50,6 +50,9 @@ class EventLog:
     An event holds a whole snapshot of its object, and ``/v1/events`` lists read only the few
     they return, so the log keeps the small fields a list filters on and decodes an event (a
     fresh copy) only when it is read. Reads by position count from the oldest kept event.
+    While events come in ``created`` order (the sandbox's clock does not go back), a
+    ``created`` bound is a binary search, so a list of the last minute's events does not walk
+    the whole log, as Stripe's own index would not.
     """
 
     def __init__(self) -> None:
@@ -59,6 +62,7 @@ class EventLog:
         self._bodies: list[bytes | JSON] = []
         self._number: dict[str, int] = {}  # id -> number of the event since the log began
         self._dropped = 0  # events pruned from the front
+        self._ordered = True  # every event created at or after the one before
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -72,9 +76,12 @@ class EventLog:
 
     def append(self, event: JSON) -> None:
         """Keep ``event`` (a snapshot: later changes to the dict are not seen)."""
+        created = int(event["created"])
+        if self._created and created < self._created[-1]:
+            self._ordered = False
         self._number[event["id"]] = self._dropped + len(self._ids)
         self._ids.append(event["id"])
-        self._created.append(int(event["created"]))
+        self._created.append(created)
         self._types.append(event["type"])
         self._bodies.append(pack(event))
 
@@ -90,6 +97,13 @@ class EventLog:
     def type(self, position: int) -> str:
         """``type`` of the event at ``position``."""
         return self._types[position]
+
+    def first_created_at(self, lower: int | None) -> int:
+        """The first position that can hold an event created at or after ``lower``: a binary
+        search while the log is in ``created`` order, else 0 (every position)."""
+        if lower is None or not self._ordered:
+            return 0
+        return bisect.bisect_left(self._created, lower)
 
     def prune(self, horizon: int) -> None:
         """Forget the oldest events while they were created before ``horizon``."""
