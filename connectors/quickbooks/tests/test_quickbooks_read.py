@@ -118,6 +118,31 @@ def test_cdc_cap_of_one_thousand_objects_falls_back_to_queries(make_connector, s
     assert final.state["mode"] == "cdc"
 
 
+def test_after_a_capped_answer_cdc_starts_again_from_that_answer(make_connector, sandbox, read_all):
+    """A capped CDC answer sends the streams to queries once; the next cycle's CDC starts
+    from that answer's time, so it is not capped again by the same changes (before, the start
+    of the first load was kept for an hour and every cycle paid a capped CDC call and queries).
+    """
+    conn = make_connector()
+    _, cursor = read_all(conn, "Customer", Cursor())
+    ops = [
+        WriteOp(f"cap-{i}", "Customer", WriteAction.CREATE, {"DisplayName": f"Cap Customer {i}"})
+        for i in range(1005)
+    ]
+    assert all(r.ok for r in conn.write(ops))
+    sandbox.advance(dt.timedelta(minutes=1))
+    pages, caught_up = read_all(conn, "Customer", cursor)
+    assert len(_ids(pages)) == 1005
+    assert caught_up.state["since"] > cursor.state["since"]
+    sandbox.advance(dt.timedelta(minutes=1))
+    sandbox.edit("Customer", "8", Notes="one change")
+    conn._cdc_cache = None
+    sandbox.faults.reset_counts()
+    pages, _ = read_all(conn, "Customer", caught_up)
+    assert _ids(pages) == ["8"]
+    assert [path.rsplit("/", 1)[-1] for _, path in sandbox.faults.requests] == ["cdc"]
+
+
 def test_boundary_second_records_are_not_lost_or_repeated(make_connector, sandbox, read_all):
     """Records sharing the boundary second are landed once even across page breaks."""
     conn = make_connector(page_size=3)

@@ -240,6 +240,7 @@ class QuickBooksConnector:
         if spec is None:
             msg = f"unknown QuickBooks stream {stream!r}"
             raise ConfigurationError(msg)
+        restart: str | None = None
         if (
             spec.name in CDC_ENTITIES
             and cursor.state.get("mode") == "cdc"
@@ -252,6 +253,10 @@ class QuickBooksConnector:
                     yield self._cdc_page(spec.name, cursor, answer)
                     return
                 if answer is not None:
+                    # The queries below read everything after the cursor, so CDC can start
+                    # again from this answer's time: a start kept from an older load would
+                    # ask for (and be capped on) the same changes every cycle.
+                    restart = _cdc_since(answer.server_time)
                     tombstones = [
                         self._record(spec.name, row)
                         for row in answer.rows.get(spec.name, ())
@@ -273,7 +278,7 @@ class QuickBooksConnector:
         if spec.name not in CDC_ENTITIES:
             yield from self._query_refresh(spec.name, cursor)
             return
-        yield from self._query_pages(spec.name, cursor)
+        yield from self._query_pages(spec.name, cursor, restart)
 
     def _query_refresh(self, entity: str, cursor: Cursor) -> Iterator[Page]:
         """Read an entity without CDC support by query, at most once per refresh interval.
@@ -375,11 +380,15 @@ class QuickBooksConnector:
         kept = {i: t for i, t in tokens.items() if i in following.boundary_ids}
         return following.with_state(**{_BOUNDARY_TOKENS: kept or None})
 
-    def _query_pages(self, entity: str, cursor: Cursor) -> Iterator[Page]:
+    def _query_pages(
+        self, entity: str, cursor: Cursor, restart: str | None = None
+    ) -> Iterator[Page]:
+        """Pages of LastUpdatedTime queries from ``cursor``; then CDC from ``restart`` (a
+        capped CDC answer's time) or from the server time of the load's first query."""
         page_size = self.settings.page_size
         start_position = 1
         # A load resumed after a crash keeps the start of the interrupted one.
-        started = cursor.state.get("load_started")
+        started = cursor.state.get("load_started") or restart
         cdc_start: str | None = str(started) if started else None
         current = cursor
         while True:
@@ -402,8 +411,7 @@ class QuickBooksConnector:
                 # the next cycle serves them all with a single CDC call.
                 shared = self._load_start
                 if shared is None or self._monotonic() - shared[1] > _LOAD_START_REUSE:
-                    server_time = _parse_time(str(answer["time"])) - _LOOKBACK
-                    shared = (server_time.strftime("%Y-%m-%dT%H:%M:%SZ"), self._monotonic())
+                    shared = (_cdc_since(_parse_time(str(answer["time"]))), self._monotonic())
                     self._load_start = shared
                 cdc_start = shared[0]
             rows = (answer.get("QueryResponse") or {}).get(entity) or []
@@ -474,9 +482,15 @@ class QuickBooksConnector:
             if self._is_new(record, cursor):
                 records.append(record)
         records.sort(key=lambda r: r.cursor_value or "")
-        next_since = (answer.server_time - _LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
+        next_since = _cdc_since(answer.server_time)
         following = self._observe(cursor, records).with_state(mode="cdc", since=next_since)
         return Page(entity, records, following)
+
+
+def _cdc_since(server_time: dt.datetime) -> str:
+    """The ``changedSince`` that follows an answer given at ``server_time`` (QuickBooks
+    stamps whole seconds, so one second before it)."""
+    return (server_time - _LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _BOUNDARY_TOKENS = "boundary_tokens"
