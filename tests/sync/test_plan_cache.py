@@ -12,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import Store
+from ledgerlink.store.models import Customer, CustomerLink, LinkStatus, Outbox
 from ledgerlink.sync._landed import InvoiceFacts
 from ledgerlink.sync.plan import MappedRecords, PlanReport, plan
 
@@ -196,3 +198,112 @@ def test_kept_invoices_of_one_customer_share_its_reference(
     assert len(facts) == len(entities) == 3
     assert {f.party.id for f in facts if f.party} == {"cus_acme"}
     assert len({id(f.party) for f in facts}) == 1
+
+
+def _acme(store: Store) -> str:
+    with store.engine.connect() as conn:
+        return str(
+            conn.execute(
+                select(CustomerLink.__table__.c.customer_id).where(  # type: ignore[attr-defined]
+                    CustomerLink.__table__.c.external_id == ACCOUNT  # type: ignore[attr-defined]
+                )
+            ).scalar_one()
+        )
+
+
+def _of(report: PlanReport, customer: str) -> list[tuple[str, str, str, Any]]:
+    return _writes(
+        PlanReport(ops=[op for op in report.ops if op.customer_id == customer])  # type: ignore[call-arg]
+    )
+
+
+def _invoice(number: int, remaining: int) -> Record:
+    return Record(
+        "invoices",
+        f"in_{number}",
+        {
+            "id": f"in_{number}",
+            "object": "invoice",
+            "customer": "cus_acme",
+            "currency": "usd",
+            "status": "open",
+            "total": 4_900,
+            "amount_due": 4_900,
+            "amount_paid": 4_900 - remaining,
+            "amount_remaining": remaining,
+            "created": 1_767_225_600 + number,
+        },
+    )
+
+
+def test_a_quiet_plan_looks_only_at_the_customers_whose_inputs_moved(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Kept plans look again only at the customers something changed for (a linked record,
+    a billing record, a link, the golden record, a hub create, an agreed value) and plan for
+    them what a plan reading everything plans; every other customer is left unread."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    total = first.customers + first.unchanged
+    acme = _acme(store)
+    at = [LATER]
+
+    def again() -> PlanReport:
+        at[0] += timedelta(minutes=1)
+        full = plan(store, mappings, now=at[0], dry_run=True)
+        report = plan(store, mappings, now=at[0], mapped=kept)
+        assert report.customers + report.unchanged == total
+        if report.customers:  # Acme, the one changed: what a full read plans for it
+            assert _of(report, acme) == _of(full, acme)
+        return report
+
+    quiet = again()
+    assert (quiet.customers, quiet.ops) == (0, [])
+    # A billing record of Acme's Stripe customer moves its open balance.
+    store.land("stripe", [_invoice(1, 1_200)], now=at[0])
+    billed = again()
+    assert billed.customers == 1
+    assert any(op.target == "salesforce" for op in billed.ops)
+    # The same invoice paid: the balance the hub shows follows.
+    store.land("stripe", [_invoice(1, 0)], now=at[0] + timedelta(seconds=1))
+    paid = again()
+    assert paid.customers == 1
+    assert _of(paid, acme) != _of(billed, acme)
+    # The golden record changes (a new version, as matching writes it).
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(Customer.__table__)  # type: ignore[attr-defined]
+            .where(Customer.__table__.c.id == acme)  # type: ignore[attr-defined]
+            .values(version=Customer.__table__.c.version + 1)  # type: ignore[attr-defined]
+        )
+    assert again().customers == 1
+    # Someone takes the Stripe customer off Acme (a review decision): its link moves.
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(CustomerLink.__table__)  # type: ignore[attr-defined]
+            .where(CustomerLink.__table__.c.external_id == "cus_acme")  # type: ignore[attr-defined]
+            .values(status=LinkStatus.REVIEW.value)
+        )
+    unlinked = again()
+    assert unlinked.customers == 1
+    assert not any(op.target == "stripe" and op.remote_id for op in unlinked.ops)
+    # The QuickBooks customer the plan queued for Acme is created (its row done, with its id).
+    table = Outbox.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        done = conn.execute(
+            update(table)
+            .where(
+                table.c.entity_id == acme,
+                table.c.target == "quickbooks",
+                table.c.action == "create",
+            )
+            .values(status="done", remote_id="77")
+        ).rowcount
+    assert done == 1
+    assert again().customers == 1
+    # Nothing moved since: nobody is looked at.
+    assert again().customers == 0
+    # A new day: every customer is planned again (hub values follow the date).
+    at[0] += timedelta(days=1)
+    assert again().customers == first.customers

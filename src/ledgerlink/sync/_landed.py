@@ -50,6 +50,9 @@ __all__ = [
 
 _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
 
+Key = tuple[str, str, str]
+"""(system, object, external id) of a landed record."""
+
 LOOKBACK = timedelta(seconds=60)
 """How far before the newest change seen a re-read starts: a landing transaction takes its
 ``changed_at`` before it commits (and on SQLite may wait up to the 10 s busy timeout for the
@@ -315,10 +318,24 @@ class MappedRecords:
         self._changes = ChangedRecords()
         self._refs: dict[SourceRef, SourceRef] = {}
         """The parties' references the kept facts share (one per party, not per invoice)."""
+        self._order: dict[Key, int] = {}
+        """Key -> its place in ``_rows`` (the order a full read gives the records in)."""
+        self._next = 0
+        self._billing_of: dict[Key, set[Key]] = {}
+        """Party key -> the keys of the billing records that name it as their party."""
+        self._party_of: dict[Key, Key] = {}
+        self._names: dict[tuple[str, str], dict[str, str]] | None = None
         self.planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
         """Customer id -> what its last stored plan was made from (see
         :func:`ledgerlink.sync.plan.plan`): the values compared, and the mapped entities whose
         identity the values name (kept, so no other object takes their ``id``)."""
+        self.unplanned: set[Key] = set()
+        """Parties whose record or billing records changed since the last stored plan."""
+        self.everything = True
+        """Whether the next plan must look at every customer (nothing planned from these
+        records yet)."""
+        self.seen: Any = None
+        """What the last stored plan read besides the records (the planner's own snapshot)."""
         self._lock = threading.Lock()
         self.reread = 0
         """Records read and mapped by the last refresh."""
@@ -334,12 +351,26 @@ class MappedRecords:
         kinds: Iterable[tuple[str, str]],
     ) -> list[MappedRecord]:
         """Every live mapped record of ``kinds``, after reading what changed since last time."""
+        self.refresh(conn, mappings, normalizer, kinds)
+        return list(self._rows.values())
+
+    def refresh(
+        self,
+        conn: Connection,
+        mappings: MappingSet,
+        normalizer: Normalizer,
+        kinds: Iterable[tuple[str, str]],
+    ) -> None:
+        """Read and map what changed since the last refresh; note the parties it touched in
+        :attr:`unplanned`."""
         wanted = frozenset(kinds)
         with self._lock:
             if mappings is not self._mappings or wanted != self._kinds:
                 self._mappings, self._kinds = mappings, wanted
                 self._rows, self._changes, self.planned = {}, ChangedRecords(), {}
-                self._refs = {}
+                self._refs, self._order, self._next = {}, {}, 0
+                self._billing_of, self._party_of, self._names = {}, {}, None
+                self.unplanned, self.everything, self.seen = set(), True, None
             self._changes.begin()
             for system, obj in sorted(wanted):
                 for row in self._changes.rows(conn, system, obj):
@@ -349,13 +380,70 @@ class MappedRecords:
                         if row.deleted_at is not None
                         else _mapped(normalizer, system, obj, row, compact=True, refs=self._refs)
                     )
-                    if record is None:
-                        self._rows.pop(key, None)
-                    else:
-                        self._rows[key] = record
+                    self._put(key, record)
             self._changes.end()
             self.reread = self._changes.read
-            return list(self._rows.values())
+
+    def _put(self, key: Key, record: MappedRecord | None) -> None:
+        old = self._rows.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        if record is None:
+            if old is not None:
+                del self._rows[key], self._order[key]
+            return
+        if old is None:
+            self._order[key] = self._next
+            self._next += 1
+        self._rows[key] = record
+        if isinstance(record.entity, Party):
+            self._names = None
+            self.unplanned.add(key)
+            return
+        party = record.entity.party
+        if party is not None:
+            owner = (party.system, party.object, party.id)
+            self._party_of[key] = owner
+            self._billing_of.setdefault(owner, set()).add(key)
+            self.unplanned.add(owner)
+
+    def _unindex(self, key: Key, old: MappedRecord) -> None:
+        if isinstance(old.entity, Party):
+            self._names = None
+            self.unplanned.add(key)
+            return
+        owner = self._party_of.pop(key, None)
+        if owner is not None:
+            self._billing_of[owner].discard(key)
+            self.unplanned.add(owner)
+
+    def party(self, key: Key) -> MappedRecord | None:
+        """The mapped party record ``key`` (None when it is not a live mapped party)."""
+        record = self._rows.get(key)
+        return record if record is not None and isinstance(record.entity, Party) else None
+
+    def billing(self, parties: Iterable[Key]) -> list[MappedRecord]:
+        """The billing records of ``parties``, in the order a full read gives them."""
+        keys = [k for p in parties for k in self._billing_of.get(p, ())]
+        keys.sort(key=self._order.__getitem__)
+        return [self._rows[k] for k in keys]
+
+    def in_order(self, keys: Iterable[Key]) -> list[Key]:
+        """``keys`` in the order a full read gives their records."""
+        return sorted(keys, key=lambda k: self._order.get(k, -1))
+
+    def names(self) -> dict[tuple[str, str], dict[str, str]]:
+        """(system, object) -> trimmed lower-cased party name -> the id of a record holding it
+        (the last in read order), for every mapped party; kept until a party changes."""
+        if self._names is None:
+            names: dict[tuple[str, str], dict[str, str]] = {}
+            for record in self._rows.values():
+                if isinstance(record.entity, Party):
+                    names.setdefault((record.system, record.object), {})[
+                        record.entity.name.strip().lower()
+                    ] = record.id
+            self._names = names
+        return self._names
 
 
 def read_mapped(

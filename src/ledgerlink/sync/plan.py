@@ -53,7 +53,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any
@@ -339,26 +339,15 @@ def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, s
     ]
 
 
-def _load(
-    conn: Connection,
-    mappings: MappingSet,
-    normalizer: Normalizer,
-    mapped: MappedRecords | None = None,
-) -> _World:
+def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _World:
     world = _World()
     for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
         world.customers[row.id] = row
-    customer_of: dict[tuple[str, str, str], str] = {}
-    for row in conn.execute(
-        select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
-            _LINK.c.status == LinkStatus.LINKED.value
-        )
-    ):
-        customer_of[(row.system, row.object, row.external_id)] = row.customer_id
+    customer_of = _load_links(conn)
     wanted = _objects(mappings, {_PARTY, *_BILLING_ENTITIES})
     kinds = {(system, obj): entity for system, obj, entity in wanted}
     billing: list[Invoice | InvoiceFacts | Payment | PaymentFacts | Subscription] = []
-    for record in read_mapped(conn, mappings, normalizer, kinds, mapped):
+    for record in read_mapped(conn, mappings, normalizer, kinds):
         entity = record.entity
         if isinstance(entity, Party):
             key = (record.system, record.object)
@@ -383,6 +372,133 @@ def _load(
     _load_outbox(conn, world)
     world.baselines = _load_baselines(conn)
     return world
+
+
+def _load_links(conn: Connection) -> dict[tuple[str, str, str], str]:
+    """(system, object, external id) of every linked record -> its customer."""
+    return {
+        (row.system, row.object, row.external_id): row.customer_id
+        for row in conn.execute(
+            select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
+                _LINK.c.status == LinkStatus.LINKED.value
+            )
+        )
+    }
+
+
+@dataclass
+class _Seen:
+    """What a stored plan read besides the mapped records, per customer, to tell which
+    customers the next plan must look at (kept in :attr:`MappedRecords.seen`)."""
+
+    day: date
+    customers: dict[str, tuple[int, Any]]
+    customer_of: dict[tuple[str, str, str], str]
+    creates: dict[str, frozenset[Any]]
+    refused: dict[str, str]
+    baselines: dict[str, dict[str, Any]]
+
+
+def _load_kept(
+    conn: Connection,
+    mappings: MappingSet,
+    normalizer: Normalizer,
+    mapped: MappedRecords,
+    now: datetime,
+) -> tuple[_World, set[str], _Seen, set[tuple[str, str, str]]]:
+    """The world of a plan through kept records, built for the customers it must look at.
+
+    Those are the customers whose golden record, links, linked records, billing records,
+    hub creates, refused updates or agreed values changed since the last stored plan (every
+    customer on the first plan and on a new day), and those not planned yet. The others'
+    inputs are what the last stored plan was made from, so their records and billing are not
+    gathered: a quiet plan costs the reads of customers, links and outbox, not a walk over
+    every mapped record. Returns the world, those customers, the snapshot to keep once the
+    plan is stored and the parties it covered.
+    """
+    world = _World()
+    for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
+        world.customers[row.id] = row
+    customer_of = _load_links(conn)
+    kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
+    mapped.refresh(conn, mappings, normalizer, kinds)
+    covered = set(mapped.unplanned)
+    _load_outbox(conn, world)
+    world.baselines = _load_baselines(conn)
+    creates: dict[str, set[Any]] = defaultdict(set)
+    for key, remote in world.created.items():
+        creates[key[0]].add((key, remote))
+    for key in world.open_creates:
+        creates[key[0]].add((key, "open"))
+    for key, count in world.refused_names.items():
+        creates[key[0]].add((key, count))
+    seen = _Seen(
+        day=now.date(),
+        customers={cid: (row.version, row.lineage) for cid, row in world.customers.items()},
+        customer_of=customer_of,
+        creates={cid: frozenset(entries) for cid, entries in creates.items()},
+        refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
+        baselines=world.baselines,
+    )
+    before: _Seen | None = mapped.seen
+    if before is None or mapped.everything or before.day != seen.day:
+        looked_at = set(world.customers)
+    else:
+        looked_at = _changed_customers(before, seen, covered)
+        looked_at.update(c for c in world.customers if c not in mapped.planned)
+        looked_at.intersection_update(world.customers)
+    parties: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for key, customer in customer_of.items():
+        if customer in looked_at:
+            parties[customer].append(key)
+    for customer, keys in parties.items():
+        for key in mapped.in_order(keys):
+            record = mapped.party(key)
+            if record is not None and isinstance(record.entity, Party):
+                world.records[customer].append(
+                    _Record(
+                        record.system,
+                        record.object,
+                        record.id,
+                        record.packed or _EMPTY,
+                        record.entity,
+                        record.packed_dump(),
+                        record.changed_at,
+                    )
+                )
+        billing = mapped.billing(keys)
+        if billing:
+            world.billing.update(
+                group_billing((r.entity for r in billing), dict.fromkeys(keys, customer))  # type: ignore[misc]
+            )
+    world.names = {key: dict(names) for key, names in mapped.names().items()}
+    _load_unique_names(conn, world)
+    return world, looked_at, seen, covered
+
+
+def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, str]]) -> set[str]:
+    """The customers whose inputs besides the mapped records' content moved from ``before``
+    to ``now``, and those linked (before or now) to ``parties``."""
+    changed = {cid for cid, state in now.customers.items() if before.customers.get(cid) != state}
+    moved = {
+        key for key, customer in now.customer_of.items() if before.customer_of.get(key) != customer
+    }
+    moved.update(key for key in before.customer_of if key not in now.customer_of)
+    refused = now.refused.keys() ^ before.refused.keys()
+    refused.update(r for r, v in now.refused.items() if before.refused.get(r) != v)
+    records = moved | parties
+    records.update(tuple(ref.split(":", 2)) for ref in refused)  # type: ignore[misc]
+    for key in records:
+        for links in (now.customer_of, before.customer_of):
+            owner = links.get(key)
+            if owner is not None:
+                changed.add(owner)
+    creates, baselines = now.creates, now.baselines
+    changed.update(c for c, v in creates.items() if before.creates.get(c) != v)
+    changed.update(c for c in before.creates if c not in creates)
+    changed.update(c for c, v in baselines.items() if before.baselines.get(c) != v)
+    changed.update(c for c in before.baselines if c not in baselines)
+    return changed
 
 
 def _load_unique_names(conn: Connection, world: _World) -> None:
@@ -1162,13 +1278,20 @@ def plan(
     started = time.perf_counter()
     engine = store.engine if isinstance(store, Store) else store
     normalizer = Normalizer(mappings)
+    looked_at: set[str] | None = None
     with engine.connect() as conn:
-        world = _load(conn, mappings, normalizer, mapped)
+        if mapped is None:
+            world = _load(conn, mappings, normalizer)
+        else:
+            world, looked_at, seen, covered = _load_kept(conn, mappings, normalizer, mapped, now)
     planner = _Planner(mappings, world, now)
     inputs = _Inputs(world, now) if mapped is not None else None
     planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
     for customer_id in sorted(world.customers):
         if inputs is not None and mapped is not None:
+            if looked_at is not None and customer_id not in looked_at:
+                planner.report.unchanged += 1
+                continue
             made_from = inputs.of(customer_id)
             if _same_inputs(mapped.planned.get(customer_id), made_from):
                 planner.report.unchanged += 1
@@ -1187,6 +1310,10 @@ def plan(
                     values, entities = planned[customer_id]
                     planned[customer_id] = ((*values[:-1], agreed), entities)
             mapped.planned.update(planned)
+            seen.baselines.update(planner.agreed)  # what the next plan reads back
+            mapped.seen = seen
+            mapped.unplanned.difference_update(covered)
+            mapped.everything = False
     report.seconds = time.perf_counter() - started
     _log.info("plan.done", **report.as_dict())
     return report
