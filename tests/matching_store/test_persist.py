@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -21,7 +22,7 @@ from ledgerlink.matching.persist import (
     revoke_decision,
     run_matching,
 )
-from ledgerlink.store import AuditLog, Customer, MatchDecision, Store
+from ledgerlink.store import AuditLog, Customer, MatchDecision, Quarantine, Store
 
 from .conftest import (
     NOW,
@@ -33,6 +34,8 @@ from .conftest import (
     STRIPE_UMBRA,
     land_parties,
     quickbooks_customer,
+    salesforce_account,
+    stripe_customer,
 )
 
 
@@ -246,6 +249,47 @@ def test_matcher_matches_only_changed_records_incrementally(
     summary = matcher.run(now=NOW + timedelta(hours=1))
     assert (summary.mode, summary.changed, summary.parties) == ("incremental", 1, 7)
     assert _customers(engine)["quickbooks:Customer:9"] == acme
+
+
+def test_matcher_leaves_an_unchanged_quarantined_record_until_it_changes(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A kept matcher does not map (and quarantine) again every run a record that failed to
+    map with its mappings: its quarantine row stays as it was until the record changes, and
+    the corrected record then maps, joins matching and resolves the row."""
+    land_parties(store)
+    store.land("stripe", [stripe_customer("cus_blank", "")], now=NOW - timedelta(minutes=5))
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    table = Quarantine.__table__  # type: ignore[attr-defined]
+
+    def held() -> list[tuple[str, Any, Any]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(table.c.external_id, table.c.updated_at, table.c.resolved_at)
+            )
+            return [tuple(row) for row in rows]
+
+    first = held()
+    assert [(ext, resolved) for ext, _, resolved in first] == [("cus_blank", None)]
+    store.land(
+        "salesforce",
+        [salesforce_account("001Hs00000NEWC1AAA", "Newco Ltd")],
+        now=NOW + timedelta(minutes=30),
+    )
+    summary = matcher.run(now=NOW + timedelta(hours=1))
+    assert summary.changed == 1
+    assert held() == first
+    store.land(
+        "stripe",
+        [stripe_customer("cus_blank", "Blank Corp")],
+        now=NOW + timedelta(hours=1, minutes=30),
+    )
+    fixed = matcher.run(now=NOW + timedelta(hours=2))
+    assert fixed.changed == 1
+    assert "stripe:customers:cus_blank" in _customers(engine)
+    ((_, _, resolved),) = held()
+    assert resolved is not None
 
 
 def test_matcher_applies_new_decisions_incrementally(

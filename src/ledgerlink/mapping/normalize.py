@@ -188,14 +188,16 @@ def _open_keys(conn: Connection, system: str) -> set[tuple[str, str]]:
     return {(obj, ext) for obj, ext in rows}
 
 
-def _requeued(system: str, since: datetime) -> Any:
-    """Quarantine rows at stage map still open, or resolved (retried) since ``since``."""
+def _requeued(system: str, since: datetime, *, waiting: bool = True) -> Any:
+    """Quarantine rows at stage map resolved (retried) since ``since``, and those still open
+    when ``waiting``."""
+    released = _QUARANTINE.c.resolved_at >= since
     return and_(
         _QUARANTINE.c.system == system,
         _QUARANTINE.c.object == _SOURCE.c.object,
         _QUARANTINE.c.external_id == _SOURCE.c.external_id,
         _QUARANTINE.c.stage == _MAP,
-        (_QUARANTINE.c.resolved_at.is_(None)) | (_QUARANTINE.c.resolved_at >= since),
+        (_QUARANTINE.c.resolved_at.is_(None)) | released if waiting else released,
     )
 
 
@@ -205,6 +207,8 @@ def _pages(
     since: datetime | None,
     objects: Sequence[str] | None,
     batch_size: int,
+    *,
+    waiting: bool = True,
 ) -> Iterator[list[Any]]:
     columns = (
         _SOURCE.c.id,
@@ -223,7 +227,9 @@ def _pages(
             and_(*conditions, _SOURCE.c.changed_at >= since),
             # Not changed since, but waiting in (or just released from) quarantine.
             and_(
-                *conditions, _SOURCE.c.changed_at < since, exists().where(_requeued(system, since))
+                *conditions,
+                _SOURCE.c.changed_at < since,
+                exists().where(_requeued(system, since, waiting=waiting)),
             ),
         ]
     )
@@ -256,6 +262,7 @@ def iter_normalized(
     now: datetime,
     objects: Sequence[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    waiting: bool = True,
 ) -> Iterator[NormalizedRecord]:
     """Map the records of ``system`` changed since ``since``, page by page.
 
@@ -271,6 +278,10 @@ def iter_normalized(
         now: the time of this run, timezone-aware.
         objects: only these objects; None for all.
         batch_size: records per query.
+        waiting: with ``since``, also map again the records still waiting in quarantine
+            though unchanged. A caller mapping with the very mappings that quarantined them
+            (a kept matcher) passes False: they fail the same way until they change or are
+            retried, and mapping (and quarantining) them again every run only costs time.
 
     Yields:
         One outcome per mapped, deleted or quarantined record.
@@ -285,7 +296,7 @@ def iter_normalized(
     normalizer = mappings if isinstance(mappings, Normalizer) else Normalizer(mappings)
     with engine.connect() as conn:
         open_keys = _open_keys(conn, system)
-    for rows in _pages(engine, system, since, objects, batch_size):
+    for rows in _pages(engine, system, since, objects, batch_size, waiting=waiting):
         outcomes: list[NormalizedRecord] = []
         failures: list[tuple[Any, str]] = []
         resolved: list[tuple[str, str]] = []

@@ -744,7 +744,13 @@ class Matcher:
         for system, objects in _party_objects(self.mappings).items():
             stage = f"normalize {system}"
             for outcome in iter_normalized(
-                self.engine, self._normalizer, system, since=since, now=now, objects=objects
+                self.engine,
+                self._normalizer,
+                system,
+                since=since,
+                now=now,
+                objects=objects,
+                waiting=since is None,  # this matcher's mappings quarantined them: unchanged
             ):
                 if isinstance(outcome.entity, Party):
                     parties.append(outcome.entity)
