@@ -372,7 +372,16 @@ class KeptQuotes:
         self._records: _Landed | None = None
         self._changes = ChangedRecords()
         self._billed: set[str] = set()
+        self._deals: list[_Deal] | None = None
         self._lock = threading.Lock()
+
+    def deals(self, landed: _Landed) -> list[_Deal]:
+        """:func:`_deals` of ``landed``, kept until a deal, line or product changes (every
+        plan would otherwise decode every landed quote and opportunity to find them)."""
+        with self._lock:
+            if self._deals is None:
+                self._deals = _deals(landed)
+            return self._deals
 
     def refresh(self, conn: Connection) -> _Landed:
         """The landed records as the store holds them now."""
@@ -384,20 +393,27 @@ class KeptQuotes:
                 self._changes.start_at_newest(conn, [*_WANTED, ("stripe", "invoices")])
                 kept = self._records = _load(conn)
                 self._billed = _billed(kept.of("stripe", "subscriptions"))
+                self._deals = None
                 return kept
             self._changes.begin()
+            billed = set(self._billed)
             for system, obj in [*_WANTED, ("stripe", "invoices")]:
                 if obj == "invoices":
-                    billed = _billed(kept.of("stripe", "subscriptions"))
                     new = billed - self._billed
                     self._billed = billed
                     _keep(kept, _deal_invoices(conn, dict.fromkeys(new, _BILLS_A_DEAL), only=True))
                 records = kept.of(system, obj)
                 for row in self._changes.rows(conn, system, obj):
                     payload = row.payload or {}
-                    if row.deleted_at is not None or (
-                        obj == "invoices" and not _of_deal(payload, self._billed)
-                    ):
+                    gone = row.deleted_at is not None
+                    if system == "salesforce":
+                        self._deals = None
+                    elif obj == "subscriptions":
+                        if not gone and _metadata(payload).get(QUOTE_METADATA_KEY):
+                            billed.add(row.external_id)
+                        else:
+                            billed.discard(row.external_id)
+                    if gone or (obj == "invoices" and not _of_deal(payload, self._billed)):
                         records.pop(row.external_id, None)
                         kept.changed.pop((system, obj, row.external_id), None)
                     else:
@@ -1031,7 +1047,7 @@ def plan_quotes(
     with engine.connect() as conn:
         landed = _load(conn) if kept is None else kept.refresh(conn)
     planner = _Planner(mappings, landed, now, window)
-    for deal in _deals(landed):
+    for deal in _deals(landed) if kept is None else kept.deals(landed):
         planner.deal(deal)
     report = planner.report
     report.dry_run = dry_run
