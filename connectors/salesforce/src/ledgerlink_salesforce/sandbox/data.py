@@ -4,7 +4,9 @@ Base records are never stored: record ``i`` of an object is a pure function of t
 ``i``, and its ``SystemModstamp`` grows with ``i`` (several records share a second), so a scan
 in ``(SystemModstamp, Id)`` order starts by binary search and walks the index. Records created,
 changed or deleted later (through the API or the test hooks) live in ``overrides`` and are
-merged into every scan in order. A million accounts therefore cost no memory until read.
+merged into every scan in order; a time-ordered index of them makes a scan from a
+``SystemModstamp`` cost what changed since, not every override. A million accounts therefore
+cost no memory until read.
 
 Ids are 15 characters (key prefix, a pod code, the index in base 62 so that string order is
 index order) plus Salesforce's real 3-character case-safe checksum.
@@ -453,6 +455,12 @@ class Table:
         self.overrides: dict[str, dict[str, Any]] = {}
         self.lookup: dict[tuple[str, str], set[str]] = {}
         self.next_index = base_count
+        # (SystemModstamp, Id) of every stored version, sorted; an entry is current while
+        # ``_stamp_of`` holds its stamp for that id (older versions are skipped, then dropped).
+        self._by_stamp: list[tuple[str, str]] = []
+        self._stamp_of: dict[str, str] = {}
+        self._overridden_base: list[int] = []
+        """Sorted indexes of the base records that have an override."""
 
     def base_seconds(self, index: int) -> int:
         """Seconds after the base start of record ``index``'s SystemModstamp (monotonic)."""
@@ -503,6 +511,27 @@ class Table:
             if record.get(name) is not None and not record.get("IsDeleted"):
                 self.lookup.setdefault((name, str(record[name]).lower()), set()).add(record_id)
         self.overrides[record_id] = record
+        stamp = str(record["SystemModstamp"])
+        before = self._stamp_of.get(record_id)
+        if before != stamp:
+            self._stamp_of[record_id] = stamp
+            bisect.insort(self._by_stamp, (stamp, record_id))
+            if len(self._by_stamp) > 2 * len(self._stamp_of) + 64:
+                self._by_stamp = sorted((st, rid) for rid, st in self._stamp_of.items())
+        if old is None:
+            index = index_of(record_id)
+            if index is not None and index < self.base_count:
+                bisect.insort(self._overridden_base, index)
+
+    def _changed_since(self, since_text: str | None) -> list[dict[str, Any]]:
+        """The overrides with ``SystemModstamp`` at or after ``since_text``, in (stamp, Id)
+        order (every override when None)."""
+        start = 0 if since_text is None else bisect.bisect_left(self._by_stamp, (since_text,))
+        return [
+            self.overrides[record_id]
+            for stamp, record_id in self._by_stamp[start:]
+            if self._stamp_of.get(record_id) == stamp
+        ]
 
     def find(self, field_name: str, value: str) -> list[str]:
         """Ids of live records whose external-id or unique ``field_name`` equals ``value``."""
@@ -525,14 +554,7 @@ class Table:
         start = 0 if since is None else self.first_index_at(since)
         since_text = None if since is None else format_sf_datetime(since)
         overridden = set(self.overrides)
-        extra = sorted(
-            (
-                r
-                for r in self.overrides.values()
-                if since_text is None or r["SystemModstamp"] >= since_text
-            ),
-            key=lambda r: (r["SystemModstamp"], r["Id"]),
-        )
+        extra = self._changed_since(since_text)
 
         def base() -> Iterator[dict[str, Any]]:
             for index in range(start, self.base_count):
@@ -546,13 +568,9 @@ class Table:
         """Count records from ``since`` without generating base records."""
         start = 0 if since is None else self.first_index_at(since)
         since_text = None if since is None else format_sf_datetime(since)
-        count = self.base_count - start
-        for record_id, record in self.overrides.items():
-            index = index_of(record_id)
-            if index is not None and start <= index < self.base_count:
-                count -= 1
-            if since_text is not None and record["SystemModstamp"] < since_text:
-                continue
+        overridden = len(self._overridden_base) - bisect.bisect_left(self._overridden_base, start)
+        count = self.base_count - start - overridden
+        for record in self._changed_since(since_text):
             if include_deleted or not record["IsDeleted"]:
                 count += 1
         return count
