@@ -12,16 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import Store
-from ledgerlink.store.models import Customer, CustomerLink, LinkStatus, Outbox
+from ledgerlink.store.models import AuditLog, Customer, CustomerLink, LinkStatus, Outbox
 from ledgerlink.sync._landed import InvoiceFacts
-from ledgerlink.sync.plan import MappedRecords, PlanReport, plan
+from ledgerlink.sync.plan import BASELINE_ACTION, MappedRecords, PlanReport, plan
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -288,6 +288,26 @@ def test_a_quiet_plan_looks_only_at_the_customers_whose_inputs_moved(
     unlinked = again()
     assert unlinked.customers == 1
     assert not any(op.target == "stripe" and op.remote_id for op in unlinked.ops)
+    # Another process's plan stored other agreed values for Acme (its baseline row).
+    audit = AuditLog.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        details = conn.execute(
+            select(audit.c.details)
+            .where(audit.c.subject == acme, audit.c.action == BASELINE_ACTION)
+            .order_by(audit.c.id.desc())
+            .limit(1)
+        ).scalar_one()
+        agreed = dict.fromkeys(details["agreed"], "agreed elsewhere")
+        conn.execute(
+            insert(audit).values(
+                at=at[0],
+                actor="ledgerlink",
+                action=BASELINE_ACTION,
+                subject=acme,
+                details={"agreed": agreed},
+            )
+        )
+    assert again().customers == 1
     # The QuickBooks customer the plan queued for Acme is created (its row done, with its id).
     table = Outbox.__table__  # type: ignore[attr-defined]
     with store.engine.begin() as conn:

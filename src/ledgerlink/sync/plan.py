@@ -397,6 +397,8 @@ class _Seen:
     creates: dict[str, frozenset[Any]]
     refused: dict[str, str]
     baselines: dict[str, dict[str, Any]]
+    audit_id: int | None
+    """The highest baseline row read (the next plan reads only the rows above it)."""
 
 
 def _load_kept(
@@ -424,7 +426,15 @@ def _load_kept(
     mapped.refresh(conn, mappings, normalizer, kinds)
     covered = set(mapped.unplanned)
     _load_outbox(conn, world)
-    world.baselines = _load_baselines(conn)
+    before: _Seen | None = mapped.seen
+    fresh = before is None or mapped.everything or before.day != now.date()
+    if fresh or before is None:
+        # Whole on the first plan and on each new day: a row another process's plan wrote
+        # with a lower id, committed after an earlier read, is not missed for longer.
+        world.baselines, audit_id = _read_baselines(conn, None)
+    else:
+        newer, audit_id = _read_baselines(conn, before.audit_id)
+        world.baselines = {**before.baselines, **newer}
     creates: dict[str, set[Any]] = defaultdict(set)
     for key, remote in world.created.items():
         creates[key[0]].add((key, remote))
@@ -439,14 +449,28 @@ def _load_kept(
         creates={cid: frozenset(entries) for cid, entries in creates.items()},
         refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
         baselines=world.baselines,
+        audit_id=audit_id,
     )
-    before: _Seen | None = mapped.seen
-    if before is None or mapped.everything or before.day != seen.day:
+    if fresh or before is None:
         looked_at = set(world.customers)
     else:
         looked_at = _changed_customers(before, seen, covered)
         looked_at.update(c for c in world.customers if c not in mapped.planned)
         looked_at.intersection_update(world.customers)
+    _gather(world, mapped, customer_of, looked_at)
+    world.names = {key: dict(names) for key, names in mapped.names().items()}
+    _load_unique_names(conn, world)
+    return world, looked_at, seen, covered
+
+
+def _gather(
+    world: _World,
+    mapped: MappedRecords,
+    customer_of: Mapping[tuple[str, str, str], str],
+    looked_at: set[str],
+) -> None:
+    """Put the linked records and billing of the ``looked_at`` customers into ``world``, in
+    the order a full read gives them."""
     parties: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     for key, customer in customer_of.items():
         if customer in looked_at:
@@ -471,9 +495,6 @@ def _load_kept(
             world.billing.update(
                 group_billing((r.entity for r in billing), dict.fromkeys(keys, customer))  # type: ignore[misc]
             )
-    world.names = {key: dict(names) for key, names in mapped.names().items()}
-    _load_unique_names(conn, world)
-    return world, looked_at, seen, covered
 
 
 def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, str]]) -> set[str]:
@@ -559,14 +580,29 @@ def _load_outbox(conn: Connection, world: _World) -> None:
 
 
 def _load_baselines(conn: Connection) -> dict[str, dict[str, Any]]:
-    latest = (
-        select(func.max(_AUDIT.c.id))
-        .where(_AUDIT.c.action == BASELINE_ACTION)
-        .group_by(_AUDIT.c.subject)
-        .scalar_subquery()
+    return _read_baselines(conn, None)[0]
+
+
+def _read_baselines(
+    conn: Connection, after: int | None
+) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """The latest agreed values per customer among the baseline rows above audit id
+    ``after`` (all when None), and the highest such id."""
+    where = [_AUDIT.c.action == BASELINE_ACTION]
+    if after is not None:
+        where.append(_AUDIT.c.id > after)
+    latest = select(func.max(_AUDIT.c.id)).where(*where).group_by(_AUDIT.c.subject)
+    rows = conn.execute(
+        select(_AUDIT.c.id, _AUDIT.c.subject, _AUDIT.c.details).where(
+            _AUDIT.c.id.in_(latest.scalar_subquery())
+        )
     )
-    rows = conn.execute(select(_AUDIT.c.subject, _AUDIT.c.details).where(_AUDIT.c.id.in_(latest)))
-    return {row.subject: dict((row.details or {}).get("agreed") or {}) for row in rows}
+    baselines: dict[str, dict[str, Any]] = {}
+    highest = after
+    for row in rows:
+        baselines[row.subject] = dict((row.details or {}).get("agreed") or {})
+        highest = row.id if highest is None else max(highest, row.id)
+    return baselines, highest
 
 
 # -- values --------------------------------------------------------------------------------
