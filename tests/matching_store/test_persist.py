@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 
 from ledgerlink.connector.protocol import Record
@@ -22,7 +22,7 @@ from ledgerlink.matching.persist import (
     revoke_decision,
     run_matching,
 )
-from ledgerlink.store import AuditLog, Customer, MatchDecision, Quarantine, Store
+from ledgerlink.store import AuditLog, Customer, CustomerLink, MatchDecision, Quarantine, Store
 
 from .conftest import (
     NOW,
@@ -290,6 +290,43 @@ def test_matcher_leaves_an_unchanged_quarantined_record_until_it_changes(
     assert "stripe:customers:cus_blank" in _customers(engine)
     ((_, _, resolved),) = held()
     assert resolved is not None
+
+
+def test_a_record_the_hub_created_stays_with_its_customer(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A QuickBooks customer the hub created for Acme (a ``created`` link, as the push writes
+    it) lands under the name QuickBooks made it take (a suffix); it joins Acme's customer
+    through the records that customer already has, in a kept matcher's run and a cold one."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    acme = _customers(engine)[SF_ACME]
+    table = CustomerLink.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table).values(
+                system="quickbooks",
+                object="Customer",
+                external_id="90",
+                customer_id=acme,
+                score=1.0,
+                method="created",
+                status="linked",
+                reasons=[{"kind": "created"}],
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    store.land(
+        "quickbooks",
+        [quickbooks_customer("90", "Acme Analytics Inc (2)")],
+        now=NOW + timedelta(minutes=30),
+    )
+    matcher.run(now=NOW + timedelta(hours=1))
+    assert _customers(engine)["quickbooks:Customer:90"] == acme
+    run_matching(engine, mappings, now=NOW + timedelta(hours=2))
+    assert _customers(engine)["quickbooks:Customer:90"] == acme
 
 
 def test_matcher_applies_new_decisions_incrementally(

@@ -773,7 +773,13 @@ class Matcher:
         return loaded
 
     def _load_created(self, conn: Connection) -> dict[PartyRef, tuple[PartyRef, ...]]:
-        """Records the hub created for a customer cross-reference that customer's records."""
+        """Records the hub created for a customer cross-reference that customer's records.
+
+        Only the links of customers that have such a record are read (not every link).
+        """
+        with_created = select(_LINK.c.customer_id).where(
+            _LINK.c.method == StoredMethod.CREATED.value
+        )
         rows = list(
             conn.execute(
                 select(
@@ -782,7 +788,7 @@ class Matcher:
                     _LINK.c.external_id,
                     _LINK.c.customer_id,
                     _LINK.c.method,
-                )
+                ).where(_LINK.c.customer_id.in_(with_created.scalar_subquery()))
             )
         )
         members: dict[str, list[PartyRef]] = defaultdict(list)
