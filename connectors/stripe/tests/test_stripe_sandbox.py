@@ -8,6 +8,7 @@ import httpx
 import pytest
 from ledgerlink_stripe.sandbox import StripeSandbox
 from ledgerlink_stripe.sandbox.app import decode_form
+from ledgerlink_stripe.sandbox.data import SeedCatalog
 
 from ledgerlink.connector.protocol import SandboxOptions
 from ledgerlink.connector.sandbox import Fault
@@ -329,3 +330,17 @@ def test_events_name_the_request_and_its_idempotency_key(sandbox: StripeSandbox)
         event = http.get("/v1/events", params={"limit": 1}).json()["data"][0]
     assert event["request"]["idempotency_key"] == "k-9"
     assert event["request"]["id"].startswith("req_")
+
+
+def test_the_seed_creates_nothing_in_the_future() -> None:
+    """Refunds, credit notes and disputes of the latest charges, and their balance
+    transactions, are created by the seed's end at the latest: Stripe creates nothing in the
+    future, and one such object moved a ``created[gte]`` reader's start days ahead, so that it
+    missed what was created in between (every new fee at 10,000 companies)."""
+    now = 1_800_000_000
+    catalog = SeedCatalog(seed=7, size=10_000, now=now)
+    late: dict[str, int] = {}
+    for kind in ("refund", "credit_note", "dispute", "balance_transaction", "charge"):
+        made = (catalog.kinds[kind].make(i) for i in range(catalog.counts[kind]))
+        late[kind] = sum(1 for obj in made if obj is not None and obj["created"] > now)
+    assert late == dict.fromkeys(late, 0)

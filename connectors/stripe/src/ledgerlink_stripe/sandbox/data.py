@@ -200,6 +200,12 @@ class SeedCatalog:
         """Return the id of seeded ``kind`` number ``index``."""
         return self.kinds[kind].id_for(index)
 
+    def _after(self, moment: int, days: int) -> int:
+        """``days`` after ``moment``, but never past the seed's end: Stripe creates nothing
+        in the future (a refund, credit note or dispute of a recent charge would otherwise
+        be, and a client reading ``created[gte]`` from it would wait days for the next)."""
+        return max(moment, min(moment + days * _DAY, self.end))
+
     def _h(self, *parts: object) -> int:
         return _hash(self.seed, *parts)
 
@@ -670,7 +676,7 @@ class SeedCatalog:
             reason="requested_by_customer",
             status="succeeded",
             metadata={},
-        ) | {"created": charge["created"] + 3 * _DAY}
+        ) | {"created": self._after(charge["created"], 3)}
 
     def _make_credit_note(self, c: int) -> JSON:
         inv = self._make_invoice(40 * c + 11)
@@ -727,7 +733,7 @@ class SeedCatalog:
                 "url": f"/v1/credit_notes/{cn_id}/lines",
                 "total_count": 1,
             },
-        ) | {"created": inv["created"] + 5 * _DAY}
+        ) | {"created": self._after(inv["created"], 5)}
 
     def _make_dispute(self, d: int) -> JSON:
         charge = self._make_charge(100 * d + 7)
@@ -751,7 +757,7 @@ class SeedCatalog:
             },
             reason="fraudulent",
             status=status,
-        ) | {"created": charge["created"] + 7 * _DAY}
+        ) | {"created": self._after(charge["created"], 7)}
 
     def _make_payout(self, p: int) -> JSON:
         h = self._h("po", p)
