@@ -11,6 +11,15 @@ def _ids(pages):
     return [r.id for p in pages for r in p.records]
 
 
+def _create_customers(conn, count):
+    """Create ``count`` customers through ``conn`` (more than one CDC answer holds)."""
+    ops = [
+        WriteOp(f"cap-{i}", "Customer", WriteAction.CREATE, {"DisplayName": f"Cap Customer {i}"})
+        for i in range(count)
+    ]
+    assert all(r.ok for r in conn.write(ops))
+
+
 def test_first_load_pages_every_customer_once(make_connector, sandbox, read_all):
     """A first load with small pages lands each customer exactly once, in time order."""
     conn = make_connector(page_size=7)
@@ -105,11 +114,7 @@ def test_cdc_cap_of_one_thousand_objects_falls_back_to_queries(make_connector, s
     """When a CDC answer hits the 1,000-object cap the stream pages by query instead."""
     conn = make_connector()
     _, cursor = read_all(conn, "Customer", Cursor())
-    ops = [
-        WriteOp(f"cap-{i}", "Customer", WriteAction.CREATE, {"DisplayName": f"Cap Customer {i}"})
-        for i in range(1005)
-    ]
-    assert all(r.ok for r in conn.write(ops))
+    _create_customers(conn, 1005)
     conn._cdc_cache = None
     pages, final = read_all(conn, "Customer", cursor)
     ids = _ids(pages)
@@ -125,11 +130,7 @@ def test_after_a_capped_answer_cdc_starts_again_from_that_answer(make_connector,
     """
     conn = make_connector()
     _, cursor = read_all(conn, "Customer", Cursor())
-    ops = [
-        WriteOp(f"cap-{i}", "Customer", WriteAction.CREATE, {"DisplayName": f"Cap Customer {i}"})
-        for i in range(1005)
-    ]
-    assert all(r.ok for r in conn.write(ops))
+    _create_customers(conn, 1005)
     sandbox.advance(dt.timedelta(minutes=1))
     pages, caught_up = read_all(conn, "Customer", cursor)
     assert len(_ids(pages)) == 1005

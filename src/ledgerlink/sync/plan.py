@@ -85,7 +85,13 @@ from ledgerlink.store.models import (
 from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
 from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
-from ledgerlink.sync._landed import InvoiceFacts, MappedRecords, PaymentFacts, read_mapped
+from ledgerlink.sync._landed import (
+    InvoiceFacts,
+    MappedRecord,
+    MappedRecords,
+    PaymentFacts,
+    read_mapped,
+)
 from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY
 from ledgerlink.sync._packed import pack, unpack
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
@@ -298,6 +304,19 @@ class _Record:
     packed_dump: bytes
     changed_at: datetime
 
+    @classmethod
+    def of(cls, record: MappedRecord, party: Party) -> _Record:
+        """The planner's view of a mapped party record (``party`` is its entity)."""
+        return cls(
+            record.system,
+            record.object,
+            record.id,
+            record.packed or _EMPTY,
+            party,
+            record.packed_dump(),
+            record.changed_at,
+        )
+
     @cached_property
     def payload(self) -> Mapping[str, Any]:
         """The raw payload as landed."""
@@ -354,17 +373,7 @@ def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _Wo
             world.names.setdefault(key, {})[entity.name.strip().lower()] = record.id
             customer = customer_of.get((record.system, record.object, record.id))
             if customer is not None:
-                world.records[customer].append(
-                    _Record(
-                        record.system,
-                        record.object,
-                        record.id,
-                        record.packed or _EMPTY,
-                        entity,
-                        record.packed_dump(),
-                        record.changed_at,
-                    )
-                )
+                world.records[customer].append(_Record.of(record, entity))
         else:
             billing.append(entity)
     world.billing = group_billing(billing, customer_of)
@@ -479,17 +488,7 @@ def _gather(
         for key in mapped.in_order(keys):
             record = mapped.party(key)
             if record is not None and isinstance(record.entity, Party):
-                world.records[customer].append(
-                    _Record(
-                        record.system,
-                        record.object,
-                        record.id,
-                        record.packed or _EMPTY,
-                        record.entity,
-                        record.packed_dump(),
-                        record.changed_at,
-                    )
-                )
+                world.records[customer].append(_Record.of(record, record.entity))
         billing = mapped.billing(keys)
         if billing:
             world.billing.update(
