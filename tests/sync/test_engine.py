@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ledgerlink.connector import Cursor, Page, Record, RetryableError
-from ledgerlink.store import Store
+from ledgerlink.connector import Cursor, Page, Record, RetryableError, SandboxOptions
+from ledgerlink.connector.registry import load_plugin
+from ledgerlink.store import DbSecretStore, Store, generate_key
 from ledgerlink.sync import pull, pull_stream
+from ledgerlink.sync.runtime import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "thirdparty"))
 from ledgerlink_echo import NOTES, EchoConnector, EchoSettings
@@ -76,3 +79,31 @@ def test_changes_and_tombstones_are_counted(store: Store, deleted: bool) -> None
     result = pull_stream(store, Changing([changed]), "notes")
     assert (result.inserted, result.updated + result.deleted) == (0, 1)
     assert result.deleted == (1 if deleted else 0)
+
+
+def test_a_pull_of_all_salesforce_streams_starts_them_in_two_calls(
+    store: Store, settings_of: Any
+) -> None:
+    """The pull loop hands every stored cursor to a prefetching connector: the eight
+    Salesforce streams cost two calls when nothing changed, and changes still land."""
+    plugin = load_plugin("salesforce")
+    sandbox = plugin.start_sandbox(SandboxOptions(seed=3, size=20))
+    connector = connect(
+        plugin, settings_of("salesforce", sandbox), DbSecretStore(store.engine, generate_key())
+    )
+    try:
+        assert all(r.ok for r in pull(store, connector))  # first loads
+        sandbox.faults.reset_counts()
+        quiet = pull(store, connector)
+        assert sandbox.faults.request_count == 2
+        assert all(r.ok and r.inserted + r.updated == 0 for r in quiet)
+        org = sandbox.org
+        org.touch("Account", org.tables["Account"].id_for(1), Name="Renamed Ltd")
+        org.touch("Quote", org.tables["Quote"].id_for(0), Status="Accepted")
+        sandbox.faults.reset_counts()
+        moved = {r.stream: r.updated for r in pull(store, connector) if r.updated}
+        assert moved == {"Account": 1, "Quote": 1}
+        assert sandbox.faults.request_count == 2
+    finally:
+        connector.close()
+        sandbox.stop()

@@ -365,3 +365,78 @@ def test_repeated_cycles_land_every_change_exactly_once(sandbox: SalesforceSandb
             for r in p.records
         ]
     assert sorted(landed) == sorted(expected)
+
+
+def _loaded(conn: Any) -> dict[str, Cursor]:
+    """Every stream read to its end once: the cursors an incremental pull starts from."""
+    return {s.name: drain(conn, s.name, Cursor())[1] for s in conn.streams()}
+
+
+def _changes(conn: Any, cursors: dict[str, Cursor]) -> dict[str, list[tuple[str, Any]]]:
+    """What each stream yields from ``cursors``: (id, SystemModstamp) of every record."""
+    out: dict[str, list[tuple[str, Any]]] = {}
+    for name, cursor in cursors.items():
+        pages, _ = drain(conn, name, cursor)
+        out[name] = [(r.id, r.payload["SystemModstamp"]) for p in pages for r in p.records]
+    return out
+
+
+def test_prefetched_pull_of_every_stream_costs_two_calls_and_yields_the_same(
+    sandbox: SalesforceSandbox,
+) -> None:
+    """Eight incremental reads start in two /composite calls and yield what lone reads yield."""
+    org = sandbox.org
+    org.tables["Contact"].base_count = 450
+    conn = connect(sandbox, query_batch_size=200)
+    cursors = _loaded(conn)
+    contacts = [org.tables["Contact"].id_for(i) for i in range(230)]  # more than one page
+    for record_id in contacts:
+        org.touch("Contact", record_id, Title="changed")
+    org.touch("Account", org.tables["Account"].id_for(2), Name="Renamed Ltd")
+    org.delete("Opportunity", org.tables["Opportunity"].id_for(1))
+    sandbox.faults.reset_counts()
+    lone = _changes(conn, cursors)
+    assert sandbox.faults.request_count == 8 + 1  # one queryAll each, one more Contact page
+    sandbox.faults.reset_counts()
+    conn.prefetch(cursors)
+    prefetched = _changes(conn, cursors)
+    assert sandbox.faults.request_count == 2 + 1  # 5 + 3 queries; the Contact page after
+    assert prefetched == lone
+    assert {i for i, _ in prefetched["Contact"]} == set(contacts)
+    assert len(prefetched["Account"]) == len(prefetched["Opportunity"]) == 1
+    sandbox.faults.reset_counts()
+    assert _changes(conn, cursors) == lone  # a prefetched page serves one read only
+    assert sandbox.faults.request_count == 9
+
+
+def test_a_write_after_prefetch_is_seen_by_the_next_read(sandbox: SalesforceSandbox) -> None:
+    """Prefetched pages hold the state from before a write: the write drops them."""
+    conn = connect(sandbox)
+    cursors = _loaded(conn)
+    target = sandbox.org.tables["Account"].id_for(4)
+    conn.prefetch(cursors)
+    (result,) = list(
+        conn.write([WriteOp("k-rename", "Account", WriteAction.UPDATE, {"Name": "Now"}, target)])
+    )
+    assert result.error is None
+    pages, _ = drain(conn, "Account", cursors["Account"])
+    assert [r.payload["Name"] for p in pages for r in p.records if r.id == target] == ["Now"]
+
+
+def test_a_stream_whose_query_fails_fails_alone_after_prefetch(
+    sandbox: SalesforceSandbox,
+) -> None:
+    """A subrequest refused inside /composite leaves its stream to ask, and fail, on its own."""
+    good = connect(sandbox)
+    cursors = _loaded(good)
+    lone, _ = drain(good, "Account", cursors["Account"])
+    fields = {**sandbox.connector_settings()["fields"], "Contact": ["LastName", "NoSuchField__c"]}
+    conn = connect(sandbox, fields=fields)
+    conn.prefetch(cursors)
+    sandbox.faults.reset_counts()
+    with pytest.raises(RecordError):
+        drain(conn, "Contact", cursors["Contact"])
+    assert sandbox.faults.request_count == 1
+    pages, _ = drain(conn, "Account", cursors["Account"])
+    assert ids(pages) == ids(lone)
+    assert sandbox.faults.request_count == 1  # served from the prefetched answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -230,6 +231,66 @@ def test_collections_all_or_none_rolls_back_the_valid_records(api: Api) -> None:
     ).json()
     codes = [r["errors"][0]["statusCode"] for r in results]
     assert codes == ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUIRED_FIELD_MISSING"]
+
+
+def _subquery(reference: str, statement: str, kind: str = "query") -> dict[str, Any]:
+    return {
+        "method": "GET",
+        "url": f"{V}/{kind}/?" + urlencode({"q": statement}),
+        "referenceId": reference,
+    }
+
+
+def test_composite_answers_each_query_as_alone_for_one_api_call(api: Api) -> None:
+    """Queries sent through /composite answer as they would alone, and cost one call."""
+    statements = {
+        "accounts": "SELECT Id, Name FROM Account ORDER BY Id LIMIT 5",
+        "contacts": "SELECT Id, LastName FROM Contact ORDER BY Id LIMIT 3",
+    }
+    alone = {ref: soql(api, text).json() for ref, text in statements.items()}
+    used = api.sb.org.api_used
+    response = api(
+        "POST",
+        f"{V}/composite",
+        json={"compositeRequest": [_subquery(ref, text) for ref, text in statements.items()]},
+    )
+    assert response.status_code == 200
+    answers = response.json()["compositeResponse"]
+    assert [a["referenceId"] for a in answers] == ["accounts", "contacts"]
+    assert all(a["httpStatusCode"] == 200 for a in answers)
+    assert {a["referenceId"]: a["body"]["records"] for a in answers} == {
+        ref: body["records"] for ref, body in alone.items()
+    }
+    assert api.sb.org.api_used == used + 1
+    assert response.headers["Sforce-Limit-Info"] == f"api-usage={used + 1}/{api.sb.org.api_max}"
+
+
+def test_composite_subrequest_errors_stand_alone_and_limits_refuse_all(api: Api) -> None:
+    """A bad subrequest gets its own error body; over 5 queries or 25 subrequests, none run."""
+    mixed = [
+        _subquery("good", "SELECT Id FROM Account LIMIT 1", "queryAll"),
+        _subquery("bad", "SELECT Nope FROM Account"),
+    ]
+    answers = api("POST", f"{V}/composite", json={"compositeRequest": mixed}).json()
+    good, bad = answers["compositeResponse"]
+    assert (good["httpStatusCode"], len(good["body"]["records"])) == (200, 1)
+    assert bad["httpStatusCode"] == 400
+    assert bad["body"][0]["errorCode"] == "INVALID_FIELD"
+    six = [_subquery(f"q{i}", "SELECT Id FROM Account LIMIT 1") for i in range(6)]
+    refused = api("POST", f"{V}/composite", json={"compositeRequest": six}).json()
+    assert [a["body"][0]["errorCode"] for a in refused["compositeResponse"]] == ["LIMIT_EXCEEDED"]
+    gets = [
+        {
+            "method": "GET",
+            "url": f"{V}/sobjects/Account/{api.sb.org.tables['Account'].id_for(i)}",
+            "referenceId": f"a{i}",
+        }
+        for i in range(26)
+    ]
+    refused = api("POST", f"{V}/composite", json={"compositeRequest": gets}).json()
+    assert refused["compositeResponse"][0]["body"][0]["errorCode"] == "LIMIT_EXCEEDED"
+    answered = api("POST", f"{V}/composite", json={"compositeRequest": gets[:25]}).json()
+    assert [a["httpStatusCode"] for a in answered["compositeResponse"]] == [200] * 25
 
 
 def test_bulk_query_job_pages_csv_by_locator(api: Api) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "ConnectorPlugin",
     "Cursor",
     "Page",
+    "Prefetching",
     "Record",
     "Sandbox",
     "SandboxOptions",
@@ -288,6 +289,25 @@ class Connector(Protocol):
 
     def close(self) -> None:
         """Release network clients."""
+        ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A connector that can start several streams' reads in fewer calls (optional).
+
+    The pull loop calls :meth:`prefetch` with every stream's stored cursor before reading
+    them one by one; the connector may fetch what those reads will ask first in one call
+    (Salesforce ``/composite``) and serve it to :meth:`Connector.read` from the same cursor.
+    What it fetched must not change what the reads yield, only how many calls they cost.
+    """
+
+    def prefetch(self, cursors: Mapping[str, Cursor]) -> None:
+        """Fetch ahead for reads from ``cursors`` (stream name -> stored cursor).
+
+        Must not raise :class:`~ledgerlink.connector.errors.ConnectorError`: on failure the
+        reads ask on their own and report their errors.
+        """
         ...
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -235,6 +235,19 @@ class SalesforceClient:
         return self.call(
             lambda sf: sf.restful(path, params=dict(params or {}) or None, method=method, json=json)
         )
+
+    def composite(self, subrequests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """POST subrequests to ``/composite`` (``allOrNone: false``): one API call in all.
+
+        Returns:
+            The ``compositeResponse`` items (``body``, ``httpStatusCode``, ``referenceId``); a
+            subrequest that failed carries its own error body, the others their answers.
+        """
+        body = self.rest(
+            "composite", "POST", json={"allOrNone": False, "compositeRequest": list(subrequests)}
+        )
+        answers: list[dict[str, Any]] = list((body or {}).get("compositeResponse") or [])
+        return answers
 
     def limits(self) -> dict[str, Any]:
         """Return the org's ``/limits`` document."""

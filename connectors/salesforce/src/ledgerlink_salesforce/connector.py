@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from ledgerlink.connector.errors import ConfigurationError, ConnectorError
 from ledgerlink.connector.protocol import (
@@ -19,13 +21,21 @@ from ledgerlink.connector.protocol import (
     WriteResult,
     WriterSpec,
 )
+from ledgerlink.log import get_logger
 from ledgerlink_salesforce import soql
 from ledgerlink_salesforce.client import SalesforceClient
 from ledgerlink_salesforce.settings import SalesforceSettings
 from ledgerlink_salesforce.streams import STREAM_ENTITIES, StreamReader, stream_catalog
 from ledgerlink_salesforce.writes import COLLECTION_LIMIT, Writer
 
-__all__ = ["SalesforceConnector"]
+__all__ = ["PREFETCH_REUSE_SECONDS", "SalesforceConnector"]
+
+COMPOSITE_QUERIES = 5
+"""Query subrequests one ``/composite`` call may carry (Salesforce's limit)."""
+PREFETCH_REUSE_SECONDS = 300.0
+"""How long a prefetched first page stays servable: the pull that asked for it reads it well
+within this; an older one is dropped and the stream asks Salesforce itself."""
+_log = get_logger(connector="salesforce")
 
 
 class SalesforceConnector:
@@ -53,6 +63,8 @@ class SalesforceConnector:
             if s.name in enabled
         ]
         self._writer = Writer(client, settings)
+        self._prefetched: dict[str, tuple[dict[str, Any], float]] = {}
+        self._monotonic: Callable[[], float] = time.monotonic
 
     def streams(self) -> Sequence[Stream]:
         """Return the enabled streams."""
@@ -68,7 +80,68 @@ class SalesforceConnector:
         if stream not in {s.name for s in self._streams}:
             msg = f"stream {stream!r} is not enabled for this Salesforce connection"
             raise ConfigurationError(msg)
-        return StreamReader(self.client, self.settings, stream).read(cursor)
+        reader = StreamReader(self.client, self.settings, stream)
+        first = None
+        statement = reader.incremental_statement(cursor)
+        if statement is not None:
+            kept = self._prefetched.pop(statement, None)
+            if kept is not None and self._monotonic() - kept[1] <= PREFETCH_REUSE_SECONDS:
+                first = kept[0]
+        return reader.read(cursor, first)
+
+    def prefetch(self, cursors: Mapping[str, Cursor]) -> None:
+        """Fetch the first page of every incremental read in ``/composite`` calls.
+
+        A pull of all streams would otherwise make one ``queryAll`` call per stream, even
+        when nothing changed; ``/composite`` carries up to five queries and counts as one API
+        call, so eight streams cost two. Each answer is kept for the :meth:`read` of its
+        stream from the same cursor (the same statement), once, for at most
+        :data:`PREFETCH_REUSE_SECONDS`; a subrequest that failed is not kept, so that
+        stream's read asks again and reports the error as it would have. A failed composite
+        call leaves every stream to read on its own.
+        """
+        self._prefetched.clear()
+        wanted: list[tuple[str, str]] = []
+        for stream in self._streams:
+            cursor = cursors.get(stream.name)
+            if cursor is None:
+                continue
+            reader = StreamReader(self.client, self.settings, stream.name)
+            statement = reader.incremental_statement(cursor)
+            if statement is not None:
+                wanted.append((stream.name, statement))
+        if len(wanted) < 2:  # one query costs one call either way
+            return
+        path = f"/services/data/v{self.settings.api_version}/queryAll/?"
+        options = {"Sforce-Query-Options": f"batchSize={self.settings.query_batch_size}"}
+        for start in range(0, len(wanted), COMPOSITE_QUERIES):
+            chunk = wanted[start : start + COMPOSITE_QUERIES]
+            subrequests = [
+                {
+                    "method": "GET",
+                    "url": path + urlencode({"q": statement}),
+                    "referenceId": name,
+                    "httpHeaders": options,
+                }
+                for name, statement in chunk
+            ]
+            try:
+                answers = self.client.composite(subrequests)
+            except ConnectorError as exc:
+                _log.info("salesforce.prefetch_failed", error=str(exc)[:200])
+                return
+            fetched = self._monotonic()
+            statements = dict(chunk)
+            for answer in answers:
+                statement = statements.get(str(answer.get("referenceId")))
+                body = answer.get("body")
+                if (
+                    statement is not None
+                    and answer.get("httpStatusCode") == 200
+                    and isinstance(body, dict)
+                    and "records" in body
+                ):
+                    self._prefetched[statement] = (body, fetched)
 
     def writers(self) -> Sequence[WriterSpec]:
         """Every stream's object is writable: create, update, upsert and delete."""
@@ -84,7 +157,11 @@ class SalesforceConnector:
         ]
 
     def write(self, ops: Sequence[WriteOp]) -> Iterator[WriteResult]:
-        """Apply ``ops`` in sObject Collections batches, one result per op."""
+        """Apply ``ops`` in sObject Collections batches, one result per op.
+
+        Prefetched first pages are dropped: they hold the state from before these writes.
+        """
+        self._prefetched.clear()
         return self._writer.write(ops)
 
     def find(

@@ -276,8 +276,26 @@ class StreamReader:
         return record.cursor_value == cursor.value and record.id in cursor.boundary_ids
 
     # ----- reads --------------------------------------------------------------------------
-    def read(self, cursor: Cursor) -> Iterator[Page]:
+    def incremental_statement(self, cursor: Cursor) -> str | None:
+        """The ``queryAll`` statement an incremental read from ``cursor`` runs first, or None
+        when ``cursor`` is a first load (or a Bulk job in progress)."""
+        if cursor.value is None or cursor.state.get("mode") == "bulk":
+            return None
+        since = soql.parse_datetime(cursor.value) - self.overlap
+        return soql.select(
+            self.object,
+            self.fields,
+            where=f"SystemModstamp >= {soql.format_datetime(since)}",
+            order_by="SystemModstamp ASC, Id ASC",
+        )
+
+    def read(self, cursor: Cursor, first: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Yield the pages of this stream after ``cursor`` (see the module docstring).
+
+        Args:
+            cursor: where the last read stopped.
+            first: the answer to :meth:`incremental_statement` already fetched (by a
+                ``/composite`` call reading several streams at once); None asks Salesforce.
 
         Raises:
             ConnectorError: as mapped by the client.
@@ -285,7 +303,8 @@ class StreamReader:
         if cursor.state.get("mode") == "bulk":
             yield from self._read_bulk(cursor)
             return
-        if cursor.value is None:
+        statement = self.incremental_statement(cursor)
+        if statement is None:
             count = self.client.count(f"SELECT COUNT() FROM {self.object}")  # noqa: S608 - object name comes from the stream catalog
             if count > self.settings.bulk_threshold:
                 yield from self._read_bulk(cursor)
@@ -293,20 +312,20 @@ class StreamReader:
             statement = soql.select(self.object, self.fields, order_by="SystemModstamp ASC, Id ASC")
             yield from self._read_rest(cursor, statement, include_deleted=False)
             return
-        since = soql.parse_datetime(cursor.value) - self.overlap
-        statement = soql.select(
-            self.object,
-            self.fields,
-            where=f"SystemModstamp >= {soql.format_datetime(since)}",
-            order_by="SystemModstamp ASC, Id ASC",
-        )
-        yield from self._read_rest(cursor, statement, include_deleted=True)
+        yield from self._read_rest(cursor, statement, include_deleted=True, first=first)
 
     def _read_rest(
-        self, cursor: Cursor, statement: str, *, include_deleted: bool
+        self,
+        cursor: Cursor,
+        statement: str,
+        *,
+        include_deleted: bool,
+        first: Mapping[str, Any] | None = None,
     ) -> Iterator[Page]:
         batch = self.settings.query_batch_size
-        result = self.client.query(statement, include_deleted=include_deleted, batch_size=batch)
+        result = first
+        if result is None:
+            result = self.client.query(statement, include_deleted=include_deleted, batch_size=batch)
         while True:
             records = [self._record(row) for row in result.get("records", [])]
             fresh = [r for r in records if not self._seen(cursor, r)]

@@ -4,8 +4,9 @@ Paths, response shapes and error bodies follow Salesforce's REST API reference:
 ``/services/oauth2/token`` (JWT bearer, refresh token and password grants),
 ``/services/data/vXX.X/query`` and ``queryAll`` (``nextRecordsUrl`` paging, honouring
 ``Sforce-Query-Options: batchSize=``), sObject rows, upsert by external id (300 with the
-matching URLs when the value is ambiguous), sObject Collections, Bulk API 2.0 query jobs
-(CSV results paged with ``Sforce-Locator``) and ``/limits``. Every data response carries
+matching URLs when the value is ambiguous), sObject Collections, ``/composite`` (up to 25
+subrequests, at most 5 of them queries or collections, one API call in all), Bulk API 2.0
+query jobs (CSV results paged with ``Sforce-Locator``) and ``/limits``. Every data response carries
 ``Sforce-Limit-Info: api-usage=used/max``; when the daily budget is spent the answer is 403
 ``REQUEST_LIMIT_EXCEEDED``; an unknown or expired token gets 401 ``INVALID_SESSION_ID``.
 """
@@ -23,10 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -46,6 +48,10 @@ MAX_BATCH = 2000
 MIN_BATCH = 200
 COLLECTION_LIMIT = 200
 OPEN_CURSORS = 50
+COMPOSITE_LIMIT = 25
+"""Subrequests one ``/composite`` call may carry."""
+COMPOSITE_QUERY_LIMIT = 5
+"""Of those, how many may be queries (query, queryAll, query more) or sObject Collections."""
 _VERSION = re.compile(r"^v(\d{2})\.0$")
 _SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
 _INDEXED_ORDER = [("SystemModstamp", False, False), ("Id", False, False)]
@@ -93,6 +99,19 @@ def _error(
     return JSONResponse([body], status_code=status, headers=headers)
 
 
+@dataclass(frozen=True)
+class _SubRequest:
+    """One ``/composite`` subrequest, shaped as the parts of a request the router reads."""
+
+    method: str
+    query_params: QueryParams
+    headers: Headers
+
+
+_Incoming = Request | _SubRequest
+"""What the router reads a call from: an HTTP request, or a subrequest of ``/composite``."""
+
+
 @dataclass
 class _Cursor:
     """Server-side state of a paged query or bulk job result."""
@@ -126,6 +145,37 @@ class _Auth:
     password: str
     refresh_tokens: set[str] = field(default_factory=set)
     sessions: set[str] = field(default_factory=set)
+
+
+def _composite_plan(subrequests: list[Any]) -> list[tuple[_SubRequest, list[str], Any]] | str:
+    """The routed form of each ``/composite`` subrequest, or ``"CODE: message"`` refusing all."""
+    if len(subrequests) > COMPOSITE_LIMIT:
+        return f"LIMIT_EXCEEDED: The request can't contain more than {COMPOSITE_LIMIT} operations."
+    planned: list[tuple[_SubRequest, list[str], Any]] = []
+    heavy = 0
+    for sub in subrequests:
+        if not isinstance(sub, dict) or not all(
+            isinstance(sub.get(k), str) for k in ("method", "url", "referenceId")
+        ):
+            return "INVALID_FIELD: each subrequest needs method, url and referenceId"
+        if "@{" in sub["url"] or "@{" in json.dumps(sub.get("body")):
+            return "INVALID_FIELD: references are not supported by this sandbox"
+        url = urlsplit(sub["url"])
+        parts = [unquote(p) for p in url.path.split("/") if p]
+        if parts[:2] != ["services", "data"]:
+            return f"INVALID_FIELD: not a data API URL: {sub['url']}"
+        parts = parts[2:]
+        if parts[1:2] in (["query"], ["queryAll"]) or parts[1:3] == ["composite", "sobjects"]:
+            heavy += 1
+        headers = Headers({str(k): str(v) for k, v in (sub.get("httpHeaders") or {}).items()})
+        request = _SubRequest(sub["method"].upper(), QueryParams(url.query), headers)
+        planned.append((request, parts, sub.get("body")))
+    if heavy > COMPOSITE_QUERY_LIMIT:
+        return (
+            f"LIMIT_EXCEEDED: The request can't contain more than {COMPOSITE_QUERY_LIMIT} "
+            "query or sObject Collections operations."
+        )
+    return planned
 
 
 class SalesforceApi:
@@ -273,7 +323,7 @@ class SalesforceApi:
     def _limit_header(self) -> dict[str, str]:
         return {"Sforce-Limit-Info": f"api-usage={self.org.api_used}/{self.org.api_max}"}
 
-    def _dispatch(self, request: Request, parts: list[str], payload: Any) -> Response:  # noqa: PLR0911 - a router: one answer per outcome
+    def _dispatch(self, request: _Incoming, parts: list[str], payload: Any) -> Response:  # noqa: PLR0911 - a router: one answer per outcome
         if not parts or not _VERSION.match(parts[0]) or not 31 <= int(parts[0][1:3]) <= 66:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
         version = parts[0]
@@ -298,9 +348,44 @@ class SalesforceApi:
             return self._sobject(method, version, rest[1:], payload)
         if rest[:2] == ["composite", "sobjects"]:
             return self._collections(request, version, rest[2:], payload)
+        if rest == ["composite"] and method == "POST":
+            return self._composite(payload)
         if rest[:2] == ["jobs", "query"]:
             return self._bulk(request, rest[2:], payload)
         return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    # ----- composite ----------------------------------------------------------------------
+    def _composite(self, payload: Any) -> Response:
+        """Run the subrequests of a ``/composite`` call in order (one API call in all).
+
+        Each subrequest goes through the same router as a request of its own; its answer
+        becomes ``{body, httpHeaders, httpStatusCode, referenceId}``. The sandbox runs
+        ``allOrNone: false`` (the default) only: references between subrequests (``@{...}``)
+        and rolling back are not imitated, and a request asking for them is refused.
+        """
+        if not isinstance(payload, dict) or not isinstance(payload.get("compositeRequest"), list):
+            return _error(400, "JSON_PARSER_ERROR", "compositeRequest is required")
+        if payload.get("allOrNone"):
+            return _error(400, "INVALID_FIELD", "allOrNone is not supported by this sandbox")
+        subrequests: list[Any] = payload["compositeRequest"]
+        planned = _composite_plan(subrequests)
+        if isinstance(planned, str):
+            code, _, message = planned.partition(": ")
+            item = {"message": message, "errorCode": code}
+            answer = {"body": [item], "httpHeaders": {}, "httpStatusCode": 400, "referenceId": None}
+            return JSONResponse({"compositeResponse": [answer]})
+        answers = []
+        for sub, (request, parts, body) in zip(subrequests, planned, strict=True):
+            response = self._dispatch(request, parts, body)
+            answers.append(
+                {
+                    "body": json.loads(bytes(response.body)) if response.body else None,
+                    "httpHeaders": {},
+                    "httpStatusCode": response.status_code,
+                    "referenceId": sub["referenceId"],
+                }
+            )
+        return JSONResponse({"compositeResponse": answers})
 
     # ----- queries ------------------------------------------------------------------------
     def _parse(self, text: str) -> Query:
@@ -402,7 +487,7 @@ class SalesforceApi:
             self._total.pop(locator, None)
         return JSONResponse(body)
 
-    def _query(self, request: Request, version: str, *, include_deleted: bool) -> Response:
+    def _query(self, request: _Incoming, version: str, *, include_deleted: bool) -> Response:
         text = request.query_params.get("q", "")
         try:
             query = self._parse(text)
@@ -623,7 +708,7 @@ class SalesforceApi:
 
     # ----- sObject Collections ------------------------------------------------------------
     def _collections(  # noqa: PLR0912 - mirrors the endpoint's documented cases
-        self, request: Request, version: str, rest: list[str], payload: Any
+        self, request: _Incoming, version: str, rest: list[str], payload: Any
     ) -> Response:
         method = request.method
         if method == "DELETE":
@@ -763,7 +848,7 @@ class SalesforceApi:
         return dict(body)
 
     # ----- Bulk API 2.0 query jobs ---------------------------------------------------------
-    def _bulk(self, request: Request, rest: list[str], payload: Any) -> Response:  # noqa: PLR0911 - a router: one answer per outcome
+    def _bulk(self, request: _Incoming, rest: list[str], payload: Any) -> Response:  # noqa: PLR0911 - a router: one answer per outcome
         method = request.method
         if not rest and method == "POST":
             if not isinstance(payload, dict) or payload.get("operation") not in {
@@ -828,7 +913,7 @@ class SalesforceApi:
             "columnDelimiter": "COMMA",
         }
 
-    def _bulk_results(self, request: Request, job: _BulkJob) -> Response:
+    def _bulk_results(self, request: _Incoming, job: _BulkJob) -> Response:
         cursor = job.cursor
         locator = request.query_params.get("locator", "")
         wanted = 0
