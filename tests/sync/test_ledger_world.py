@@ -13,20 +13,23 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+import yaml
+from sqlalchemy import insert, update
 
 from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import Store
-from ledgerlink.store.models import Outbox
+from ledgerlink.store.models import Customer, CustomerLink, Outbox
 from ledgerlink.sync._ledger_world import KeptLedgerWorld, LedgerWorld, load_world
 from ledgerlink.sync.ledger import plan_ledger
 from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ACCOUNTS = Path(__file__).resolve().parents[2] / "mappings" / "accounts.yaml"
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 _KEPT_ONLY = (
     "references",
@@ -37,6 +40,7 @@ _KEPT_ONLY = (
     "final",
     "final_references",
     "touched",
+    "waits",
 )
 
 
@@ -212,3 +216,110 @@ def test_a_kept_plan_queues_what_a_full_plan_queues(
         d.idempotency_key for d in full.documents
     ]
     assert first.waiting == full.waiting
+
+
+def _charge(number: int, invoice: str) -> Record:
+    charge_id = f"ch_{number:04d}"
+    return Record(
+        "charges",
+        charge_id,
+        {
+            "id": charge_id,
+            "object": "charge",
+            "customer": "cus_1",
+            "invoice": invoice,
+            "currency": "usd",
+            "amount": 5000,
+            "status": "succeeded",
+            "created": 1_767_225_700 + number,
+        },
+    )
+
+
+def _link_customer(store: Store, *records: tuple[str, str, str]) -> None:
+    """Make customer ``c-1`` and link ``records`` to it (what matching does)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(Customer.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": "c-1",
+                    "display_name": "Acme",
+                    "fields": {},
+                    "lineage": {},
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                    "version": 1,
+                }
+            ],
+        )
+        conn.execute(
+            insert(CustomerLink.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "system": system,
+                    "object": obj,
+                    "external_id": external_id,
+                    "customer_id": "c-1",
+                    "score": 1.0,
+                    "method": "xref",
+                    "status": "linked",
+                    "reasons": [],
+                    "created_at": NOW,
+                    "updated_at": NOW,
+                }
+                for system, obj, external_id in records
+            ],
+        )
+
+
+def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Invoices waiting for their Stripe customer's match and payments waiting for their
+    invoice's document are counted as waiting, not built again, by quiet kept plans; once
+    the customer is matched, or the invoice sent, the kept plan queues what a full plan does."""
+    at = NOW
+    accounts = [
+        _quickbooks("Account", str(n), {"Name": spec["name"]})
+        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
+    ]
+    item = _quickbooks("Item", "9", {"Name": "Services"})
+    store.land("quickbooks", [*accounts, item], now=at)
+    store.land("stripe", [_invoice(1), _invoice(2), _charge(1, "in_0001")], now=at)
+    kept = KeptLedgerWorld()
+
+    def plan_both() -> tuple[Any, Any]:
+        full = plan_ledger(store, mappings, now=at, dry_run=True)
+        mine = plan_ledger(store, mappings, now=at, kept=kept)
+        assert [d.idempotency_key for d in mine.documents] == [
+            d.idempotency_key for d in full.documents
+        ]
+        assert mine.waiting == full.waiting
+        return mine, full
+
+    first, _ = plan_both()
+    assert first.waiting == {
+        "Stripe customer not matched to a customer yet": 2,
+        "invoice not in QuickBooks yet": 1,
+    }
+    quiet, full = plan_both()
+    assert quiet.unchanged == 3  # counted as waiting, not built again
+    assert full.unchanged == 0
+    assert not quiet.documents
+
+    at += timedelta(minutes=10)
+    _link_customer(store, ("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"))
+    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
+    matched, _ = plan_both()
+    assert {(d.stripe_id, d.object) for d in matched.documents} == {
+        ("in_0001", "Invoice"),
+        ("in_0002", "Invoice"),
+    }
+    assert matched.waiting == {"invoice not in QuickBooks yet": 1}
+    quiet, _ = plan_both()
+    assert not quiet.documents
+
+    _set(store, "in_0001", status="done", remote_id="101")
+    sent, _ = plan_both()
+    assert [(d.stripe_id, d.object) for d in sent.documents] == [("ch_0001", "Payment")]

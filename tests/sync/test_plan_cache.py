@@ -21,7 +21,15 @@ from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import Store
 from ledgerlink.store.models import AuditLog, Customer, CustomerLink, LinkStatus, Outbox
 from ledgerlink.sync._landed import InvoiceFacts
-from ledgerlink.sync.plan import BASELINE_ACTION, MappedRecords, PlanReport, plan
+from ledgerlink.sync.plan import (
+    BASELINE_ACTION,
+    MappedRecords,
+    PlanReport,
+    _load_unique_names,
+    _TakenNames,
+    _World,
+    plan,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)
@@ -327,3 +335,78 @@ def test_a_quiet_plan_looks_only_at_the_customers_whose_inputs_moved(
     # A new day: every customer is planned again (hub values follow the date).
     at[0] += timedelta(days=1)
     assert again().customers == first.customers
+
+
+def test_kept_names_follow_renames_deletes_and_shared_names(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The names the planner checks creates against, revised between refreshes for what
+    changed, stay what reading every record gives: a rename frees the old name, a delete
+    frees its name, and a name several records share is held by one of them."""
+    normalizer = Normalizer(mappings)
+    kinds = [("salesforce", "Account")]
+    kept = MappedRecords()
+
+    def names_now() -> tuple[Any, Any, Any]:
+        fresh = MappedRecords()
+        with store.engine.connect() as conn:
+            fresh.refresh(conn, mappings, normalizer, kinds)
+            kept.refresh(conn, mappings, normalizer, kinds)
+        revised = {k: dict(v) for k, v in kept.names().items()}
+        kept._names = None  # built again from every kept record, as before any revision
+        return revised, kept.names(), fresh.names()
+
+    ids = [f"001Hs0000NAME{n:02d}AAA" for n in range(4)]
+    at = NOW
+    store.land("salesforce", [_account(i, f"Company {n}") for n, i in enumerate(ids)], now=at)
+    names_now()
+    steps = [
+        [_account(ids[0], "Company 9")],  # renamed: "company 0" is free
+        [_account(ids[1], "Company 2")],  # shares a name with ids[2]
+        [Record("Account", ids[2], {}, deleted=True)],  # one holder goes
+        [_account(ids[3], "Company 2"), _account(ids[0], "company 2 ")],  # three ways
+    ]
+    for records in steps:
+        at += timedelta(minutes=5)
+        store.land("salesforce", records, now=at)
+        revised, rebuilt, fresh = names_now()
+        assert revised == rebuilt
+        accounts, read = revised[("salesforce", "Account")], fresh[("salesforce", "Account")]
+        assert accounts.keys() == read.keys()
+    assert accounts["company 2"] in (ids[0], ids[1], ids[3])
+    assert set(accounts) == {"company 2"}
+
+
+def test_kept_taken_names_are_what_reading_every_landed_customer_gives(store: Store) -> None:
+    """The QuickBooks names a create must avoid, revised from what landed since the last
+    plan, equal a whole read: new customers, renames (the old name is free), deleted ones
+    (their name stays taken while the payload shows it), a blank name, one name held twice."""
+    kept = _TakenNames()
+
+    def taken() -> tuple[Any, Any]:
+        mine, fresh = _World(), _World()
+        with store.engine.connect() as conn:
+            _load_unique_names(conn, mine, kept)
+            _load_unique_names(conn, fresh)
+        return mine.names, fresh.names
+
+    def customer(remote: str, name: str) -> Record:
+        return Record("Customer", remote, {"Id": remote, "DisplayName": name})
+
+    at = NOW
+    store.land("quickbooks", [customer("1", "Acme  Corp"), customer("2", "Globex")], now=at)
+    first, fresh = taken()
+    assert first == fresh
+    assert set(first[("quickbooks", "Customer")]) == {"acme  corp", "acme corp", "globex"}
+    steps = [
+        [customer("2", "Initech"), customer("3", "Umbrella")],
+        [customer("4", "umbrella "), Record("Customer", "3", {"Id": "3"}, deleted=True)],
+        [customer("1", "  "), customer("5", "Globex")],
+    ]
+    for records in steps:
+        at += timedelta(minutes=5)
+        store.land("quickbooks", records, now=at)
+        mine, fresh = taken()
+        assert {k: set(v) for k, v in mine.items()} == {k: set(v) for k, v in fresh.items()}
+    names = mine[("quickbooks", "Customer")]
+    assert names == {"initech": "2", "umbrella": "3", "globex": "5"}  # 3 deleted, named still

@@ -35,16 +35,18 @@ from ledgerlink.domain.entities import (
 from ledgerlink.domain.money import Money
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
-from ledgerlink.store.models import SourceRecord
+from ledgerlink.store.models import CustomerLink, LinkStatus, SourceRecord
 from ledgerlink.sync._packed import pack, unpack
 
 __all__ = [
     "LOOKBACK",
     "ChangedRecords",
     "InvoiceFacts",
+    "LinkRow",
     "MappedRecord",
     "MappedRecords",
     "PaymentFacts",
+    "read_links",
     "read_mapped",
 ]
 
@@ -52,6 +54,9 @@ _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
 
 Key = tuple[str, str, str]
 """(system, object, external id) of a landed record."""
+
+LinkRow = tuple[str, str, str, str]
+"""(system, object, external id, customer id) of a linked record."""
 
 LOOKBACK = timedelta(seconds=60)
 """How far before the newest change seen a re-read starts: a landing transaction takes its
@@ -325,6 +330,10 @@ class MappedRecords:
         """Party key -> the keys of the billing records that name it as their party."""
         self._party_of: dict[Key, Key] = {}
         self._names: dict[tuple[str, str], dict[str, str]] | None = None
+        self._holders: dict[tuple[str, tuple[str, str]], set[Key]] = {}
+        """(name, (system, object)) -> the keys of the parties holding that name."""
+        self._renamed: set[tuple[str, tuple[str, str]]] = set()
+        """Names whose holders changed since :meth:`names` last answered."""
         self.planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
         """Customer id -> what its last stored plan was made from (see
         :func:`ledgerlink.sync.plan.plan`): the values compared, and the mapped entities whose
@@ -336,6 +345,8 @@ class MappedRecords:
         records yet)."""
         self.seen: Any = None
         """What the last stored plan read besides the records (the planner's own snapshot)."""
+        self.taken: Any = None
+        """The names landed records hold, kept by the planner between plans."""
         self._lock = threading.Lock()
         self.reread = 0
         """Records read and mapped by the last refresh."""
@@ -370,7 +381,9 @@ class MappedRecords:
                 self._rows, self._changes, self.planned = {}, ChangedRecords(), {}
                 self._refs, self._order, self._next = {}, {}, 0
                 self._billing_of, self._party_of, self._names = {}, {}, None
+                self._holders, self._renamed = {}, set()
                 self.unplanned, self.everything, self.seen = set(), True, None
+                self.taken = None
             self._changes.begin()
             for system, obj in sorted(wanted):
                 for row in self._changes.rows(conn, system, obj):
@@ -397,7 +410,9 @@ class MappedRecords:
             self._next += 1
         self._rows[key] = record
         if isinstance(record.entity, Party):
-            self._names = None
+            name = (record.entity.name.strip().lower(), (record.system, record.object))
+            self._holders.setdefault(name, set()).add(key)
+            self._renamed.add(name)
             self.unplanned.add(key)
             return
         party = record.entity.party
@@ -409,7 +424,13 @@ class MappedRecords:
 
     def _unindex(self, key: Key, old: MappedRecord) -> None:
         if isinstance(old.entity, Party):
-            self._names = None
+            name = (old.entity.name.strip().lower(), (old.system, old.object))
+            holders = self._holders.get(name)
+            if holders is not None:
+                holders.discard(key)
+                if not holders:
+                    del self._holders[name]
+            self._renamed.add(name)
             self.unplanned.add(key)
             return
         owner = self._party_of.pop(key, None)
@@ -434,7 +455,8 @@ class MappedRecords:
 
     def names(self) -> dict[tuple[str, str], dict[str, str]]:
         """(system, object) -> trimmed lower-cased party name -> the id of a record holding it
-        (the last in read order), for every mapped party; kept until a party changes."""
+        (the last in read order), for every mapped party; kept, and revised for the names whose
+        holders changed since it last answered."""
         if self._names is None:
             names: dict[tuple[str, str], dict[str, str]] = {}
             for record in self._rows.values():
@@ -443,7 +465,31 @@ class MappedRecords:
                         record.entity.name.strip().lower()
                     ] = record.id
             self._names = names
+        else:
+            for name, kind in self._renamed:
+                holders = self._holders.get((name, kind))
+                if holders:
+                    last = max(holders, key=self._order.__getitem__)
+                    self._names.setdefault(kind, {})[name] = self._rows[last].id
+                else:
+                    self._names.get(kind, {}).pop(name, None)
+        self._renamed = set()
         return self._names
+
+
+def read_links(conn: Connection) -> list[LinkRow]:
+    """Every linked record and its customer, in the order the links were made.
+
+    The customer, quotes and ledger planners each need them; one plan reads them once
+    (:func:`ledgerlink.sync.cycle.plan_all`) and hands the same rows to each.
+    """
+    link = CustomerLink.__table__  # type: ignore[attr-defined]
+    rows = conn.execute(
+        select(link.c.system, link.c.object, link.c.external_id, link.c.customer_id)
+        .where(link.c.status == LinkStatus.LINKED.value)
+        .order_by(link.c.id)
+    )
+    return [(r.system, r.object, r.external_id, r.customer_id) for r in rows]
 
 
 def read_mapped(

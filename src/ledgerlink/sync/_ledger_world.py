@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from ledgerlink.store.models import CustomerLink, LinkStatus, Outbox, SourceRecord
-from ledgerlink.sync._landed import LOOKBACK, ChangedRecords
+from ledgerlink.store.models import Outbox, SourceRecord
+from ledgerlink.sync._landed import LOOKBACK, ChangedRecords, LinkRow, read_links
 from ledgerlink.sync._packed import PackedPayloads, pack, unpack
 
 __all__ = [
@@ -56,7 +56,6 @@ _NOTE = re.compile(r"\bstripe:([A-Za-z0-9_]+)")
 _VOIDED = "Voided"
 """What QuickBooks puts before the ``PrivateNote`` of a voided document."""
 _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
-_LINK = CustomerLink.__table__  # type: ignore[attr-defined]
 _OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 
 
@@ -137,6 +136,10 @@ class LedgerWorld:
     """Stripe id -> the documents built from it that are final for now: held for a missing
     rate (:attr:`held`) or settled (:attr:`settled`, an invoice built from its charge and the
     charge's balance transaction). A change to it makes the planner look at them again."""
+    waits: dict[str, str] = field(default_factory=dict)
+    """Stripe ids in :attr:`final` whose document waits for something named in
+    :attr:`dependents` (the Stripe customer's match, the invoice's QuickBooks document) ->
+    the reason; counted as waiting by plans that do not look at them again."""
     final_references: int = -1
     """:attr:`references` when :attr:`final` was last emptied for it."""
     touched: set[str] = field(default_factory=set)
@@ -191,7 +194,9 @@ class KeptLedgerWorld:
     moves ``changed_at`` too), the ledger's outbox rows inserted since (from an id seen
     :data:`LOOKBACK` ago, for inserts that committed late) and the state of the rows not done
     yet (a done row never changes; pending, in-flight, failed and cancelled ones may). Links
-    are read whole (a few per customer). The result equals a fresh :func:`load_world`.
+    are read whole (a few per customer); a Stripe customer whose QuickBooks customer may have
+    changed with them is :attr:`~LedgerWorld.touched`. The result equals a fresh
+    :func:`load_world`.
 
     Safe to share between threads: one refresh at a time.
     """
@@ -213,16 +218,19 @@ class KeptLedgerWorld:
         self._accounts: dict[str, str] = {}
         self._items: dict[str, str] = {}
         self._documents: dict[tuple[str, str], tuple[str | None, bool]] = {}
+        self._customers_landed: set[str] = set()
+        """QuickBooks customers landed by this refresh (read by :meth:`_refresh_links`)."""
         self.reread = 0
         """Landed records and outbox rows read by the last refresh."""
 
-    def refresh(self, conn: Connection) -> LedgerWorld:
-        """The world as the store holds it now."""
+    def refresh(self, conn: Connection, links: Sequence[LinkRow] | None = None) -> LedgerWorld:
+        """The world as the store holds it now (``links``: the linked records, when the
+        caller read them already)."""
         with self._lock:
             self.reread = 0
             self.world.touched = set()
             self._refresh_landed(conn)
-            self._refresh_links(conn)
+            self._refresh_links(conn, links)
             self._refresh_rows(conn)
             self._loaded = True
             return self.world
@@ -281,12 +289,14 @@ class KeptLedgerWorld:
         if payload is None:
             objects.pop(stripe_id, None)
             world.changed_at.pop(stripe_id, None)
+            world.waits.pop(stripe_id, None)
         else:
             objects[stripe_id] = payload
             world.changed_at[stripe_id] = changed
 
     def _land_customer(self, remote_id: str, payload: Mapping[str, Any] | None) -> None:
         world = self.world
+        self._customers_landed.add(remote_id)
         world.customer_currency.pop(remote_id, None)
         if payload is None:
             world.customer_name.pop(remote_id, None)
@@ -327,6 +337,7 @@ class KeptLedgerWorld:
     def _rebuild_documents(self) -> None:
         world = self.world
         world.final.clear()  # a document left QuickBooks or changed what it names: rare
+        world.waits.clear()
         world.in_quickbooks, world.voided = {}, set()
         memos = world.landed_credit_memos
         world.landed_credit_memos = {}
@@ -341,18 +352,45 @@ class KeptLedgerWorld:
 
     # -- links -----------------------------------------------------------------------------
 
-    def _refresh_links(self, conn: Connection) -> None:
+    def _refresh_links(self, conn: Connection, links: Sequence[LinkRow] | None) -> None:
         world = self.world
+        before_of, before_qb = world.customer_of, world.quickbooks_customers
         world.customer_of, world.quickbooks_customer, world.quickbooks_customers = {}, {}, {}
-        for link in conn.execute(
-            select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
-            .where(_LINK.c.status == LinkStatus.LINKED.value)
-            .order_by(_LINK.c.id)
-        ):
-            world.customer_of[(link.system, link.object, link.external_id)] = link.customer_id
-            if link.system == "quickbooks" and link.object == "Customer":
-                world.quickbooks_customer.setdefault(link.customer_id, link.external_id)
-                world.quickbooks_customers.setdefault(link.customer_id, []).append(link.external_id)
+        for system, obj, external_id, customer in read_links(conn) if links is None else links:
+            world.customer_of[(system, obj, external_id)] = customer
+            if system == "quickbooks" and obj == "Customer":
+                world.quickbooks_customer.setdefault(customer, external_id)
+                world.quickbooks_customers.setdefault(customer, []).append(external_id)
+        if self._loaded:
+            self._touch_matches(before_of, before_qb)
+        self._customers_landed = set()
+
+    def _touch_matches(
+        self,
+        before_of: Mapping[tuple[str, str, str], str],
+        before_qb: Mapping[str, list[str]],
+    ) -> None:
+        """Touch the Stripe customers whose QuickBooks customer may have changed: their link
+        moved, their customer's QuickBooks customers changed, or one of those landed (what a
+        document waiting for its customer waits on)."""
+        world = self.world
+        after_qb = world.quickbooks_customers
+        moved = {
+            c for c in before_qb.keys() | after_qb.keys() if before_qb.get(c) != after_qb.get(c)
+        }
+        for remote in self._customers_landed:
+            owner = world.customer_of.get(("quickbooks", "Customer", remote))
+            if owner is not None:
+                moved.add(owner)
+        after_of = world.customer_of
+        for links, other in ((after_of, before_of), (before_of, after_of)):
+            for key, customer in links.items():
+                if (
+                    key[0] == "stripe"
+                    and key[1] == "customers"
+                    and (customer in moved or other.get(key) != customer)
+                ):
+                    world.touched.add(key[2])
 
     # -- the ledger's outbox rows ----------------------------------------------------------
 
@@ -496,6 +534,6 @@ def _by_name(names: Mapping[str, str]) -> dict[str, str]:
     return found
 
 
-def load_world(conn: Connection) -> LedgerWorld:
+def load_world(conn: Connection, links: Sequence[LinkRow] | None = None) -> LedgerWorld:
     """Read the landed records, links and ledger outbox rows the planner needs."""
-    return KeptLedgerWorld().refresh(conn)
+    return KeptLedgerWorld().refresh(conn, links)

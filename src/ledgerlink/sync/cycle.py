@@ -24,6 +24,7 @@ from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.matching.persist import Matcher, MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
 from ledgerlink.store.repository import Store
+from ledgerlink.sync._landed import read_links
 from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
@@ -154,13 +155,24 @@ def plan_all(
     the customer planner's mapped records kept between plans (see
     :class:`ledgerlink.sync.plan.MappedRecords`); ``kept_ledger``: the ledger planner's world
     kept between plans (see :class:`KeptLedgerWorld`); ``kept_quotes``: the quotes planner's
-    records kept between plans (see :class:`KeptQuotes`).
+    records kept between plans (see :class:`KeptQuotes`). The links are read once and
+    handed to the three (matching, which changes them, does not run in between).
     """
+    with store.engine.connect() as conn:
+        links = read_links(conn)
     return PlanReports(
-        plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped),
-        quotes=plan_quotes(store, mappings, now=now, dry_run=dry_run, kept=kept_quotes),
+        plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped, links=links),
+        quotes=plan_quotes(
+            store, mappings, now=now, dry_run=dry_run, kept=kept_quotes, links=links
+        ),
         ledger=plan_ledger(
-            store, mappings, now=now, dry_run=dry_run, options=ledger, kept=kept_ledger
+            store,
+            mappings,
+            now=now,
+            dry_run=dry_run,
+            options=ledger,
+            kept=kept_ledger,
+            links=links,
         ),
     )
 

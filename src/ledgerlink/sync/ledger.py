@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -64,6 +64,7 @@ from ledgerlink.mapping.normalize import quarantine_record
 from ledgerlink.store.db import for_writing
 from ledgerlink.store.models import Quarantine, QuarantineStage
 from ledgerlink.store.repository import Store, canonical_json
+from ledgerlink.sync._landed import LinkRow
 from ledgerlink.sync._ledger_reconcile import PayoutReconciliation, reconcile, tie_payout
 from ledgerlink.sync._ledger_world import (
     CUSTOMER_ENTITY,
@@ -252,6 +253,11 @@ class _Planner:
         self.fine: list[tuple[str, str]] = []
         self._item_creates: set[str] = set()
         self._customer_creates: set[str] = set()
+        self._wake: tuple[str, ...] = ()
+        self._waited: set[str] = set()
+        """Stripe ids this plan found waiting (counted as they were)."""
+        """What the document being built waits on, when a wait names it: the Stripe ids
+        whose change (:attr:`LedgerWorld.touched`) may end the wait."""
 
     # -- reference data --------------------------------------------------------------------
 
@@ -312,10 +318,10 @@ class _Planner:
         """
         golden = self.world.customer_of.get(("stripe", "customers", str(stripe_customer)))
         if golden is None:
-            raise _Wait("Stripe customer not matched to a customer yet")
+            raise self._waiting(stripe_customer, "Stripe customer not matched to a customer yet")
         linked = self.world.quickbooks_customers.get(golden) or []
         if not linked:
-            raise _Wait("customer not in QuickBooks yet")
+            raise self._waiting(stripe_customer, "customer not in QuickBooks yet")
         currency = currency.upper()
         home = self.options.home_currency.upper()
         for found in linked:
@@ -329,7 +335,7 @@ class _Planner:
         if entity_id not in self._customer_creates and key not in self.world.rows:
             name = self.world.customer_name.get(linked[0])
             if not name:
-                raise _Wait("customer's QuickBooks record not landed yet")
+                raise self._waiting(stripe_customer, "customer's QuickBooks record not landed yet")
             self._add(
                 "customer",
                 stripe_id=entity_id,
@@ -469,10 +475,21 @@ class _Planner:
             self._hold(kind, stripe_id, held[1])  # built from the same, it fails the same way
             self.world.final.add(stripe_id)
             return None
+        self._take_wake()
         try:
             payload: Mapping[str, Any] = build()
         except _Wait as wait:
             self.report.waiting[str(wait)] += 1
+            wake = self._take_wake()
+            if wake:
+                # Final until what it waits on is touched: a kept plan does not build it
+                # again each time only to find it waiting for the same thing.
+                self.world.final.add(stripe_id)
+                self.world.waits[stripe_id] = str(wait)
+                self._waited.add(stripe_id)
+                self._depends(stripe_id, wake)
+            else:
+                self.world.final.discard(stripe_id)
             return None
         except MissingRateError as missing:
             self._hold(kind, stripe_id, str(missing))
@@ -484,6 +501,18 @@ class _Planner:
             return None
         self.world.held.pop((obj, stripe_id), None)
         return payload
+
+    def _waiting(self, on: Any, reason: str) -> _Wait:
+        """The wait of a document for Stripe object ``on``: a Stripe customer (touched when
+        its QuickBooks customer may have changed) or an invoice (touched when it lands or its
+        document is sent). A kept plan looks at the document again only then."""
+        self._wake = (str(on),) if on else ()
+        return _Wait(reason)
+
+    def _take_wake(self) -> tuple[str, ...]:
+        """What the last build's wait named (see :attr:`_wake`), cleared for the next."""
+        wake, self._wake = self._wake, ()
+        return wake
 
     def _skip(self, stripe_id: str, reason: str) -> None:
         """An object that posts nothing, for a reason of its own (final until it changes)."""
@@ -508,6 +537,9 @@ class _Planner:
         again = {d for t in touched if t in dependents for d in dependents[t]}
         ids = (objects.keys() - final) | ((touched | again) & objects.keys())
         self.report.unchanged += len(objects) - len(ids)
+        waits = self.world.waits
+        for stripe_id in ids & waits.keys():
+            del waits[stripe_id]  # looked at again: waits anew or not
         return objects.by_created(ids)
 
     def _hold(self, kind: str, stripe_id: str, reason: str) -> None:
@@ -616,10 +648,10 @@ class _Planner:
             invoice_id = str(charge["invoice"])
             invoice = self._stripe_object("invoices", invoice_id)
             if invoice is None:
-                raise _Wait("the charge's invoice has not landed yet")
+                raise self._waiting(invoice_id, "the charge's invoice has not landed yet")
             remote = self.world.remote_id(DOCUMENT_ENTITY, invoice_id, "Invoice")
             if remote is None:
-                raise _Wait("invoice not in QuickBooks yet")
+                raise self._waiting(invoice_id, "invoice not in QuickBooks yet")
             customer = self.posted_customer(invoice_id, "Invoice")
         body = dict(
             self.posting.payment(
@@ -1010,6 +1042,9 @@ class _Planner:
             )
         self.run_credit_notes()
         self.run_balance()
+        for stripe_id, reason in self.world.waits.items():
+            if stripe_id not in self._waited:  # not looked at again: it waits as it did
+                self.report.waiting[reason] += 1
 
     def run_balance(self) -> None:
         """Fees, disputes, refunds and payouts: the movements of Stripe's balance."""
@@ -1179,6 +1214,7 @@ def plan_ledger(
     options: LedgerOptions | None = None,
     dry_run: bool = False,
     kept: KeptLedgerWorld | None = None,
+    links: Sequence[LinkRow] | None = None,
 ) -> LedgerPlanReport:
     """Queue the QuickBooks documents that post what Stripe landed, each exactly once.
 
@@ -1191,6 +1227,8 @@ def plan_ledger(
         kept: the world kept between plans of a long-running process (the daemon, a
             benchmark): only what changed since its last plan is read again. None reads
             everything.
+        links: the linked records (:func:`~ledgerlink.sync._landed.read_links`), when the
+            caller read them for several planners; None reads them.
 
     Returns:
         The documents wanted, what waits and why, and what was quarantined.
@@ -1205,13 +1243,15 @@ def plan_ledger(
     engine = store.engine if isinstance(store, Store) else store
     options = options or LedgerOptions()
     with engine.connect() as conn:
-        world = load_world(conn) if kept is None else kept.refresh(conn)
+        world = load_world(conn, links) if kept is None else kept.refresh(conn, links)
     if world.settled_for != (id(mappings), options):
         world.settled, world.held, world.dependents = {}, {}, {}
         world.final.clear()
+        world.waits.clear()
         world.settled_for = (id(mappings), options)
     if world.final_references != world.references:
         world.final.clear()  # amendable documents are compared again with new accounts or items
+        world.waits.clear()
         world.final_references = world.references
     planner = _Planner(world, mappings, options)
     planner.run()

@@ -86,10 +86,13 @@ from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
 from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
 from ledgerlink.sync._landed import (
+    LOOKBACK,
     InvoiceFacts,
+    LinkRow,
     MappedRecord,
     MappedRecords,
     PaymentFacts,
+    read_links,
     read_mapped,
 )
 from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY
@@ -358,11 +361,16 @@ def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, s
     ]
 
 
-def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _World:
+def _load(
+    conn: Connection,
+    mappings: MappingSet,
+    normalizer: Normalizer,
+    links: Sequence[LinkRow] | None = None,
+) -> _World:
     world = _World()
     for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
         world.customers[row.id] = row
-    customer_of = _load_links(conn)
+    customer_of = _load_links(conn, links)
     wanted = _objects(mappings, {_PARTY, *_BILLING_ENTITIES})
     kinds = {(system, obj): entity for system, obj, entity in wanted}
     billing: list[Invoice | InvoiceFacts | Payment | PaymentFacts | Subscription] = []
@@ -383,16 +391,13 @@ def _load(conn: Connection, mappings: MappingSet, normalizer: Normalizer) -> _Wo
     return world
 
 
-def _load_links(conn: Connection) -> dict[tuple[str, str, str], str]:
-    """(system, object, external id) of every linked record -> its customer."""
-    return {
-        (row.system, row.object, row.external_id): row.customer_id
-        for row in conn.execute(
-            select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
-                _LINK.c.status == LinkStatus.LINKED.value
-            )
-        )
-    }
+def _load_links(
+    conn: Connection, links: Sequence[LinkRow] | None = None
+) -> dict[tuple[str, str, str], str]:
+    """(system, object, external id) of every linked record -> its customer (from ``links``
+    when the caller read them already)."""
+    rows = read_links(conn) if links is None else links
+    return {(system, obj, external_id): customer for system, obj, external_id, customer in rows}
 
 
 @dataclass
@@ -416,6 +421,8 @@ def _load_kept(
     normalizer: Normalizer,
     mapped: MappedRecords,
     now: datetime,
+    *,
+    links: Sequence[LinkRow] | None = None,
 ) -> tuple[_World, set[str], _Seen, set[tuple[str, str, str]]]:
     """The world of a plan through kept records, built for the customers it must look at.
 
@@ -430,7 +437,7 @@ def _load_kept(
     world = _World()
     for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
         world.customers[row.id] = row
-    customer_of = _load_links(conn)
+    customer_of = _load_links(conn, links)
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
     mapped.refresh(conn, mappings, normalizer, kinds)
     covered = set(mapped.unplanned)
@@ -468,7 +475,9 @@ def _load_kept(
         looked_at.intersection_update(world.customers)
     _gather(world, mapped, customer_of, looked_at)
     world.names = {key: dict(names) for key, names in mapped.names().items()}
-    _load_unique_names(conn, world)
+    if not isinstance(mapped.taken, _TakenNames):
+        mapped.taken = _TakenNames()
+    _load_unique_names(conn, world, mapped.taken)
     return world, looked_at, seen, covered
 
 
@@ -521,26 +530,69 @@ def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, s
     return changed
 
 
-def _load_unique_names(conn: Connection, world: _World) -> None:
+def _load_unique_names(conn: Connection, world: _World, kept: _TakenNames | None = None) -> None:
     """Add the names that landed records hold but no mapped record shows.
 
     The vendor refuses a create onto any name one of its records holds (QuickBooks 6240),
     including a record the mapping stage quarantined (an unknown country, a bad currency) or
     one marked deleted (an inactive QuickBooks customer keeps its name): the raw payloads
-    count, as the vendor compares them (trimmed, any case).
+    count, as the vendor compares them (trimmed, any case). ``kept``: the names read by the
+    last plan of a long-running process, revised from the records landed since.
     """
-    for (system, obj), name_field in UNIQUE_NAMES.items():
-        rows = conn.execute(
-            select(_SOURCE.c.external_id, _SOURCE.c.payload[name_field].as_string()).where(
-                _SOURCE.c.system == system, _SOURCE.c.object == obj
+    taken_names = kept if kept is not None else _TakenNames()
+    taken_names.refresh(conn)
+    for kind, holders in taken_names.holders.items():
+        taken = world.names.setdefault(kind, {})
+        for key, records in holders.items():
+            if key not in taken:
+                taken[key] = min(records)
+
+
+@dataclass
+class _TakenNames:
+    """Per vendor object with unique names: each name key -> the landed records holding it,
+    read whole the first time, then from the records landed since (less
+    :data:`~ledgerlink.sync._landed.LOOKBACK`, for landings that committed late)."""
+
+    holders: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
+    keys_of: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    newest: datetime | None = None
+
+    def refresh(self, conn: Connection) -> None:
+        """Read the names of the records landed since the last refresh (all the first time)."""
+        since = None if self.newest is None else self.newest - LOOKBACK
+        for kind, name_field in UNIQUE_NAMES.items():
+            where = [_SOURCE.c.system == kind[0], _SOURCE.c.object == kind[1]]
+            if since is not None:
+                where.append(_SOURCE.c.changed_at >= since)
+            rows = conn.execute(
+                select(
+                    _SOURCE.c.external_id,
+                    _SOURCE.c.payload[name_field].as_string(),
+                    _SOURCE.c.changed_at,
+                ).where(*where)
             )
-        )
-        taken = world.names.setdefault((system, obj), {})
-        for record_id, name in rows:
-            if name is None or not name.strip():
-                continue
-            for key in {name.strip().lower(), " ".join(name.split()).lower()}:
-                taken.setdefault(key, record_id)
+            holders = self.holders.setdefault(kind, {})
+            keys_of = self.keys_of.setdefault(kind, {})
+            for record_id, name, changed_at in rows:
+                if self.newest is None or changed_at > self.newest:
+                    self.newest = changed_at
+                keys = (
+                    tuple({name.strip().lower(), " ".join(name.split()).lower()})
+                    if name is not None and name.strip()
+                    else ()
+                )
+                before = keys_of.get(record_id, ())
+                if keys == before:
+                    continue
+                for key in before:
+                    holding = holders[key]
+                    holding.discard(record_id)
+                    if not holding:
+                        del holders[key]
+                for key in keys:
+                    holders.setdefault(key, set()).add(record_id)
+                keys_of[record_id] = keys
 
 
 def _load_outbox(conn: Connection, world: _World) -> None:
@@ -1282,6 +1334,7 @@ def plan(
     now: datetime,
     dry_run: bool = False,
     mapped: MappedRecords | None = None,
+    links: Sequence[LinkRow] | None = None,
 ) -> PlanReport:
     """Plan the writes that bring every target system in line with the golden customers.
 
@@ -1300,6 +1353,8 @@ def plan(
             the customers whose records, billing, creates or agreed values changed since
             their last stored plan (or all, on a new day) are planned again; None reads,
             maps and plans everything.
+        links: the linked records (:func:`~ledgerlink.sync._landed.read_links`), when the
+            caller read them for several planners; None reads them.
 
     Returns:
         The writes (with their field changes), conflicts and counts.
@@ -1316,9 +1371,11 @@ def plan(
     looked_at: set[str] | None = None
     with engine.connect() as conn:
         if mapped is None:
-            world = _load(conn, mappings, normalizer)
+            world = _load(conn, mappings, normalizer, links)
         else:
-            world, looked_at, seen, covered = _load_kept(conn, mappings, normalizer, mapped, now)
+            world, looked_at, seen, covered = _load_kept(
+                conn, mappings, normalizer, mapped, now, links=links
+            )
     planner = _Planner(mappings, world, now)
     inputs = _Inputs(world, now) if mapped is not None else None
     planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}

@@ -68,7 +68,7 @@ from ledgerlink.store.models import (
     SourceRecord,
 )
 from ledgerlink.store.repository import Store
-from ledgerlink.sync._landed import ChangedRecords
+from ledgerlink.sync._landed import ChangedRecords, LinkRow
 from ledgerlink.sync._packed import PackedPayloads
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 
@@ -273,7 +273,7 @@ _WANTED = [("salesforce", o) for o in _SF_OBJECTS] + [
 ]
 
 
-def _load(conn: Connection) -> _Landed:
+def _load(conn: Connection, links: Sequence[LinkRow] | None = None) -> _Landed:
     landed = _Landed()
     rows = conn.execute(
         select(*_RECORD_COLUMNS).where(
@@ -284,25 +284,32 @@ def _load(conn: Connection) -> _Landed:
     _keep(landed, rows)
     # After the subscriptions: which invoices are read depends on them.
     _keep(landed, _deal_invoices(conn, landed.of("stripe", "subscriptions")))
-    _load_state(conn, landed)
+    _load_state(conn, landed, links)
     return landed
 
 
-def _load_state(conn: Connection, landed: _Landed) -> None:
-    """The links, and what the outbox says of the customers and deals the hub wrote."""
-    links = conn.execute(
-        select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id).where(
-            _LINK.c.status == LinkStatus.LINKED.value,
-            tuple_(_LINK.c.system, _LINK.c.object).in_(
-                [("salesforce", "Account"), ("stripe", "customers")]
-            ),
-        )
-    )
-    for link in links:
-        if link.system == "salesforce":
-            landed.customer_of[link.external_id] = link.customer_id
-        else:
-            landed.stripe_links[link.customer_id].append(link.external_id)
+def _load_state(conn: Connection, landed: _Landed, links: Sequence[LinkRow] | None = None) -> None:
+    """The links (from ``links`` when the caller read them already), and what the outbox
+    says of the customers and deals the hub wrote."""
+    if links is None:
+        links = [
+            (r.system, r.object, r.external_id, r.customer_id)
+            for r in conn.execute(
+                select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
+                .where(
+                    _LINK.c.status == LinkStatus.LINKED.value,
+                    tuple_(_LINK.c.system, _LINK.c.object).in_(
+                        [("salesforce", "Account"), ("stripe", "customers")]
+                    ),
+                )
+                .order_by(_LINK.c.id)
+            )
+        ]
+    for system, obj, external_id, customer_id in links:
+        if system == "salesforce" and obj == "Account":
+            landed.customer_of[external_id] = customer_id
+        elif system == "stripe" and obj == "customers":
+            landed.stripe_links[customer_id].append(external_id)
     outbox = conn.execute(
         select(
             _OUTBOX.c.entity_kind,
@@ -383,15 +390,15 @@ class KeptQuotes:
                 self._deals = _deals(landed)
             return self._deals
 
-    def refresh(self, conn: Connection) -> _Landed:
-        """The landed records as the store holds them now."""
+    def refresh(self, conn: Connection, links: Sequence[LinkRow] | None = None) -> _Landed:
+        """The landed records as the store holds them now (``links``: see :func:`_load_state`)."""
         with self._lock:
             kept = self._records
             if kept is None:
                 # Where the next read starts is taken first: what lands during the load is in
                 # its window.
                 self._changes.start_at_newest(conn, [*_WANTED, ("stripe", "invoices")])
-                kept = self._records = _load(conn)
+                kept = self._records = _load(conn, links)
                 self._billed = _billed(kept.of("stripe", "subscriptions"))
                 self._deals = None
                 return kept
@@ -421,7 +428,7 @@ class KeptQuotes:
                         kept.changed[(system, obj, row.external_id)] = row.changed_at
             self._changes.end()
             fresh = _Landed(records=kept.records, changed=kept.changed)
-            _load_state(conn, fresh)
+            _load_state(conn, fresh, links)
             self._records = fresh
             return fresh
 
@@ -1014,6 +1021,7 @@ def plan_quotes(
     dry_run: bool = False,
     window: timedelta = DEFAULT_WINDOW,
     kept: KeptQuotes | None = None,
+    links: Sequence[LinkRow] | None = None,
 ) -> QuotePlanReport:
     """Plan the Stripe writes that bill accepted deals, and the status written back to them.
 
@@ -1032,6 +1040,8 @@ def plan_quotes(
         kept: the records kept between plans of a long-running process (the daemon, a
             benchmark): only what changed since its last plan is read again. None reads
             everything.
+        links: the linked records (:func:`~ledgerlink.sync._landed.read_links`), when the
+            caller read them for several planners; None reads them.
 
     Returns:
         The writes, the deals held and the counts.
@@ -1045,7 +1055,7 @@ def plan_quotes(
     started = time.perf_counter()
     engine = store.engine if isinstance(store, Store) else store
     with engine.connect() as conn:
-        landed = _load(conn) if kept is None else kept.refresh(conn)
+        landed = _load(conn, links) if kept is None else kept.refresh(conn, links)
     planner = _Planner(mappings, landed, now, window)
     for deal in _deals(landed) if kept is None else kept.deals(landed):
         planner.deal(deal)
