@@ -25,16 +25,18 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from ledgerlink.store import Store, create_engine_for, head_revision, upgrade
+from ledgerlink.store.models import Customer, CustomerLink
 
 pytest_plugins = ["tests.secret_scan"]
 
@@ -202,6 +204,57 @@ def engine(database_url: str) -> Iterator[Engine]:
 def store(engine: Engine) -> Store:
     """A :class:`~ledgerlink.store.Store` on the test's database."""
     return Store(engine)
+
+
+LinkCustomer = Callable[..., None]
+
+
+@pytest.fixture
+def link_customer(store: Store) -> LinkCustomer:
+    """``link_customer(*records, customer="cust-1", name="Acme", at=...)``: make a golden
+    customer and link ``records`` ((system, object, external id)) to it, as matching does."""
+
+    def link(
+        *records: tuple[str, str, str],
+        customer: str = "cust-1",
+        name: str = "Acme",
+        at: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    ) -> None:
+        with store.engine.begin() as conn:
+            conn.execute(
+                insert(Customer.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "id": customer,
+                        "display_name": name,
+                        "fields": {},
+                        "lineage": {},
+                        "created_at": at,
+                        "updated_at": at,
+                        "version": 1,
+                    }
+                ],
+            )
+            conn.execute(
+                insert(CustomerLink.__table__),  # type: ignore[attr-defined]
+                [
+                    {
+                        "system": system,
+                        "object": obj,
+                        "external_id": external_id,
+                        "customer_id": customer,
+                        "score": 1.0,
+                        "method": "xref",
+                        "status": "linked",
+                        "reasons": [],
+                        "created_at": at,
+                        "updated_at": at,
+                    }
+                    for system, obj, external_id in records
+                ],
+            )
+
+    return link
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import Store
-from ledgerlink.store.models import Customer, CustomerLink, Outbox
+from ledgerlink.store.models import Outbox
 from ledgerlink.sync._ledger_world import KeptLedgerWorld, LedgerWorld, load_world
 from ledgerlink.sync.ledger import plan_ledger
 from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
@@ -236,45 +236,8 @@ def _charge(number: int, invoice: str) -> Record:
     )
 
 
-def _link_customer(store: Store, *records: tuple[str, str, str]) -> None:
-    """Make customer ``c-1`` and link ``records`` to it (what matching does)."""
-    with store.engine.begin() as conn:
-        conn.execute(
-            insert(Customer.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "id": "c-1",
-                    "display_name": "Acme",
-                    "fields": {},
-                    "lineage": {},
-                    "created_at": NOW,
-                    "updated_at": NOW,
-                    "version": 1,
-                }
-            ],
-        )
-        conn.execute(
-            insert(CustomerLink.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "system": system,
-                    "object": obj,
-                    "external_id": external_id,
-                    "customer_id": "c-1",
-                    "score": 1.0,
-                    "method": "xref",
-                    "status": "linked",
-                    "reasons": [],
-                    "created_at": NOW,
-                    "updated_at": NOW,
-                }
-                for system, obj, external_id in records
-            ],
-        )
-
-
 def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves(
-    store: Store, mappings: MappingSet
+    store: Store, mappings: MappingSet, link_customer: Any
 ) -> None:
     """Invoices waiting for their Stripe customer's match and payments waiting for their
     invoice's document are counted as waiting, not built again, by quiet kept plans; once
@@ -309,7 +272,7 @@ def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves
     assert not quiet.documents
 
     at += timedelta(minutes=10)
-    _link_customer(store, ("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"))
+    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=at)
     store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
     matched, _ = plan_both()
     assert {(d.stripe_id, d.object) for d in matched.documents} == {
