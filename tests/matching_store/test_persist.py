@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
 from ledgerlink.connector.protocol import Record
@@ -327,6 +327,56 @@ def test_a_record_the_hub_created_stays_with_its_customer(
     assert _customers(engine)["quickbooks:Customer:90"] == acme
     run_matching(engine, mappings, now=NOW + timedelta(hours=2))
     assert _customers(engine)["quickbooks:Customer:90"] == acme
+
+
+def test_a_kept_matcher_reads_again_only_the_customers_whose_links_changed(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """The cross-references of hub-created records are kept between runs: a run re-reads the
+    links of a customer only when its links changed (one added, one moved away), and what it
+    keeps equals what a new matcher reads."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    acme = _customers(engine)[SF_ACME]
+    table = CustomerLink.__table__  # type: ignore[attr-defined]
+
+    def link(external_id: str, method: str, at: datetime) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(table).values(
+                    system="quickbooks",
+                    object="Customer",
+                    external_id=external_id,
+                    customer_id=acme,
+                    score=1.0,
+                    method=method,
+                    status="linked",
+                    reasons=[],
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+
+    def reread() -> set[PartyRef]:
+        with engine.connect() as conn:
+            changed = matcher._load_created(conn)
+            fresh = Matcher(engine, mappings)
+            fresh._load_created(conn)
+        assert matcher._created == fresh._created
+        return changed
+
+    created = PartyRef("quickbooks", "Customer", "90")
+    link("90", "created", NOW + timedelta(minutes=1))
+    assert reread() == {created}
+    assert reread() == set()  # nothing moved: nothing read again
+    link("91", "xref", NOW + timedelta(minutes=2))
+    assert reread() == {created}
+    assert PartyRef("quickbooks", "Customer", "91") in matcher._created[created]
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.external_id == "91"))
+    assert reread() == {created}
+    assert PartyRef("quickbooks", "Customer", "91") not in matcher._created[created]
 
 
 def test_matcher_applies_new_decisions_incrementally(

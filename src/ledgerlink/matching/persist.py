@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.domain.entities import Party
@@ -732,6 +732,10 @@ class Matcher:
         self._rules = survivorship_rules(mappings)
         self._last_run: datetime | None = None
         self._created: dict[PartyRef, tuple[PartyRef, ...]] = {}
+        self._created_of: dict[str, list[PartyRef]] = {}
+        """Customer id -> its records the hub created (the keys of :attr:`_created`)."""
+        self._link_summaries: dict[str, tuple[Any, ...]] = {}
+        """Customer id -> (links, highest link id, latest update) when last read."""
         self._ids: dict[str, str] = {}
 
     # -- loading ----------------------------------------------------------------------
@@ -772,33 +776,62 @@ class Matcher:
             loaded.records[record.ref] = record
         return loaded
 
-    def _load_created(self, conn: Connection) -> dict[PartyRef, tuple[PartyRef, ...]]:
+    def _load_created(self, conn: Connection) -> set[PartyRef]:
         """Records the hub created for a customer cross-reference that customer's records.
 
-        Only the links of customers that have such a record are read (not every link).
+        Updates :attr:`_created` (created record -> the other records of its customer) and
+        returns the created records whose entry is new or changed. Only customers that have
+        such a record count, and of those only the ones whose links changed since the last
+        run are read whole: a summary per customer (how many links, the highest link id, the
+        latest ``updated_at``) tells them apart, so a run costs one aggregate, not every
+        link of every such customer.
         """
         with_created = select(_LINK.c.customer_id).where(
             _LINK.c.method == StoredMethod.CREATED.value
         )
-        rows = list(
-            conn.execute(
+        summaries = {
+            row[0]: tuple(row[1:])
+            for row in conn.execute(
+                select(
+                    _LINK.c.customer_id,
+                    func.count(),
+                    func.max(_LINK.c.id),
+                    func.max(_LINK.c.updated_at),
+                )
+                .where(_LINK.c.customer_id.in_(with_created.scalar_subquery()))
+                .group_by(_LINK.c.customer_id)
+            )
+        }
+        before = self._link_summaries
+        moved = [c for c, summary in summaries.items() if before.get(c) != summary]
+        moved += [c for c in before if c not in summaries]
+        self._link_summaries = summaries
+        for customer in moved:
+            for ref in self._created_of.pop(customer, ()):
+                self._created.pop(ref, None)
+        members: dict[str, list[PartyRef]] = defaultdict(list)
+        created: list[tuple[PartyRef, str]] = []
+        wanted = [c for c in moved if c in summaries]
+        for start in range(0, len(wanted), _CHUNK):
+            for row in conn.execute(
                 select(
                     _LINK.c.system,
                     _LINK.c.object,
                     _LINK.c.external_id,
                     _LINK.c.customer_id,
                     _LINK.c.method,
-                ).where(_LINK.c.customer_id.in_(with_created.scalar_subquery()))
-            )
-        )
-        members: dict[str, list[PartyRef]] = defaultdict(list)
-        created: list[tuple[PartyRef, str]] = []
-        for row in rows:
-            ref = PartyRef(row.system, row.object, row.external_id)
-            members[row.customer_id].append(ref)
-            if row.method == StoredMethod.CREATED.value:
-                created.append((ref, row.customer_id))
-        return {ref: tuple(sorted(m for m in members[cid] if m != ref)) for ref, cid in created}
+                ).where(_LINK.c.customer_id.in_(wanted[start : start + _CHUNK]))
+            ):
+                ref = PartyRef(row.system, row.object, row.external_id)
+                members[row.customer_id].append(ref)
+                if row.method == StoredMethod.CREATED.value:
+                    created.append((ref, row.customer_id))
+        changed: set[PartyRef] = set()
+        for ref, customer in created:
+            self._created[ref] = tuple(sorted(m for m in members[customer] if m != ref))
+            self._created_of.setdefault(customer, []).append(ref)
+            changed.add(ref)
+        return changed
 
     def _stored_model(self, conn: Connection) -> MatchModel | None:
         row = conn.execute(
@@ -832,7 +865,7 @@ class Matcher:
             raise ValueError(msg)
         started = time.perf_counter()
         with self.engine.connect() as conn:
-            self._created = self._load_created(conn)
+            created_changed = self._load_created(conn)
             decisions = load_decisions(conn)
             stored = None if self.refit or self.model else self._stored_model(conn)
         source = "stored"
@@ -855,7 +888,8 @@ class Matcher:
             state = self.state
             loaded = self._load_parties(self._last_run, now, progress)
             records = [r for r in loaded.records.values() if state.records.get(r.ref) != r]
-            for ref, extra in self._created.items():
+            for ref in created_changed:
+                extra = self._created[ref]
                 current = state.records.get(ref)
                 if current is not None and ref not in loaded.records:
                     wanted = tuple(sorted({*current.xrefs, *extra}))
