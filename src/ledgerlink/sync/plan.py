@@ -407,6 +407,7 @@ class _Seen:
 
     day: date
     customers: dict[str, tuple[int, Any]]
+    """Customer id -> (version, ``updated_at``): every change of a golden record moves both."""
     customer_of: dict[tuple[str, str, str], str]
     creates: dict[str, frozenset[Any]]
     refused: dict[str, str]
@@ -435,7 +436,9 @@ def _load_kept(
     plan is stored and the parties it covered.
     """
     world = _World()
-    for row in conn.execute(select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version)):
+    for row in conn.execute(
+        select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version, _CUSTOMER.c.updated_at)
+    ):
         world.customers[row.id] = row
     customer_of = _load_links(conn, links)
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
@@ -460,7 +463,7 @@ def _load_kept(
         creates[key[0]].add((key, count))
     seen = _Seen(
         day=now.date(),
-        customers={cid: (row.version, row.lineage) for cid, row in world.customers.items()},
+        customers={cid: (row.version, row.updated_at) for cid, row in world.customers.items()},
         customer_of=customer_of,
         creates={cid: frozenset(entries) for cid, entries in creates.items()},
         refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
@@ -508,11 +511,9 @@ def _gather(
 def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, str]]) -> set[str]:
     """The customers whose inputs besides the mapped records' content moved from ``before``
     to ``now``, and those linked (before or now) to ``parties``."""
-    changed = {cid for cid, state in now.customers.items() if before.customers.get(cid) != state}
-    moved = {
-        key for key, customer in now.customer_of.items() if before.customer_of.get(key) != customer
-    }
-    moved.update(key for key in before.customer_of if key not in now.customer_of)
+    # Set operations on the items (hashable values) run in C: these maps hold every customer.
+    changed = {cid for cid, _ in now.customers.items() - before.customers.items()}
+    moved = {key for key, _ in now.customer_of.items() ^ before.customer_of.items()}
     refused = now.refused.keys() ^ before.refused.keys()
     refused.update(r for r, v in now.refused.items() if before.refused.get(r) != v)
     records = moved | parties
@@ -523,9 +524,12 @@ def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, s
             if owner is not None:
                 changed.add(owner)
     creates, baselines = now.creates, now.baselines
-    changed.update(c for c, v in creates.items() if before.creates.get(c) != v)
-    changed.update(c for c in before.creates if c not in creates)
-    changed.update(c for c, v in baselines.items() if before.baselines.get(c) != v)
+    changed.update(c for c, _ in creates.items() ^ before.creates.items())
+    changed.update(
+        c
+        for c, v in baselines.items()
+        if before.baselines.get(c) is not v and before.baselines.get(c) != v
+    )
     changed.update(c for c in before.baselines if c not in baselines)
     return changed
 
