@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
@@ -489,7 +489,7 @@ def read_links(conn: Connection) -> list[LinkRow]:
         .where(link.c.status == LinkStatus.LINKED.value)
         .order_by(link.c.id)
     )
-    return [(r.system, r.object, r.external_id, r.customer_id) for r in rows]
+    return cast("list[LinkRow]", rows.all())  # rows unpack as tuples: no attribute access
 
 
 def read_mapped(

@@ -10,7 +10,7 @@ changed, so decoding on read costs little, and the first plan decodes each objec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, KeysView, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -78,6 +78,10 @@ class PackedPayloads(MutableMapping[str, Payload]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._packed
+
+    def keys(self) -> KeysView[str]:
+        """The ids, as the underlying dict's view (set operations on it run in C)."""
+        return self._packed.keys()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._packed)
