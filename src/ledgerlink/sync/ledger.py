@@ -254,10 +254,10 @@ class _Planner:
         self._item_creates: set[str] = set()
         self._customer_creates: set[str] = set()
         self._wake: tuple[str, ...] = ()
-        self._waited: set[str] = set()
-        """Stripe ids this plan found waiting (counted as they were)."""
         """What the document being built waits on, when a wait names it: the Stripe ids
         whose change (:attr:`LedgerWorld.touched`) may end the wait."""
+        self._waited: set[str] = set()
+        """Stripe ids this plan found waiting (counted as they were)."""
 
     # -- reference data --------------------------------------------------------------------
 
