@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import URL, Engine, make_url
 
 from ledgerlink.store import Store, create_engine_for, head_revision, upgrade
@@ -212,7 +212,8 @@ LinkCustomer = Callable[..., None]
 @pytest.fixture
 def link_customer(store: Store) -> LinkCustomer:
     """``link_customer(*records, customer="cust-1", name="Acme", at=...)``: make a golden
-    customer and link ``records`` ((system, object, external id)) to it, as matching does."""
+    customer (unless it exists) and link ``records`` ((system, object, external id)) to it, as
+    matching does."""
 
     def link(
         *records: tuple[str, str, str],
@@ -220,21 +221,20 @@ def link_customer(store: Store) -> LinkCustomer:
         name: str = "Acme",
         at: datetime = datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
     ) -> None:
+        table = Customer.__table__  # type: ignore[attr-defined]
         with store.engine.begin() as conn:
-            conn.execute(
-                insert(Customer.__table__),  # type: ignore[attr-defined]
-                [
-                    {
-                        "id": customer,
-                        "display_name": name,
-                        "fields": {},
-                        "lineage": {},
-                        "created_at": at,
-                        "updated_at": at,
-                        "version": 1,
-                    }
-                ],
-            )
+            if conn.execute(select(table.c.id).where(table.c.id == customer)).first() is None:
+                conn.execute(
+                    insert(table).values(
+                        id=customer,
+                        display_name=name,
+                        fields={},
+                        lineage={},
+                        created_at=at,
+                        updated_at=at,
+                        version=1,
+                    )
+                )
             conn.execute(
                 insert(CustomerLink.__table__),  # type: ignore[attr-defined]
                 [

@@ -286,3 +286,17 @@ def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves
     _set(store, "in_0001", status="done", remote_id="101")
     sent, _ = plan_both()
     assert [(d.stripe_id, d.object) for d in sent.documents] == [("ch_0001", "Payment")]
+
+    # A customer matched before its QuickBooks customer exists: its invoice waits for that.
+    at += timedelta(minutes=10)
+    other = {**_invoice(3).payload, "customer": "cus_2"}
+    store.land("stripe", [Record("invoices", "in_0003", other)], now=at)
+    link_customer(("stripe", "customers", "cus_2"), customer="c-2", at=at)
+    waiting, _ = plan_both()
+    assert waiting.waiting["customer not in QuickBooks yet"] == 1
+    assert not plan_both()[0].documents
+    at += timedelta(minutes=10)
+    link_customer(("quickbooks", "Customer", "59"), customer="c-2", at=at)
+    store.land("quickbooks", [_quickbooks("Customer", "59", {"DisplayName": "Bolt"})], now=at)
+    linked, _ = plan_both()
+    assert [(d.stripe_id, d.object) for d in linked.documents] == [("in_0003", "Invoice")]

@@ -383,14 +383,15 @@ class KeptLedgerWorld:
             if owner is not None:
                 moved.add(owner)
         after_of = world.customer_of
-        for links, other in ((after_of, before_of), (before_of, after_of)):
-            for key, customer in links.items():
-                if (
-                    key[0] == "stripe"
-                    and key[1] == "customers"
-                    and (customer in moved or other.get(key) != customer)
-                ):
-                    world.touched.add(key[2])
+        # Links made, moved or gone: a set operation on the items (in C, every link a pass).
+        for (system, obj, external_id), _ in after_of.items() ^ before_of.items():
+            if system == "stripe" and obj == "customers":
+                world.touched.add(external_id)
+        if moved:
+            for links in (after_of, before_of):
+                for (system, obj, external_id), customer in links.items():
+                    if customer in moved and system == "stripe" and obj == "customers":
+                        world.touched.add(external_id)
 
     # -- the ledger's outbox rows ----------------------------------------------------------
 
