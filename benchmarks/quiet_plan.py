@@ -10,6 +10,8 @@ prints what the ledger plan of the last run looked at again and what it counted 
 
     .venv/bin/python benchmarks/full_cycle.py --companies 10000 --invoices 100000 --keep /tmp/k10.db
     .venv/bin/python benchmarks/quiet_plan.py /tmp/k10.db
+
+Without a store it first makes one with ``full_cycle.py --companies 1000 --invoices 10000``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import argparse
 import cProfile
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -36,12 +40,31 @@ from ledgerlink.sync.ledger import LedgerOptions
 def main() -> int:
     """Run the quiet passes and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("store", help="SQLite file left by full_cycle.py --keep")
+    parser.add_argument(
+        "store", nargs="?", help="SQLite file left by full_cycle.py --keep (default: make one)"
+    )
     parser.add_argument("--runs", type=int, default=4, help="match and plan runs (default 4)")
     parser.add_argument("--profile", help="write a cProfile of the last plan to this file")
     args = parser.parse_args()
     configure_logging(level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
+        if args.store is None:
+            args.store = str(Path(tmp) / "kept.db")
+            print("making a store: full_cycle.py --companies 1000 --invoices 10000", flush=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).with_name("full_cycle.py")),
+                    "--companies",
+                    "1000",
+                    "--invoices",
+                    "10000",
+                    "--keep",
+                    args.store,
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         copy = Path(tmp) / "store.db"
         shutil.copyfile(args.store, copy)
         for suffix in ("-wal", "-shm"):
