@@ -351,3 +351,37 @@ def test_cycles_never_send_a_stripe_id_twice(
             select(Outbox.target, Outbox.last_error).where(Outbox.status == "failed")  # type: ignore[call-overload]
         ).all()
     assert failed == []
+
+
+def test_both_accounts_get_the_same_update_when_they_landed_together(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Two Accounts of one customer pulled in the same batch (so with the same change time)
+    that need the same values each get their write: one is not taken for the other's."""
+    store.land(
+        "salesforce",
+        [
+            _account(
+                FIRST,
+                "Horizon Farms AG",
+                "2026-02-02T10:00:00.000+0000",
+                Stripe_Customer_Id__c="cus_horizon",
+            ),
+            _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000"),
+        ],
+        now=NOW,
+    )
+    store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+
+    report = plan(store, mappings, now=NOW)
+    updates = {op.remote_id: op for op in report.ops if op.target == "salesforce"}
+    assert set(updates) == {FIRST, SECOND}
+    assert updates[FIRST].payload == updates[SECOND].payload  # the shared values only
+    with store.engine.connect() as conn:
+        queued = set(
+            conn.execute(
+                select(Outbox.remote_id).where(Outbox.target == "salesforce")  # type: ignore[call-overload]
+            ).scalars()
+        )
+    assert queued == {FIRST, SECOND}

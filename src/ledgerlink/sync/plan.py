@@ -1039,9 +1039,11 @@ class _Planner:
             for w, c in writes
             if not _same(w.value, c)
         )
+        # Keyed by the record written, not its customer: a customer's two Accounts pulled in
+        # one batch share a change time and may need the same values, and each needs its write.
         version = record.changed_at.isoformat()
         op_key = idempotency_key(
-            record.system, record.object, WriteAction.UPDATE, customer_id, payload, version=version
+            record.system, record.object, WriteAction.UPDATE, record.ref, payload, version=version
         )
         self.report.ops.append(
             PlannedOp(
