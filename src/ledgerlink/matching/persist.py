@@ -229,6 +229,9 @@ class StoredLink:
         method: xref, probabilistic, manual or created.
         status: linked or review.
         reasons: the evidence (``kind`` = link, alone or review).
+        content_hash: digest of the record's company details when last matched
+            (:func:`content_digest`), None before any.
+        content_changed_at: the record's modification time when those details last changed.
     """
 
     id: int
@@ -238,6 +241,8 @@ class StoredLink:
     method: str
     status: str
     reasons: list[dict[str, Any]]
+    content_hash: str | None = None
+    content_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +524,8 @@ def _stored_link(row: Any) -> StoredLink:
         row.method,
         row.status,
         list(row.reasons or []),
+        row.content_hash,
+        row.content_changed_at,
     )
 
 
@@ -973,12 +980,17 @@ class Matcher:
             used = set(ids.values())
             stored_customers = _customers_for(conn, used | candidates)
             link_rows = _link_rows(state, clusters, ids, stored_links, decisions)
+            edited = _edited(state, link_rows, stored_links)
             written = 0
             # Customers first (links point at them), links next, retired customers last.
             fresh: list[dict[str, Any]] = []
             for cluster in clusters:
                 cid = ids[cluster.id]
-                golden = build_golden(cid, [state.records[m] for m in cluster.members], self._rules)
+                golden = build_golden(
+                    cid,
+                    [_as_edited(state.records[m], edited) for m in cluster.members],
+                    self._rules,
+                )
                 values = dict(golden.values)
                 lineage = {k: str(v) for k, v in golden.lineage.items()}
                 display = (values.get("name") or str(cluster.members[0]))[:255]
@@ -1279,6 +1291,68 @@ def _attach_review(
     ]
 
 
+def content_digest(record: PartyRecord) -> str:
+    """Digest of the company details survivorship takes from ``record``: name, e-mails,
+    phones, website, address and tax id (not its references to other records, which the
+    hub's own writes of ids change)."""
+    details = (
+        record.name,
+        record.emails,
+        record.phones,
+        record.website,
+        record.country,
+        record.street,
+        record.city,
+        record.region,
+        record.postal_code,
+        record.tax_id,
+    )
+    return hashlib.sha256(repr(details).encode()).hexdigest()
+
+
+def _edited(
+    state: MatchState,
+    rows: Mapping[PartyRef, dict[str, Any]],
+    stored: Mapping[PartyRef, StoredLink],
+) -> dict[PartyRef, tuple[str | None, datetime | None]]:
+    """Per linked record: the digest of its details and when they last changed (also set on
+    its link row in ``rows``).
+
+    A record's modification time moves with any write to it, the hub's too: an open balance
+    written to one of a customer's two Salesforce Accounts made it the most recently updated
+    and moved the golden phone to it, whose echo moved it back (values going back and forth
+    between the systems). So survivorship ranks a record by the modification time at which
+    its company details last changed, kept with its link: unchanged details keep the stored
+    time, changed (or first seen) details take the record's own.
+    """
+    edited: dict[PartyRef, tuple[str | None, datetime | None]] = {}
+    for ref in rows:
+        record = state.records.get(ref)
+        if record is None:
+            continue
+        digest = content_digest(record)
+        old = stored.get(ref)
+        if old is not None and old.content_hash == digest and old.content_changed_at is not None:
+            edited[ref] = (digest, old.content_changed_at)
+        else:
+            edited[ref] = (digest, record.updated_at)
+    for ref, row in rows.items():  # stored with the link; a row without a record keeps its own
+        old = stored.get(ref)
+        kept = (old.content_hash, old.content_changed_at) if old is not None else (None, None)
+        row["content_hash"], row["content_changed_at"] = edited.get(ref, kept)
+    return edited
+
+
+def _as_edited(
+    record: PartyRecord, edited: Mapping[PartyRef, tuple[str | None, datetime | None]]
+) -> PartyRecord:
+    """``record`` with survivorship's recency: when its details last changed."""
+    found = edited.get(record.ref)
+    if found is None or found[1] == record.updated_at:
+        return record
+    return replace(record, updated_at=found[1])
+
+
 def _write_links(
     conn: Connection,
     rows: Mapping[PartyRef, dict[str, Any]],
@@ -1307,6 +1381,8 @@ def _write_links(
             "method": old.method,
             "status": old.status,
             "reasons": old.reasons,
+            "content_hash": old.content_hash,
+            "content_changed_at": old.content_changed_at,
         }
         if current != row:
             conn.execute(update(_LINK).where(_LINK.c.id == old.id).values(updated_at=now, **row))

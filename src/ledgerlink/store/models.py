@@ -215,6 +215,12 @@ class CustomerLink(SQLModel, table=True):
     method: str = _str(16)
     status: str = _str(16)
     reasons: list[Any] = Field(default_factory=list, sa_column=Column(JSON_TYPE, nullable=False))
+    content_hash: str | None = _str(64, nullable=True)
+    """Digest of the record's company details (name, e-mails, phones, website, address,
+    tax id) as last matched."""
+    content_changed_at: datetime | None = _ts(nullable=True)
+    """The record's modification time when those details last changed: survivorship's
+    recency, which a write of other fields (the hub's open balance) does not move."""
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
 
