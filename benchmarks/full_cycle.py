@@ -628,6 +628,7 @@ def _queued(report: Any) -> int:
         (report.plan.queued if report.plan else 0)
         + (report.quotes.queued if report.quotes else 0)
         + (report.ledger.queued if report.ledger else 0)
+        + (report.ledger_follow_up.queued if report.ledger_follow_up else 0)
     )
 
 
@@ -682,10 +683,13 @@ def run_pass(
             profiler.disable()
     figures.seconds = time.perf_counter() - started
     for (stage, at, calls, _), (_, end, calls_end, peak) in itertools.pairwise(marks):
-        figures.stages[stage] = StageFigures(
-            seconds=end - at,
-            calls={s: calls_end[s] - calls[s] for s in SYSTEMS},
-            peak_mib=peak,
+        # plan and push come twice when the ledger follows up on what the push sent
+        figures.stages.setdefault(stage, StageFigures()).add(
+            StageFigures(
+                seconds=end - at,
+                calls={s: calls_end[s] - calls[s] for s in SYSTEMS},
+                peak_mib=peak,
+            )
         )
     figures.stages["pull"].read = sum(r.read for r in report.pulls)
     figures.stages["pull"].written = sum(r.inserted + r.updated + r.deleted for r in report.pulls)
@@ -724,7 +728,13 @@ def run_cycle_until_quiet(
         passes.append(figures)
         stages = (
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
-            + f" [plan: customers {report.plan.seconds:.1f}s, ledger {report.ledger.seconds:.1f}s]"
+            + f" [plan: customers {report.plan.seconds:.1f}s, ledger {report.ledger.seconds:.1f}s"
+            + (
+                f", ledger follow-up {report.ledger_follow_up.seconds:.1f}s "
+                f"({report.ledger_follow_up.queued} queued)]"
+                if report.ledger_follow_up is not None
+                else "]"
+            )
         )
         calls = sum(sum(s.calls.values()) for s in figures.stages.values())
         print(

@@ -226,6 +226,28 @@ def test_a_payment_waits_for_its_invoice_and_the_customer(
     assert len(_notes(world, "Payment")) == 1
 
 
+def test_a_paid_invoice_posts_with_its_payment_in_one_cycle(
+    store: Store, world: World, mappings: MappingSet
+) -> None:
+    """Once the customer is in QuickBooks, a new paid invoice and its payment post in the same
+    cycle: the ledger plans again right after the push sent the invoice."""
+    settle(store, world, mappings)
+    invoice = _invoice(world, "n3", "north", "usd", [{"unit_amount": 4_200, "quantity": 1}])
+    charge = _pay(world, invoice)
+
+    report = cycle(store, world, mappings)
+    assert report.ledger is not None
+    assert [d.stripe_id for d in report.ledger.documents if d.kind == "invoice"] == [invoice]
+    assert report.ledger.waiting_on_sends >= 1  # the payment waited for that invoice
+    assert report.ledger_follow_up is not None
+    assert [d.stripe_id for d in report.ledger_follow_up.documents if d.kind == "payment"] == [
+        charge
+    ]
+    assert _notes(world, "Invoice").count(f"ledgerlink stripe:{invoice}") == 1
+    assert _notes(world, "Payment").count(f"ledgerlink stripe:{charge}") == 1
+    assert sum(world.sandboxes["quickbooks"].trial_balance().values(), Decimal(0)) == 0
+
+
 def test_refund_and_payout_reconcile_with_zero_difference(
     store: Store, world: World, mappings: MappingSet
 ) -> None:

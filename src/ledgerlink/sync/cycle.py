@@ -27,6 +27,7 @@ from ledgerlink.store.repository import Store
 from ledgerlink.sync._landed import read_links
 from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.engine import StreamResult, pull
+from ledgerlink.sync.ledger import TARGET as LEDGER_TARGET
 from ledgerlink.sync.ledger import LedgerOptions, LedgerPlanReport, plan_ledger
 from ledgerlink.sync.plan import MappedRecords, PlanReport, plan, record_results
 from ledgerlink.sync.push import PushReport, push
@@ -79,6 +80,9 @@ class CycleReport:
     plan: PlanReport | None = None
     quotes: QuotePlanReport | None = None
     ledger: LedgerPlanReport | None = None
+    ledger_follow_up: LedgerPlanReport | None = None
+    """The ledger plan made right after the push, for the documents that waited on what it
+    sent (a payment on its invoice); None when nothing waited so."""
     pushes: list[PushReport] = field(default_factory=list)
     systems: dict[str, SystemSummary] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -251,9 +255,55 @@ def run_cycle(
             report.pushes.append(pushed)
             if progress is not None:
                 progress("push", name, pushed.sent)
+        _follow_up_ledger(
+            store, connectors, mappings, report, clock=clock, now=now, ledger=ledger, cache=cache
+        )
     clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
     return report
+
+
+def _follow_up_ledger(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    mappings: MappingSet,
+    report: CycleReport,
+    *,
+    clock: _StageClock,
+    now: datetime,
+    ledger: LedgerOptions | None,
+    cache: CycleCache | None,
+) -> None:
+    """Plan and push the ledger once more when the push settled documents that waited on it.
+
+    A payment waits for its invoice's QuickBooks document, a document for the item or the
+    customer in its currency that the ledger creates. Once the push sent those, their ids are
+    in the outbox: a second ledger plan now posts the waiting documents in this cycle instead
+    of the next (with a kept world it looks only at the documents the sends woke).
+    """
+    connector = connectors.get(LEDGER_TARGET)
+    sent = any(p.target == LEDGER_TARGET and p.done for p in report.pushes)
+    if connector is None or report.ledger is None or not sent:
+        return
+    if not report.ledger.waiting_on_sends:
+        return
+    clock.start("plan")
+    with store.engine.connect() as conn:
+        links = read_links(conn)
+    follow_up = plan_ledger(
+        store,
+        mappings,
+        now=now,
+        options=ledger,
+        kept=None if cache is None else cache.ledger,
+        links=links,
+    )
+    report.ledger_follow_up = follow_up
+    clock.start("push")
+    if follow_up.queued:
+        report.pushes.append(
+            push(store, connector, worker_id=_worker_id(), on_result=record_results)
+        )
 
 
 class _StageClock:
@@ -267,8 +317,9 @@ class _StageClock:
 
     def start(self, stage: str) -> None:
         now = time.perf_counter()
-        if self.stage is not None:
-            self.report.seconds[self.stage] = now - self.since
+        if self.stage is not None:  # a stage may come twice (the ledger's follow-up)
+            seconds = self.report.seconds
+            seconds[self.stage] = seconds.get(self.stage, 0.0) + now - self.since
         self.stage, self.since = stage, now
         if self.on_stage is not None:
             self.on_stage(stage)

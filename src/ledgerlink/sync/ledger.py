@@ -95,6 +95,9 @@ __all__ = [
 ]
 
 TARGET = "quickbooks"
+#: Waiting reasons the send of another ledger document settles (:attr:`waiting_on_sends`).
+_SETTLED_BY_A_SEND = ("invoice not in QuickBooks yet", "credit memo not in QuickBooks yet")
+_BEING_CREATED = "being created in QuickBooks"
 _POSTED_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
 _QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
 _log = get_logger(component="ledger")
@@ -192,6 +195,17 @@ class LedgerPlanReport:
     skipped: Counter[str] = field(default_factory=Counter)
     unchanged: int = 0
     seconds: float = 0.0
+
+    @property
+    def waiting_on_sends(self) -> int:
+        """Documents waiting for another QuickBooks document, item or customer the ledger
+        creates: the send of that one settles them (its id is in the outbox once sent), so a
+        plan right after the push can post them without waiting for the next pull."""
+        return sum(
+            count
+            for reason, count in self.waiting.items()
+            if reason.startswith(_SETTLED_BY_A_SEND) or reason.endswith(_BEING_CREATED)
+        )
 
     def by_kind(self) -> dict[str, int]:
         """Documents wanted per kind."""
