@@ -10,49 +10,40 @@ would move it again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from ledgerlink.connector.protocol import Record
-from ledgerlink.mapping import MappingSet, load_mappings
+from ledgerlink.mapping import MappingSet
 from ledgerlink.matching.persist import Matcher, run_matching
 from ledgerlink.store import Store
 from ledgerlink.store.models import Customer
 
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+from .conftest import NOW, salesforce_account
+
 FIRST = "001Hs00000000AAAAA"
 SECOND = "001Hs00000000BBBAA"
 FIRST_PHONE = "+49 30 5550 1234"
 SECOND_PHONE = "+49 30 5550 9876"
 
 
-@pytest.fixture(scope="module")
-def mappings() -> MappingSet:
-    """The shipped mappings."""
-    return load_mappings()
-
-
-def _account(record_id: str, name: str, phone: str, modified: str, **fields: Any) -> Record:
-    """A Horizon Farms Account: both share name, site and address, not their phone."""
-    return Record(
-        "Account",
+def _account(record_id: str, phone: str, modified: str, **fields: Any) -> Record:
+    """A Horizon Farms AG Account: both share name, site and address, not their phone."""
+    return salesforce_account(
         record_id,
-        {
-            "Id": record_id,
-            "Name": name,
-            "Phone": phone,
-            "Website": "horizonfarms.de",
-            "BillingStreet": "Feldweg 3",
-            "BillingCity": "Berlin",
-            "BillingPostalCode": "10115",
-            "BillingCountry": "Germany",
-            "LastModifiedDate": modified,
-            "SystemModstamp": modified,
-            **fields,
-        },
+        "Horizon Farms AG",
+        Phone=phone,
+        Website="horizonfarms.de",
+        BillingStreet="Feldweg 3",
+        BillingCity="Berlin",
+        BillingPostalCode="10115",
+        BillingCountry="Germany",
+        LastModifiedDate=modified,
+        SystemModstamp=modified,
+        **fields,
     )
 
 
@@ -92,8 +83,8 @@ def test_a_write_of_other_fields_does_not_move_the_golden_phone(
     store.land(
         "salesforce",
         [
-            _account(FIRST, "Horizon Farms AG", FIRST_PHONE, "2026-02-02T10:00:00.000+0000"),
-            _account(SECOND, "Horizon Farms AG", SECOND_PHONE, "2026-02-01T10:00:00.000+0000"),
+            _account(FIRST, FIRST_PHONE, "2026-02-02T10:00:00.000+0000"),
+            _account(SECOND, SECOND_PHONE, "2026-02-01T10:00:00.000+0000"),
         ],
         now=NOW,
     )
@@ -108,7 +99,6 @@ def test_a_write_of_other_fields_does_not_move_the_golden_phone(
         [
             _account(
                 SECOND,
-                "Horizon Farms AG",
                 SECOND_PHONE,
                 "2026-03-01T12:30:00.000+0000",
                 Open_Balance__c=120.5,
@@ -126,7 +116,6 @@ def test_a_write_of_other_fields_does_not_move_the_golden_phone(
         [
             _account(
                 SECOND,
-                "Horizon Farms AG",
                 "+49 30 5550 7777",
                 "2026-03-01T13:30:00.000+0000",
                 Open_Balance__c=120.5,

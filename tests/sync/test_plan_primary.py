@@ -97,21 +97,8 @@ def _ids_written(report: PlanReport) -> dict[str, dict[str, Any]]:
     return written
 
 
-def _rename_second(store: Store, mappings: MappingSet, at: datetime) -> None:
-    """Someone renames the second Account: the golden name now comes from it."""
-    store.land(
-        "salesforce",
-        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
-        now=at,
-    )
-    run_matching(store.engine, mappings, now=at)
-    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
-
-
-def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
-    store: Store, mappings: MappingSet
-) -> None:
-    """The Account holding the Stripe id stays the primary when the other one is renamed."""
+def _land_first_holding_the_stripe_id(store: Store, mappings: MappingSet) -> None:
+    """Both Accounts, modified a day apart, the first holding the Stripe customer's id."""
     store.land(
         "salesforce",
         [
@@ -127,6 +114,24 @@ def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
     )
     store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
     run_matching(store.engine, mappings, now=NOW)
+
+
+def _rename_second(store: Store, mappings: MappingSet, at: datetime) -> None:
+    """Someone renames the second Account: the golden name now comes from it."""
+    store.land(
+        "salesforce",
+        [_account(SECOND, "Horizon Farms Berlin AG", "2026-03-02T09:00:00.000+0000")],
+        now=at,
+    )
+    run_matching(store.engine, mappings, now=at)
+    assert _lineage(store)["name"] == f"salesforce:Account:{SECOND}"
+
+
+def test_renamed_account_does_not_take_the_stripe_id_the_other_holds(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The Account holding the Stripe id stays the primary when the other one is renamed."""
+    _land_first_holding_the_stripe_id(store, mappings)
     assert _ids_written(plan(store, mappings, now=NOW, dry_run=True)) == {}
 
     # Someone renames the second Account: the golden name now comes from it.
@@ -358,21 +363,7 @@ def test_both_accounts_get_the_same_update_when_they_landed_together(
 ) -> None:
     """Two Accounts of one customer pulled in the same batch (so with the same change time)
     that need the same values each get their write: one is not taken for the other's."""
-    store.land(
-        "salesforce",
-        [
-            _account(
-                FIRST,
-                "Horizon Farms AG",
-                "2026-02-02T10:00:00.000+0000",
-                Stripe_Customer_Id__c="cus_horizon",
-            ),
-            _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000"),
-        ],
-        now=NOW,
-    )
-    store.land("stripe", [_stripe_customer("cus_horizon", FIRST)], now=NOW)
-    run_matching(store.engine, mappings, now=NOW)
+    _land_first_holding_the_stripe_id(store, mappings)
 
     report = plan(store, mappings, now=NOW)
     updates = {op.remote_id: op for op in report.ops if op.target == "salesforce"}
