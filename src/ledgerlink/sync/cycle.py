@@ -256,7 +256,15 @@ def run_cycle(
             if progress is not None:
                 progress("push", name, pushed.sent)
         _follow_up_ledger(
-            store, connectors, mappings, report, clock=clock, now=now, ledger=ledger, cache=cache
+            store,
+            connectors,
+            mappings,
+            report,
+            clock=clock,
+            now=now,
+            ledger=ledger,
+            cache=cache,
+            progress=progress,
         )
     clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
@@ -273,6 +281,7 @@ def _follow_up_ledger(
     now: datetime,
     ledger: LedgerOptions | None,
     cache: CycleCache | None,
+    progress: CycleProgress | None,
 ) -> None:
     """Plan and push the ledger once more when the push settled documents that waited on it.
 
@@ -300,10 +309,13 @@ def _follow_up_ledger(
     )
     report.ledger_follow_up = follow_up
     clock.start("push")
+    if progress is not None:
+        progress("plan", "ledger follow-up", follow_up.queued)
     if follow_up.queued:
-        report.pushes.append(
-            push(store, connector, worker_id=_worker_id(), on_result=record_results)
-        )
+        pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
+        report.pushes.append(pushed)
+        if progress is not None:
+            progress("push", f"{LEDGER_TARGET} (follow-up)", pushed.sent)
 
 
 class _StageClock:
