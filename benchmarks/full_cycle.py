@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import faulthandler
+import gc
 import itertools
 import multiprocessing as mp
 import os
@@ -555,6 +556,32 @@ class PassFigures:
     planned: int = 0
     sent: int = 0
     pulled_changed: int = 0
+    gc_seconds: float = 0.0
+    gc_full: int = 0
+
+
+class GcClock:
+    """Time spent in Python's cyclic garbage collector, and its full (generation 2) runs.
+
+    A full collection walks every tracked object: with the gigabytes a kept cache holds at
+    full scale it takes seconds, and it lands in whatever stage allocated last.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.full = 0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.seconds += time.perf_counter() - self._started
+        self.full += info["generation"] == 2  # the oldest generation
+
+
+GC_CLOCK = GcClock()
 
 
 def _total(passes: list[PassFigures]) -> dict[str, StageFigures]:
@@ -666,6 +693,7 @@ def run_pass(
             profiler.enable()
 
     started = time.perf_counter()
+    gc_before = (GC_CLOCK.seconds, GC_CLOCK.full)
     if profiler is not None:
         profiler.enable()
     try:
@@ -682,6 +710,8 @@ def run_pass(
         if profiler is not None:
             profiler.disable()
     figures.seconds = time.perf_counter() - started
+    figures.gc_seconds = GC_CLOCK.seconds - gc_before[0]
+    figures.gc_full = GC_CLOCK.full - gc_before[1]
     for (stage, at, calls, _), (_, end, calls_end, peak) in itertools.pairwise(marks):
         # plan and push come twice when the ledger follows up on what the push sent
         figures.stages.setdefault(stage, StageFigures()).add(
@@ -740,7 +770,8 @@ def run_cycle_until_quiet(
         print(
             f"{name} pass {len(passes)}: {figures.seconds:.1f} s ({stages}); "
             f"pulled changed {figures.pulled_changed}, planned {figures.planned}, "
-            f"sent {figures.sent}, {calls} API calls; load {os.getloadavg()[0]:.2f}",
+            f"sent {figures.sent}, {calls} API calls; garbage collector {figures.gc_seconds:.1f} s "
+            f"({figures.gc_full} full); load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
         if not report.ok:

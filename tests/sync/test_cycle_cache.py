@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import Store
-from ledgerlink.sync.cycle import CycleCache, run_cycle
+from ledgerlink.sync.cycle import FULL_COLLECTION_EVERY, CycleCache, run_cycle
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACCOUNT = "001Hs00000ACME1AAA"
@@ -66,3 +68,34 @@ def test_a_kept_cache_matches_only_what_changed(store: Store, mappings: MappingS
     again = run_cycle(store, {}, mappings, now=NOW + timedelta(hours=2))
     assert again.matching is not None
     assert again.matching.mode == "full"
+
+
+class _Node:
+    """An object in a reference cycle: only the cyclic garbage collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_kept_cache_is_parked_out_of_the_collector_and_cycles_are_still_freed(
+    store: Store, mappings: MappingSet
+) -> None:
+    """After a cycle with a kept cache, what survived is frozen (a full collection no longer
+    walks it); cyclic garbage among frozen objects is freed at the periodic full collection."""
+    cache = CycleCache()
+    gc.unfreeze()
+    try:
+        node = _Node()
+        gone = weakref.ref(node)
+        _land(store, "Acme Corp", NOW)
+        run_cycle(store, {}, mappings, now=NOW, cache=cache)
+        assert gc.get_freeze_count() > 0
+        assert gone() is not None
+        del node  # now garbage, but frozen: no collection looks at it
+        gc.collect()
+        assert gone() is not None
+        for _ in range(FULL_COLLECTION_EVERY - 1):
+            cache.park()
+        assert gone() is None
+    finally:
+        gc.unfreeze()

@@ -182,6 +182,7 @@ def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
             kept_ledger=cache.ledger,
             kept_quotes=cache.quotes,
         )
+        cache.park()  # what the plans keep stays out of the garbage collector's walks
         counts = _counts("", planned.plan)
         counts.update(_counts("quotes_", planned.quotes))
         counts.update(_counts("ledger_", planned.ledger))
