@@ -267,6 +267,8 @@ class _Planner:
         self.fine: list[tuple[str, str]] = []
         self._item_creates: set[str] = set()
         self._customer_creates: set[str] = set()
+        self._made_in: dict[str, str] | None = None
+        """QuickBooks id -> currency of the customers in other currencies the ledger made."""
         self._wake: tuple[str, ...] = ()
         """What the document being built waits on, when a wait names it: the Stripe ids
         whose change (:attr:`LedgerWorld.touched`) may end the wait."""
@@ -338,9 +340,14 @@ class _Planner:
             raise self._waiting(stripe_customer, "customer not in QuickBooks yet")
         currency = currency.upper()
         home = self.options.home_currency.upper()
-        for found in linked:
-            if self.world.customer_currency.get(found, home) == currency:
+        known = [self._currency_of(found, home) for found in linked]
+        for found, its in zip(linked, known, strict=True):
+            if its == currency:
                 return found
+        if None in known:
+            # A linked customer not landed yet (just created) may be the one in this currency:
+            # posting to another, or making one, waits until its currency is known.
+            raise self._waiting(stripe_customer, "customer's QuickBooks record not landed yet")
         entity_id = currency_customer(currency, golden)
         key = (CUSTOMER_ENTITY, entity_id, "Customer")
         made = self.world.created.get(key)
@@ -364,6 +371,20 @@ class _Planner:
             )
             self._customer_creates.add(entity_id)
         raise _Wait(f"customer in {currency} being created in QuickBooks")
+
+    def _currency_of(self, remote_id: str, home: str) -> str | None:
+        """The currency of QuickBooks customer ``remote_id``: as landed (the home currency
+        without ``CurrencyRef``), or that of a customer in another currency the ledger created;
+        None while neither is known (a customer the customer planner created, not pulled yet)."""
+        if remote_id in self.world.customer_name:  # landed
+            return self.world.customer_currency.get(remote_id, home)
+        if self._made_in is None:
+            self._made_in = {
+                made: entity_id.split(":", 1)[0]
+                for (kind, entity_id, _obj), made in self.world.created.items()
+                if kind == CUSTOMER_ENTITY
+            }
+        return self._made_in.get(remote_id)
 
     def posted_customer(self, stripe_id: str, obj: str) -> str | None:
         """The ``CustomerRef`` a posted document was sent with (what links to it must use)."""
