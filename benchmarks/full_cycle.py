@@ -752,6 +752,7 @@ def run_cycle_until_quiet(
     """Passes of ``run_cycle`` until one plans and sends nothing and the outbox is empty."""
     passes: list[PassFigures] = []
     while len(passes) < passes_max:
+        since = _last_outbox_id(store.engine)
         figures, report = run_pass(
             store, connectors, mappings, ledger, vendors, sampler, profiler, cache
         )
@@ -774,6 +775,8 @@ def run_cycle_until_quiet(
             f"({figures.gc_full} full); load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
+        if figures.planned:
+            print(f"  queued: {_queued_kinds(store.engine, since)}", flush=True)
         if not report.ok:
             errors = [f"{r.connector}/{r.stream}: {r.error}" for r in report.pulls if not r.ok]
             failed = {p.target: p.failed for p in report.pushes if p.failed}
@@ -782,6 +785,32 @@ def run_cycle_until_quiet(
         if _quiet(report, store.engine):
             break
     return passes
+
+
+def _last_outbox_id(engine: Engine) -> int:
+    from sqlalchemy import func, select
+
+    from ledgerlink.store.models import Outbox
+
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.max(Outbox.__table__.c.id))).scalar() or 0)
+
+
+def _queued_kinds(engine: Engine, since: int) -> str:
+    """The outbox rows a pass queued, by target, object and action (where passes go)."""
+    from sqlalchemy import func, select
+
+    from ledgerlink.store.models import Outbox
+
+    table = Outbox.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(table.c.target, table.c.object, table.c.action, func.count())
+            .where(table.c.id > since)
+            .group_by(table.c.target, table.c.object, table.c.action)
+            .order_by(func.count().desc())
+        ).all()
+    return ", ".join(f"{t} {o} {a} {n}" for t, o, a, n in rows)
 
 
 def _print_failed(engine: Engine) -> None:
