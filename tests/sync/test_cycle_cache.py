@@ -99,3 +99,53 @@ def test_a_kept_cache_is_parked_out_of_the_collector_and_cycles_are_still_freed(
         assert gone() is None
     finally:
         gc.unfreeze()
+
+
+def test_a_kept_cycle_runs_without_automatic_full_collections(
+    store: Store, mappings: MappingSet
+) -> None:
+    """While a kept cycle runs, the collector's full collections are held off (each would
+    walk the pass's growing working set again); young ones go on, and the thresholds are the
+    caller's again once the cycle is over, also after nested holds."""
+    cache = CycleCache()
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+
+    def on_stage(stage: str) -> None:
+        seen.append(gc.get_threshold())
+
+    _land(store, "Acme Corp", NOW)
+    try:
+        with cache.holding():
+            run_cycle(store, {}, mappings, now=NOW, cache=cache, on_stage=on_stage)
+            assert gc.get_threshold()[2] > before[2]  # still held: the outer hold is on
+        assert gc.get_threshold() == before
+        assert seen
+        assert all(t[:2] == before[:2] and t[2] > 1000 * before[2] for t in seen)
+        run_cycle(store, {}, mappings, now=NOW, on_stage=on_stage)  # no cache: nothing held
+        assert seen[-1] == before
+    finally:
+        gc.unfreeze()
+
+
+def test_a_park_collects_in_full_when_what_is_kept_grew_by_a_quarter(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Cyclic garbage that outlived a cycle is freed at the first park after the objects kept
+    grew by a quarter, not only every hundred parks."""
+    cache = CycleCache()
+    gc.unfreeze()
+    try:
+        cache.park()  # the first park collects in full and freezes
+        node = _Node()
+        gone = weakref.ref(node)
+        cache.park()  # node is frozen
+        del node
+        cache.park()
+        assert gone() is not None  # nothing grew: no full collection
+        grown = [[i] for i in range(gc.get_freeze_count() // 3)]
+        cache.park()
+        assert gone() is None
+        del grown
+    finally:
+        gc.unfreeze()

@@ -173,15 +173,16 @@ def _plan_run(context: JobContext) -> Callable[[StopSignal], JobReport]:
         except MappingError as exc:
             return _mapping_failure(exc)
         # Customers, then the billing of accepted quotes, then the ledger: as in a cycle.
-        planned = plan_all(
-            context.store,
-            loaded,
-            now=_now(),
-            ledger=options,
-            mapped=cache.mapped,
-            kept_ledger=cache.ledger,
-            kept_quotes=cache.quotes,
-        )
+        with cache.holding():
+            planned = plan_all(
+                context.store,
+                loaded,
+                now=_now(),
+                ledger=options,
+                mapped=cache.mapped,
+                kept_ledger=cache.ledger,
+                kept_quotes=cache.quotes,
+            )
         cache.park()  # what the plans keep stays out of the garbage collector's walks
         counts = _counts("", planned.plan)
         counts.update(_counts("quotes_", planned.quotes))

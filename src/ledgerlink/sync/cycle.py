@@ -12,8 +12,10 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -98,6 +100,47 @@ class CycleReport:
 FULL_COLLECTION_EVERY = 100
 """Parks of a :class:`CycleCache` between full garbage collections (:meth:`CycleCache.park`)."""
 
+FULL_COLLECTION_GROWTH = 1.25
+"""A park makes a full collection when the frozen objects grew by this factor since the last."""
+
+_NO_AUTOMATIC_FULL = 1_000_000
+"""The collector's third threshold while a kept cycle runs: gen-1 collections before a full one."""
+
+
+class _FullCollectionHold:
+    """Holds off the collector's automatic full collections while a kept cycle or plan runs.
+
+    A full collection walks every object not frozen; right after :meth:`CycleCache.park`
+    CPython's own trigger (a quarter more long-lived objects than after the last full one)
+    fires again and again while a pass builds its working set, each walk longer than the last
+    (3.5 to 9.4 s a pass at full scale). The young generations are still collected as usual;
+    what survives them waits for the park. Nested and concurrent holders share one hold.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._before: tuple[int, int, int] | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._holders == 0:
+                self._before = gc.get_threshold()
+                gc.set_threshold(self._before[0], self._before[1], _NO_AUTOMATIC_FULL)
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders -= 1
+                if self._holders == 0 and self._before is not None:
+                    gc.set_threshold(*self._before)
+                    self._before = None
+
+
+_full_collections_held = _FullCollectionHold()
+
 
 @dataclass
 class CycleCache:
@@ -119,6 +162,12 @@ class CycleCache:
     matcher: Matcher | None = None
     _matched_with: tuple[int, int] | None = None
     _parked: int = 0
+    _frozen_after_full: int = 0
+
+    def holding(self) -> AbstractContextManager[None]:
+        """The context a kept cycle or plan runs in: no automatic full collection in it (what
+        it makes is collected young or at :meth:`park`)."""
+        return _full_collections_held()
 
     def park(self) -> None:
         """Keep Python's cyclic garbage collector off what survived this cycle.
@@ -127,18 +176,25 @@ class CycleCache:
         about 1.7 s a collection at 10,000 companies (1.8 GiB), ten times that at full scale,
         paid in whatever stage happens to allocate when it triggers. After each cycle or plan
         the young generations are collected (cheap) and the survivors moved to the permanent
-        generation (:func:`gc.freeze`), so later collections walk only what later cycles make.
-        Objects dropped from the cache are still freed by their reference counts; garbage in
-        reference cycles among frozen objects waits for the full collection made every
-        :data:`FULL_COLLECTION_EVERY` parks (after :func:`gc.unfreeze`).
+        generation (:func:`gc.freeze`), so later collections walk only what later cycles make
+        (and while a cycle runs in :meth:`holding`, no automatic full collection walks even
+        that). Objects dropped from the cache are still freed by their reference counts;
+        garbage in reference cycles among frozen objects waits for the next full collection,
+        made here (after :func:`gc.unfreeze`) when the objects kept grew by a quarter since the
+        last one (so such garbage never holds more than that) and every
+        :data:`FULL_COLLECTION_EVERY` parks.
         """
         self._parked += 1
-        if self._parked % FULL_COLLECTION_EVERY == 0:
+        gc.collect(1)
+        kept = gc.get_freeze_count() + len(gc.get_objects(generation=2))
+        periodic = self._parked % FULL_COLLECTION_EVERY == 0
+        if periodic or kept > self._frozen_after_full * FULL_COLLECTION_GROWTH:
             gc.unfreeze()
             gc.collect()
+            gc.freeze()
+            self._frozen_after_full = gc.get_freeze_count()
         else:
-            gc.collect(1)
-        gc.freeze()
+            gc.freeze()
 
     def matcher_for(self, store: Store, mappings: MappingSet) -> Matcher:
         """The kept matcher; a new one for another store or reloaded mappings."""
@@ -242,6 +298,37 @@ def run_cycle(
     Returns:
         The report of every stage (with its wall time) and the per-system summary.
     """
+    with nullcontext() if cache is None else cache.holding():
+        report = _run_cycle(
+            store,
+            connectors,
+            mappings,
+            now=now,
+            streams=streams,
+            dry_run=dry_run,
+            progress=progress,
+            ledger=ledger,
+            on_stage=on_stage,
+            cache=cache,
+        )
+    if cache is not None:
+        cache.park()
+    return report
+
+
+def _run_cycle(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    mappings: MappingSet,
+    *,
+    now: datetime,
+    streams: Sequence[str] | None,
+    dry_run: bool,
+    progress: CycleProgress | None,
+    ledger: LedgerOptions | None,
+    on_stage: StageHook | None,
+    cache: CycleCache | None,
+) -> CycleReport:
     report = CycleReport()
     clock = _StageClock(report, on_stage)
     clock.start("pull")
@@ -294,8 +381,6 @@ def run_cycle(
         )
     clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
-    if cache is not None:
-        cache.park()
     return report
 
 
