@@ -655,7 +655,7 @@ def _queued(report: Any) -> int:
         (report.plan.queued if report.plan else 0)
         + (report.quotes.queued if report.quotes else 0)
         + (report.ledger.queued if report.ledger else 0)
-        + (report.ledger_follow_up.queued if report.ledger_follow_up else 0)
+        + sum(f.queued for f in report.ledger_follow_ups)
     )
 
 
@@ -761,9 +761,10 @@ def run_cycle_until_quiet(
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
             + f" [plan: customers {report.plan.seconds:.1f}s, ledger {report.ledger.seconds:.1f}s"
             + (
-                f", ledger follow-up {report.ledger_follow_up.seconds:.1f}s "
-                f"({report.ledger_follow_up.queued} queued)]"
-                if report.ledger_follow_up is not None
+                f", ledger follow-up {sum(f.seconds for f in report.ledger_follow_ups):.1f}s "
+                f"({len(report.ledger_follow_ups)} rounds, "
+                f"{sum(f.queued for f in report.ledger_follow_ups)} queued)]"
+                if report.ledger_follow_ups
                 else "]"
             )
         )

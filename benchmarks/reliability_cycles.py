@@ -298,7 +298,7 @@ def _quiet_cycle(report: CycleReport, engine: Engine) -> bool:
         (len(report.plan.ops) if report.plan else 0)
         + (report.quotes.queued if report.quotes else 0)
         + (report.ledger.queued if report.ledger else 0)
-        + (report.ledger_follow_up.queued if report.ledger_follow_up else 0)
+        + sum(f.queued for f in report.ledger_follow_ups)
     )
     sent = sum(p.sent for p in report.pushes)
     counts = count_by_status(engine)

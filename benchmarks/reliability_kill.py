@@ -80,7 +80,7 @@ KILL_POINTS: tuple[str, ...] = (
     "push.claimed",  # claim committed, nothing sent
     "push.write_result",  # during a batch: the vendor answered, the rest of the batch pending
     "push.sent",  # the vendor applied the write, its result not stored
-    "push.sent:2@2",  # the same at the second send of the second cycle: the ledger's invoices
+    "push.sent:8@1",  # the same at the eighth send of the first cycle: the ledger's invoices
     "push.store_outcome",  # outcome and links written, transaction open
     "push.stored",  # outcome committed, next batch not claimed
 )

@@ -35,11 +35,11 @@ def _benchmark() -> ModuleType:
     "point",
     [
         # QuickBooks applied the invoices, their results not stored: the case idempotency is for
-        # (the second send of the second cycle: the ledger's follow-up plan after the push that
-        # made the customers' items and currency customers). The other points (pull, landing,
-        # matching, planning, ledger, token refresh) run in benchmarks/reliability_kill.py;
-        # each costs about 40 s of subprocess cycles.
-        "push.sent:2@2",
+        # (the eighth send of the first cycle: the ledger's second follow-up plan, after the
+        # pushes that made the customers, then their items and currency customers). The other
+        # points (pull, landing, matching, planning, ledger, token refresh) run in
+        # benchmarks/reliability_kill.py; each costs about 40 s of subprocess cycles.
+        "push.sent:8@1",
     ],
 )
 def test_a_cycle_killed_at_a_point_and_restarted_does_everything_once(
@@ -65,7 +65,7 @@ def test_the_same_kill_with_a_fresh_key_per_send_shows_duplicates(tmp_path: Path
     kill = _benchmark()
     database_url = f"sqlite:///{(tmp_path / 'control.db').as_posix()}"
     upgrade(database_url)
-    outcome = kill.run_scenario_on("push.sent:2@2", database_url, folder=tmp_path, fresh_keys=True)
+    outcome = kill.run_scenario_on("push.sent:8@1", database_url, folder=tmp_path, fresh_keys=True)
     verdict = kill.compare(outcome, None)
     print(kill.table([verdict]))
     assert verdict.kills == 1

@@ -239,13 +239,53 @@ def test_a_paid_invoice_posts_with_its_payment_in_one_cycle(
     assert report.ledger is not None
     assert [d.stripe_id for d in report.ledger.documents if d.kind == "invoice"] == [invoice]
     assert report.ledger.waiting_on_sends >= 1  # the payment waited for that invoice
-    assert report.ledger_follow_up is not None
-    assert [d.stripe_id for d in report.ledger_follow_up.documents if d.kind == "payment"] == [
+    assert report.ledger_follow_ups
+    assert [d.stripe_id for d in report.ledger_follow_ups[0].documents if d.kind == "payment"] == [
         charge
     ]
     assert _notes(world, "Invoice").count(f"ledgerlink stripe:{invoice}") == 1
     assert _notes(world, "Payment").count(f"ledgerlink stripe:{charge}") == 1
     assert sum(world.sandboxes["quickbooks"].trial_balance().values(), Decimal(0)) == 0
+
+
+@pytest.mark.parametrize("currency", ["usd", "eur"])
+def test_a_new_customer_is_invoiced_and_paid_in_the_cycle_that_creates_it(
+    store: Store, world: World, mappings: MappingSet, currency: str
+) -> None:
+    """A Stripe customer new to QuickBooks with a paid invoice: the cycle that creates its
+    QuickBooks customer also posts the invoice and the payment (in EUR, through the customer
+    in EUR the ledger makes), without waiting a pass for the new customer to land."""
+    settle(store, world, mappings)
+    _customer(world, "south", "Southridge Video", "accounts@southridgevideo.example")
+    invoice = _invoice(world, "s1", "south", currency, [{"unit_amount": 6_400, "quantity": 1}])
+    charge = _pay(world, invoice)
+    options = LedgerOptions(rates={"EUR": Decimal("1.08")})
+
+    report = run_cycle(
+        store,
+        world.connectors,
+        mappings,
+        now=datetime.now(UTC),
+        cache=world.cache,
+        ledger=options,
+    )
+    assert report.ledger is not None
+    assert report.ledger.waiting_on_customers >= 1  # before the push, no QuickBooks customer
+    assert 1 <= len(report.ledger_follow_ups) <= 3
+    assert _notes(world, "Invoice").count(f"ledgerlink stripe:{invoice}") == 1
+    assert _notes(world, "Payment").count(f"ledgerlink stripe:{charge}") == 1
+    (posted,) = [
+        doc
+        for doc in world.company.tables["Invoice"].by_id()
+        if doc.get("PrivateNote") == f"ledgerlink stripe:{invoice}"
+    ]
+    made = {c["Id"]: c for c in world.company.tables["Customer"].by_id()}
+    customer = made[posted["CustomerRef"]["value"]]
+    assert customer["DisplayName"].startswith("Southridge Video")
+    assert customer.get("CurrencyRef", {}).get("value", "USD") == currency.upper()
+    assert sum(world.sandboxes["quickbooks"].trial_balance().values(), Decimal(0)) == 0
+    again = plan_ledger(store, mappings, now=datetime.now(UTC), options=options)
+    assert again.queued == 0
 
 
 def test_refund_and_payout_reconcile_with_zero_difference(

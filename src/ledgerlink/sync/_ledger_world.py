@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
 from ledgerlink.store.models import Outbox, SourceRecord
@@ -22,10 +22,12 @@ __all__ = [
     "CUSTOMER_ENTITY",
     "DOCUMENT_ENTITY",
     "ITEM_ENTITY",
+    "PLAN_ENTITY",
     "STRIPE_OBJECTS",
     "KeptLedgerWorld",
     "LedgerRow",
     "LedgerWorld",
+    "MadeCustomer",
     "currency_customer",
     "load_world",
     "stripe_note",
@@ -38,6 +40,9 @@ ITEM_ENTITY = "ledger_item"
 CUSTOMER_ENTITY = "ledger_customer"
 """``entity_kind`` of a QuickBooks customer the ledger creates for a customer's other currency;
 ``entity_id`` is ``<currency>:<golden customer id>`` (see :func:`currency_customer`)."""
+PLAN_ENTITY = "customer"
+"""``entity_kind`` of the customer planner's outbox rows (their ``entity_id`` is the customer
+id); the ledger reads its QuickBooks customer creations (:attr:`LedgerWorld.made_customers`)."""
 STRIPE_OBJECTS = (
     "invoices",
     "charges",
@@ -87,6 +92,16 @@ class LedgerRow:
         return unpack(self.packed)
 
 
+@dataclass(frozen=True, slots=True)
+class MadeCustomer:
+    """A QuickBooks customer the customer planner created, as it was sent (until it lands)."""
+
+    currency: str | None
+    """Its ``CurrencyRef``; None: sent without one, so in the company's home currency."""
+    name: str
+    fields: Mapping[str, Any]
+
+
 @dataclass
 class LedgerWorld:
     """Everything one ledger plan reads.
@@ -97,7 +112,8 @@ class LedgerWorld:
     memos' bodies (by Stripe id), which a void empties. ``quickbooks_customers`` lists the
     QuickBooks customers linked to each golden customer; ``customer_currency`` and
     ``customer_name`` are a landed QuickBooks customer's ``CurrencyRef`` and ``DisplayName``,
-    ``customer_fields`` its company name, e-mail, phone, website and billing address.
+    ``customer_fields`` its company name, e-mail, phone, website and billing address;
+    ``made_customers`` the same of the customers the customer planner created, as sent.
     """
 
     stripe: dict[str, PackedPayloads] = field(default_factory=dict)
@@ -114,6 +130,9 @@ class LedgerWorld:
     customer_currency: dict[str, str] = field(default_factory=dict)
     customer_name: dict[str, str] = field(default_factory=dict)
     customer_fields: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    made_customers: dict[str, MadeCustomer] = field(default_factory=dict)
+    """QuickBooks customer id -> what the customer planner sent to create it: its currency and
+    name are known from the moment the create is done, a pass before it lands."""
     rows: dict[tuple[str, str, str], LedgerRow] = field(default_factory=dict)
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
     references: int = 0
@@ -177,8 +196,16 @@ _OUTBOX_COLUMNS = (
 )
 _LEDGER_ROWS = (
     _OUTBOX.c.target == "quickbooks",
-    _OUTBOX.c.entity_kind.in_([DOCUMENT_ENTITY, ITEM_ENTITY, CUSTOMER_ENTITY]),
+    or_(
+        _OUTBOX.c.entity_kind.in_([DOCUMENT_ENTITY, ITEM_ENTITY, CUSTOMER_ENTITY]),
+        and_(
+            _OUTBOX.c.entity_kind == PLAN_ENTITY,
+            _OUTBOX.c.object == "Customer",
+            _OUTBOX.c.action == "create",
+        ),
+    ),
 )
+"""The ledger's own rows, and the customer planner's QuickBooks customer creations."""
 _CHUNK = 500
 _DONE = "done"
 _CANCELLED = "cancelled"
@@ -456,6 +483,10 @@ class KeptLedgerWorld:
         else:
             self._open.pop(out.id, None)
         world = self.world
+        if out.entity_kind == PLAN_ENTITY:
+            if out.status == _DONE and out.remote_id:
+                world.made_customers[out.remote_id] = _made_customer(out.payload or {})
+            return
         current = world.rows.get(key)
         if out.status == _CANCELLED:
             if current is not None and current.id == out.id:
@@ -525,6 +556,17 @@ class KeptLedgerWorld:
         ):
             self.reread += 1
             self._apply(out)
+
+
+def _made_customer(payload: Mapping[str, Any]) -> MadeCustomer:
+    currency = payload.get("CurrencyRef")
+    return MadeCustomer(
+        currency=str(currency["value"]).upper()
+        if isinstance(currency, Mapping) and currency.get("value")
+        else None,
+        name=str(payload.get("DisplayName") or ""),
+        fields={k: payload[k] for k in _CUSTOMER_FIELDS if payload.get(k)},
+    )
 
 
 def _by_name(names: Mapping[str, str]) -> dict[str, str]:

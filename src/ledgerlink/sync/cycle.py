@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from ledgerlink.config import LedgerlinkConfig
-from ledgerlink.connector.protocol import Connector
+from ledgerlink.connector.protocol import Connector, WriteAction
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.matching.persist import Matcher, MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
@@ -83,9 +83,10 @@ class CycleReport:
     plan: PlanReport | None = None
     quotes: QuotePlanReport | None = None
     ledger: LedgerPlanReport | None = None
-    ledger_follow_up: LedgerPlanReport | None = None
-    """The ledger plan made right after the push, for the documents that waited on what it
-    sent (a payment on its invoice); None when nothing waited so."""
+    ledger_follow_ups: list[LedgerPlanReport] = field(default_factory=list)
+    """The ledger plans made right after the push, for the documents that waited on what it
+    sent (a payment on its invoice, an invoice on its customer), each after the push of the
+    one before; empty when nothing waited so."""
     pushes: list[PushReport] = field(default_factory=list)
     systems: dict[str, SystemSummary] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -384,6 +385,10 @@ def _run_cycle(
     return report
 
 
+FOLLOW_UP_ROUNDS = 3
+"""Ledger plans made after a cycle's push at most (see :func:`_follow_up_ledger`)."""
+
+
 def _follow_up_ledger(
     store: Store,
     connectors: Mapping[str, Connector],
@@ -396,39 +401,49 @@ def _follow_up_ledger(
     cache: CycleCache | None,
     progress: CycleProgress | None,
 ) -> None:
-    """Plan and push the ledger once more when the push settled documents that waited on it.
+    """Plan and push the ledger again while the push settled documents that waited on it.
 
-    A payment waits for its invoice's QuickBooks document, a document for the item or the
-    customer in its currency that the ledger creates. Once the push sent those, their ids are
-    in the outbox: a second ledger plan now posts the waiting documents in this cycle instead
-    of the next (with a kept world it looks only at the documents the sends woke).
+    A document waits for its customer's QuickBooks customer (the customer planner creates it),
+    for the customer in its currency or the item the ledger creates, a payment for its
+    invoice's QuickBooks document. Once the push sent those, their ids are in the outbox and
+    the links: a ledger plan right after it posts the waiting documents in this cycle instead
+    of the next, and what they settle in turn (an invoice's payment) in the next round, up to
+    :data:`FOLLOW_UP_ROUNDS` (with a kept world each looks only at the documents the sends
+    woke).
     """
     connector = connectors.get(LEDGER_TARGET)
+    if connector is None or report.ledger is None:
+        return
     sent = any(p.target == LEDGER_TARGET and p.done for p in report.pushes)
-    if connector is None or report.ledger is None or not sent:
-        return
-    if not report.ledger.waiting_on_sends:
-        return
-    clock.start("plan")
-    with store.engine.connect() as conn:
-        links = read_links(conn)
-    follow_up = plan_ledger(
-        store,
-        mappings,
-        now=now,
-        options=ledger,
-        kept=None if cache is None else cache.ledger,
-        links=links,
+    created = report.plan is not None and any(
+        op.target == LEDGER_TARGET and op.object == "Customer" and op.action == WriteAction.CREATE
+        for op in report.plan.ops
     )
-    report.ledger_follow_up = follow_up
-    clock.start("push")
-    if progress is not None:
-        progress("plan", "ledger follow-up", follow_up.queued)
-    if follow_up.queued:
+    last = report.ledger
+    waiting = last.waiting_on_sends + (last.waiting_on_customers if created else 0)
+    while sent and waiting and len(report.ledger_follow_ups) < FOLLOW_UP_ROUNDS:
+        clock.start("plan")
+        with store.engine.connect() as conn:
+            links = read_links(conn)
+        last = plan_ledger(
+            store,
+            mappings,
+            now=now,
+            options=ledger,
+            kept=None if cache is None else cache.ledger,
+            links=links,
+        )
+        report.ledger_follow_ups.append(last)
+        clock.start("push")
+        if progress is not None:
+            progress("plan", "ledger follow-up", last.queued)
+        if not last.queued:
+            return
         pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
         report.pushes.append(pushed)
         if progress is not None:
             progress("push", f"{LEDGER_TARGET} (follow-up)", pushed.sent)
+        sent, waiting = bool(pushed.done), last.waiting_on_sends
 
 
 class _StageClock:

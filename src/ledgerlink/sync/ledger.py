@@ -98,6 +98,9 @@ TARGET = "quickbooks"
 #: Waiting reasons the send of another ledger document settles (:attr:`waiting_on_sends`).
 _SETTLED_BY_A_SEND = ("invoice not in QuickBooks yet", "credit memo not in QuickBooks yet")
 _BEING_CREATED = "being created in QuickBooks"
+NO_QUICKBOOKS_CUSTOMER = "customer not in QuickBooks yet"
+"""Waiting reason of a document whose customer has no QuickBooks customer linked: settled once
+the customer planner's create of one is sent (:attr:`LedgerPlanReport.waiting_on_customers`)."""
 _POSTED_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
 _QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
 _log = get_logger(component="ledger")
@@ -206,6 +209,12 @@ class LedgerPlanReport:
             for reason, count in self.waiting.items()
             if reason.startswith(_SETTLED_BY_A_SEND) or reason.endswith(_BEING_CREATED)
         )
+
+    @property
+    def waiting_on_customers(self) -> int:
+        """Documents waiting for their customer's QuickBooks customer, which the customer
+        planner creates: once it is sent, its currency and name are known (as sent)."""
+        return self.waiting.get(NO_QUICKBOOKS_CUSTOMER, 0)
 
     def by_kind(self) -> dict[str, int]:
         """Documents wanted per kind."""
@@ -337,7 +346,7 @@ class _Planner:
             raise self._waiting(stripe_customer, "Stripe customer not matched to a customer yet")
         linked = self.world.quickbooks_customers.get(golden) or []
         if not linked:
-            raise self._waiting(stripe_customer, "customer not in QuickBooks yet")
+            raise self._waiting(stripe_customer, NO_QUICKBOOKS_CUSTOMER)
         currency = currency.upper()
         home = self.options.home_currency.upper()
         known = [self._currency_of(found, home) for found in linked]
@@ -354,7 +363,7 @@ class _Planner:
         if made is not None:
             return made
         if entity_id not in self._customer_creates and key not in self.world.rows:
-            name = self.world.customer_name.get(linked[0])
+            name, fields = self._name_of(linked[0])
             if not name:
                 raise self._waiting(stripe_customer, "customer's QuickBooks record not landed yet")
             self._add(
@@ -363,7 +372,7 @@ class _Planner:
                 obj="Customer",
                 action=WriteAction.CREATE,
                 payload={
-                    **self.world.customer_fields.get(linked[0], {}),
+                    **fields,
                     "DisplayName": f"{name} ({currency})"[:500],
                     "CurrencyRef": {"value": currency},
                 },
@@ -372,12 +381,26 @@ class _Planner:
             self._customer_creates.add(entity_id)
         raise _Wait(f"customer in {currency} being created in QuickBooks")
 
+    def _name_of(self, remote_id: str) -> tuple[str | None, Mapping[str, Any]]:
+        """The name and company fields of QuickBooks customer ``remote_id``: as landed, else
+        as the customer planner sent it."""
+        if remote_id in self.world.customer_name:  # landed
+            return self.world.customer_name[remote_id], self.world.customer_fields.get(
+                remote_id, {}
+            )
+        made = self.world.made_customers.get(remote_id)
+        return (None, {}) if made is None else (made.name, made.fields)
+
     def _currency_of(self, remote_id: str, home: str) -> str | None:
         """The currency of QuickBooks customer ``remote_id``: as landed (the home currency
-        without ``CurrencyRef``), or that of a customer in another currency the ledger created;
-        None while neither is known (a customer the customer planner created, not pulled yet)."""
+        without ``CurrencyRef``), as the customer planner created it (QuickBooks gives a
+        customer created without ``CurrencyRef`` the home currency), or that of a customer in
+        another currency the ledger created; None while none is known."""
         if remote_id in self.world.customer_name:  # landed
             return self.world.customer_currency.get(remote_id, home)
+        made = self.world.made_customers.get(remote_id)
+        if made is not None:
+            return made.currency or home
         if self._made_in is None:
             self._made_in = {
                 made: entity_id.split(":", 1)[0]

@@ -95,7 +95,7 @@ from ledgerlink.sync._landed import (
     read_links,
     read_mapped,
 )
-from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY
+from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY, PLAN_ENTITY
 from ledgerlink.sync._packed import pack, unpack
 from ledgerlink.sync.outbox import PlannedWrite, enqueue, idempotency_key
 from ledgerlink.sync.push import PushedWrite
@@ -114,8 +114,6 @@ __all__ = [
     "record_results",
 ]
 
-PLAN_ENTITY = "customer"
-"""``entity_kind`` of the planner's outbox rows (their ``entity_id`` is the customer id)."""
 BASELINE_ACTION = "plan.baseline"
 RUN_ACTION = "plan.run"
 CREATE_RULES: Mapping[str, tuple[str, ...]] = {"quickbooks": BILLING_SYSTEMS}
