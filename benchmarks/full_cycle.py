@@ -656,6 +656,7 @@ def _queued(report: Any) -> int:
         + (report.quotes.queued if report.quotes else 0)
         + (report.ledger.queued if report.ledger else 0)
         + sum(f.queued for f in report.ledger_follow_ups)
+        + (report.customer_follow_up.queued if report.customer_follow_up else 0)
     )
 
 
@@ -766,6 +767,12 @@ def run_cycle_until_quiet(
                 f"{sum(f.queued for f in report.ledger_follow_ups)} queued)]"
                 if report.ledger_follow_ups
                 else "]"
+            )
+            + (
+                f" [customers follow-up {report.customer_follow_up.seconds:.1f}s "
+                f"({report.customer_follow_up.queued} queued)]"
+                if report.customer_follow_up is not None
+                else ""
             )
         )
         calls = sum(sum(s.calls.values()) for s in figures.stages.values())

@@ -299,6 +299,7 @@ def _quiet_cycle(report: CycleReport, engine: Engine) -> bool:
         + (report.quotes.queued if report.quotes else 0)
         + (report.ledger.queued if report.ledger else 0)
         + sum(f.queued for f in report.ledger_follow_ups)
+        + (report.customer_follow_up.queued if report.customer_follow_up else 0)
     )
     sent = sum(p.sent for p in report.pushes)
     counts = count_by_status(engine)

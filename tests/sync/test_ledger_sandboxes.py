@@ -286,6 +286,16 @@ def test_a_new_customer_is_invoiced_and_paid_in_the_cycle_that_creates_it(
     assert sum(world.sandboxes["quickbooks"].trial_balance().values(), Decimal(0)) == 0
     again = plan_ledger(store, mappings, now=datetime.now(UTC), options=options)
     assert again.queued == 0
+    # The new QuickBooks customer's id reached the Stripe customer in the same cycle (the one
+    # created in the home currency, not the ledger's customer in EUR).
+    (home,) = [c for c in made.values() if c["DisplayName"] == "Southridge Video"]
+    stripe_customer = world.stripe.state.store("customer").get(world.customers["south"])
+    assert stripe_customer["metadata"]["quickbooks_customer_id"] == home["Id"]
+    after = run_cycle(
+        store, world.connectors, mappings, now=datetime.now(UTC), cache=world.cache, ledger=options
+    )
+    assert after.plan is not None
+    assert [op for op in after.plan.ops if op.remote_id == world.customers["south"]] == []
 
 
 def test_refund_and_payout_reconcile_with_zero_difference(

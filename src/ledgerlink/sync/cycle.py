@@ -87,6 +87,9 @@ class CycleReport:
     """The ledger plans made right after the push, for the documents that waited on what it
     sent (a payment on its invoice, an invoice on its customer), each after the push of the
     one before; empty when nothing waited so."""
+    customer_follow_up: PlanReport | None = None
+    """The customer plan made right after the push when it created records (their ids go to
+    the customers' other records in this cycle); None when it created nothing."""
     pushes: list[PushReport] = field(default_factory=list)
     systems: dict[str, SystemSummary] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -380,6 +383,16 @@ def _run_cycle(
             cache=cache,
             progress=progress,
         )
+        _follow_up_customers(
+            store,
+            connectors,
+            mappings,
+            report,
+            clock=clock,
+            now=now,
+            cache=cache,
+            progress=progress,
+        )
     clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
     return report
@@ -444,6 +457,53 @@ def _follow_up_ledger(
         if progress is not None:
             progress("push", f"{LEDGER_TARGET} (follow-up)", pushed.sent)
         sent, waiting = bool(pushed.done), last.waiting_on_sends
+
+
+def _follow_up_customers(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    mappings: MappingSet,
+    report: CycleReport,
+    *,
+    clock: _StageClock,
+    now: datetime,
+    cache: CycleCache | None,
+    progress: CycleProgress | None,
+) -> None:
+    """Plan the customers again when the push created records, and push what that queues.
+
+    A record the hub created (a QuickBooks or Stripe customer) is linked by the push; its id
+    goes back to the customer's other records (the Salesforce Account's QuickBooks and Stripe
+    ids, the Stripe customer's metadata). Planned right after the push, those writes go out in
+    this cycle instead of the next, whose pull then only reads their echoes (with a kept cache,
+    the plan looks only at the customers whose links the push made).
+    """
+    if report.plan is None:
+        return
+    done = {p.target for p in report.pushes if p.done}
+    created = any(op.action == WriteAction.CREATE and op.target in done for op in report.plan.ops)
+    if not created:
+        return
+    clock.start("plan")
+    with store.engine.connect() as conn:
+        links = read_links(conn)
+    follow_up = plan(
+        store, mappings, now=now, mapped=None if cache is None else cache.mapped, links=links
+    )
+    report.customer_follow_up = follow_up
+    clock.start("push")
+    if progress is not None:
+        progress("plan", "customers follow-up", follow_up.queued)
+    if not follow_up.queued:
+        return
+    for name in sorted({op.target for op in follow_up.ops}):
+        connector = connectors.get(name)
+        if connector is None:
+            continue
+        pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
+        report.pushes.append(pushed)
+        if progress is not None:
+            progress("push", f"{name} (follow-up)", pushed.sent)
 
 
 class _StageClock:

@@ -887,8 +887,10 @@ class _Planner:
 
         Among the customer's records there, the first of: the record that already holds, in
         its id fields, the primaries of the systems chosen before (:data:`_PRIMARY_ORDER`);
-        one that holds an id of any of the customer's records; the record the golden customer
-        took its name or e-mail from; the smallest id. So the primary stays when the lineage
+        one that holds an id of any of the customer's records; the record the hub created
+        there (the one chosen before it landed, so a customer created in QuickBooks keeps it
+        over the customers the ledger makes for its other currencies); the record the golden
+        customer took its name or e-mail from; the smallest id. So the primary stays when the lineage
         moves (an Account renamed): an id is never sent to a second record while the first
         still holds it, which Salesforce refuses for ``Stripe_Customer_Id__c``
         (``DUPLICATE_VALUE``). Without a record there, the one the hub created (or None).
@@ -904,8 +906,9 @@ class _Planner:
             preferred = {str(lineage.get(k)) for k in ("name", "email")}
             rank = _primary_rank(system)
             agreed = self.world.baselines.get(customer_id, {})
+            created = self._created_by.get(key)
 
-            def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, str]:
+            def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, bool, str]:
                 held = [
                     (_held_id(record, path, agreed, self.world.refused), other)
                     for path, other in self._id_fields.get((record.system, record.object), ())
@@ -919,7 +922,13 @@ class _Planner:
                     value is not None and value in self._ids(customer_id, other, records)
                     for value, other in held
                 )
-                return (chosen, not known, record.ref not in preferred, record.id)
+                return (
+                    chosen,
+                    not known,
+                    record.id != created,
+                    record.ref not in preferred,
+                    record.id,
+                )
 
             primary = min(mine, key=order).id
         self._primaries[key] = primary
