@@ -127,3 +127,24 @@ def test_a_write_of_other_fields_does_not_move_the_golden_phone(
     new_phone, new_source = _golden(store)
     assert new_source == f"salesforce:Account:{SECOND}"
     assert (phone, new_phone) == ("+493055501234", "+493055507777")
+
+
+def test_a_write_of_other_fields_is_not_matched_again(store: Store, mappings: MappingSet) -> None:
+    """The echo of a write of other fields (an open balance: only the modification time of the
+    party moves) is not matched again by a kept matcher; an edit of its details is."""
+    matcher = Matcher(store.engine, mappings)
+    store.land(
+        "salesforce", [_account(FIRST, FIRST_PHONE, "2026-02-02T10:00:00.000+0000")], now=NOW
+    )
+    matcher.run(now=NOW)
+    later = NOW + timedelta(hours=1)
+    balance = _account(FIRST, FIRST_PHONE, "2026-03-01T12:30:00.000+0000", Open_Balance__c=9.5)
+    store.land("salesforce", [balance], now=later)
+    echo = matcher.run(now=later)
+    assert (echo.changed, echo.rows_written) == (0, 0)
+    edited = later + timedelta(hours=1)
+    phone = _account(FIRST, SECOND_PHONE, "2026-03-01T13:30:00.000+0000", Open_Balance__c=9.5)
+    store.land("salesforce", [phone], now=edited)
+    again = matcher.run(now=edited)
+    assert again.changed == 1
+    assert _golden(store)[0] == "+493055509876"

@@ -894,7 +894,7 @@ class Matcher:
         else:
             state = self.state
             loaded = self._load_parties(self._last_run, now, progress)
-            records = [r for r in loaded.records.values() if state.records.get(r.ref) != r]
+            records = [r for r in loaded.records.values() if _rematch(state.records.get(r.ref), r)]
             for ref in created_changed:
                 extra = self._created[ref]
                 current = state.records.get(ref)
@@ -1289,6 +1289,18 @@ def _attach_review(
             "evidence": _evidence(item.evidence),
         },
     ]
+
+
+def _rematch(kept: PartyRecord | None, landed: PartyRecord) -> bool:
+    """Whether a landed party must be matched again: new, or changed in more than its
+    modification time. A write of other fields (the hub's balances, MRR, billing status) moves
+    only that; matching does not read it, and survivorship ranks a record by when its details
+    last changed (:func:`_edited`), which such a write does not move either."""
+    if kept is None:
+        return True
+    if kept.updated_at == landed.updated_at:
+        return kept != landed
+    return replace(landed, updated_at=kept.updated_at) != kept
 
 
 def content_digest(record: PartyRecord) -> str:
