@@ -400,6 +400,8 @@ def _run_cycle(
 
 FOLLOW_UP_ROUNDS = 3
 """Ledger plans made after a cycle's push at most (see :func:`_follow_up_ledger`)."""
+_SETTLING_OBJECTS = frozenset({"Invoice", "CreditMemo", "Item", "Customer"})
+"""QuickBooks objects whose creation other ledger documents wait for."""
 
 
 def _follow_up_ledger(
@@ -456,7 +458,13 @@ def _follow_up_ledger(
         report.pushes.append(pushed)
         if progress is not None:
             progress("push", f"{LEDGER_TARGET} (follow-up)", pushed.sent)
-        sent, waiting = bool(pushed.done), last.waiting_on_sends
+        # Another round only when this one created what documents wait on (a payment on an
+        # invoice, a document on an item or a customer in its currency): what still waits on
+        # anything else (an invoice held for a rate) would wait the same after it.
+        settling = any(
+            d.action == WriteAction.CREATE and d.object in _SETTLING_OBJECTS for d in last.documents
+        )
+        sent, waiting = bool(pushed.done), last.waiting_on_sends if settling else 0
 
 
 def _follow_up_customers(
