@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from ledgerlink.store.models import Outbox, SourceRecord
@@ -206,6 +206,17 @@ _LEDGER_ROWS = (
     ),
 )
 """The ledger's own rows, and the customer planner's QuickBooks customer creations."""
+_KIND = func.coalesce(_OUTBOX.c.entity_kind, "")
+_LEDGER_ROWS_ABOVE = (
+    _OUTBOX.c.target == "quickbooks",
+    or_(
+        _KIND.in_([DOCUMENT_ENTITY, ITEM_ENTITY, CUSTOMER_ENTITY]),
+        and_(_KIND == PLAN_ENTITY, _OUTBOX.c.object == "Customer", _OUTBOX.c.action == "create"),
+    ),
+)
+""":data:`_LEDGER_ROWS` for a read of the rows above an id: the same rows, with the kind not
+in a form the index on (kind, entity) serves, so that SQLite reads the id range (a few rows)
+instead of every ledger row of the index and then their ids."""
 _CHUNK = 500
 _DONE = "done"
 _CANCELLED = "cancelled"
@@ -432,12 +443,16 @@ class KeptLedgerWorld:
         if after is not None:
             # Rows above the highest id seen, whole; within the lookback, only the ids, and
             # whole only those not seen yet (a transaction that committed after a higher id).
-            query = query.where(_OUTBOX.c.id > highest)
+            query = (
+                select(*_OUTBOX_COLUMNS)
+                .where(*_LEDGER_ROWS_ABOVE, _OUTBOX.c.id > highest)
+                .order_by(_OUTBOX.c.id)
+            )
             late = [
                 row_id
                 for row_id in conn.execute(
                     select(_OUTBOX.c.id).where(
-                        *_LEDGER_ROWS, _OUTBOX.c.id > after, _OUTBOX.c.id <= highest
+                        *_LEDGER_ROWS_ABOVE, _OUTBOX.c.id > after, _OUTBOX.c.id <= highest
                     )
                 ).scalars()
                 if row_id not in self._recent
