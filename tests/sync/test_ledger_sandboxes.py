@@ -20,7 +20,7 @@ from ledgerlink.connector.protocol import Connector, Record, WriteAction, WriteO
 from ledgerlink.connector.registry import load_plugin
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import DbSecretStore, Store, generate_key
-from ledgerlink.store.models import CustomerLink, Outbox, Quarantine
+from ledgerlink.store.models import Customer, CustomerLink, Outbox, Quarantine
 from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.cycle import CycleCache, CycleReport, run_cycle
 from ledgerlink.sync.ledger import LedgerOptions, plan_ledger, reconcile, tie_payout
@@ -297,6 +297,17 @@ def test_a_new_customer_is_invoiced_and_paid_in_the_cycle_that_creates_it(
     )
     assert after.plan is not None
     assert [op for op in after.plan.ops if op.remote_id == world.customers["south"]] == []
+    # Once the customer in EUR landed too, the golden customer still has the company's name.
+    with store.engine.connect() as conn:
+        golden = conn.execute(
+            select(CustomerLink.customer_id).where(  # type: ignore[call-overload]
+                CustomerLink.external_id == world.customers["south"]
+            )
+        ).scalar_one()
+        name = conn.execute(
+            select(Customer.display_name).where(Customer.id == golden)  # type: ignore[call-overload]
+        ).scalar_one()
+    assert name == "Southridge Video"
 
 
 def test_refund_and_payout_reconcile_with_zero_difference(

@@ -77,6 +77,7 @@ from ledgerlink.store.models import (
     CustomerLink,
     LinkStatus,
     MatchDecision,
+    Outbox,
     SourceRecord,
 )
 from ledgerlink.store.models import DecisionKind as StoredDecision
@@ -129,6 +130,7 @@ STARTER_COMPANIES = 1_000
 RUN_ACTION = "match.run"
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
 _LINK = CustomerLink.__table__  # type: ignore[attr-defined]
+_OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
 _DECISION = MatchDecision.__table__  # type: ignore[attr-defined]
 _AUDIT = AuditLog.__table__  # type: ignore[attr-defined]
 _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
@@ -982,14 +984,17 @@ class Matcher:
             link_rows = _link_rows(state, clusters, ids, stored_links, decisions)
             edited = _edited(state, link_rows, stored_links)
             written = 0
+            copies = _currency_copies(conn)
             # Customers first (links point at them), links next, retired customers last.
             fresh: list[dict[str, Any]] = []
             for cluster in clusters:
                 cid = ids[cluster.id]
+                # The ledger's customers in other currencies copy the company's details under
+                # a name of their own ("Acme (EUR)"): the golden customer is made from the
+                # company's records, not from those copies (unless it has nothing else).
+                sources = [m for m in cluster.members if m not in copies] or cluster.members
                 golden = build_golden(
-                    cid,
-                    [_as_edited(state.records[m], edited) for m in cluster.members],
-                    self._rules,
+                    cid, [_as_edited(state.records[m], edited) for m in sources], self._rules
                 )
                 values = dict(golden.values)
                 lineage = {k: str(v) for k, v in golden.lineage.items()}
@@ -1289,6 +1294,20 @@ def _attach_review(
             "evidence": _evidence(item.evidence),
         },
     ]
+
+
+def _currency_copies(conn: Connection) -> set[PartyRef]:
+    """The QuickBooks customers the ledger created for a customer's other currencies."""
+    from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY  # sync builds on matching
+
+    rows = conn.execute(
+        select(_OUTBOX.c.object, _OUTBOX.c.remote_id).where(
+            _OUTBOX.c.entity_kind == CUSTOMER_ENTITY,
+            _OUTBOX.c.status == "done",
+            _OUTBOX.c.remote_id.is_not(None),
+        )
+    )
+    return {PartyRef("quickbooks", obj, str(remote)) for obj, remote in rows}
 
 
 def _rematch(kept: PartyRecord | None, landed: PartyRecord) -> bool:
