@@ -368,10 +368,7 @@ def _run_cycle(
     clock.start("push")
     if not dry_run:
         for name, connector in connectors.items():
-            pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
-            report.pushes.append(pushed)
-            if progress is not None:
-                progress("push", name, pushed.sent)
+            _push(store, connector, report, progress, name)
         _follow_up_ledger(
             store,
             connectors,
@@ -454,10 +451,7 @@ def _follow_up_ledger(
             progress("plan", "ledger follow-up", last.queued)
         if not last.queued:
             return
-        pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
-        report.pushes.append(pushed)
-        if progress is not None:
-            progress("push", f"{LEDGER_TARGET} (follow-up)", pushed.sent)
+        pushed = _push(store, connector, report, progress, f"{LEDGER_TARGET} (follow-up)")
         # Another round only when this one created what documents wait on (a payment on an
         # invoice, a document on an item or a customer in its currency): what still waits on
         # anything else (an invoice held for a rate) would wait the same after it.
@@ -508,10 +502,22 @@ def _follow_up_customers(
         connector = connectors.get(name)
         if connector is None:
             continue
-        pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
-        report.pushes.append(pushed)
-        if progress is not None:
-            progress("push", f"{name} (follow-up)", pushed.sent)
+        _push(store, connector, report, progress, f"{name} (follow-up)")
+
+
+def _push(
+    store: Store,
+    connector: Connector,
+    report: CycleReport,
+    progress: CycleProgress | None,
+    label: str,
+) -> PushReport:
+    """Push ``connector``'s pending rows (linking what it creates) into ``report``."""
+    pushed = push(store, connector, worker_id=_worker_id(), on_result=record_results)
+    report.pushes.append(pushed)
+    if progress is not None:
+        progress("push", label, pushed.sent)
+    return pushed
 
 
 class _StageClock:
