@@ -899,6 +899,12 @@ def main() -> int:
     parser.add_argument("--passes-max", type=int, default=12, help="passes per cycle at most")
     parser.add_argument("--check", action="store_true", help="count duplicates and missing writes")
     parser.add_argument("--profile", help="write a cProfile of the cycles to this file")
+    parser.add_argument(
+        "--profile-cycle",
+        choices=("1", "2", "both"),
+        default="both",
+        help="which cycles --profile covers (default both)",
+    )
     parser.add_argument("--keep", help="SQLite: copy the store to this file at the end")
     parser.add_argument(
         "--sample", action="store_true", help="print a sampling profile of this process at the end"
@@ -970,7 +976,7 @@ def main() -> int:
                     vendors,
                     sampler,
                     passes_max=args.passes_max,
-                    profiler=profiler,
+                    profiler=profiler if args.profile_cycle != "2" else None,
                     cache=cache,
                 )
                 if args.calls:
@@ -986,7 +992,7 @@ def main() -> int:
                     vendors,
                     sampler,
                     passes_max=args.passes_max,
-                    profiler=profiler,
+                    profiler=profiler if args.profile_cycle != "1" else None,
                     cache=cache,
                 )
                 print()
