@@ -300,3 +300,34 @@ def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves
     store.land("quickbooks", [_quickbooks("Customer", "59", {"DisplayName": "Bolt"})], now=at)
     linked, _ = plan_both()
     assert [(d.stripe_id, d.object) for d in linked.documents] == [("in_0003", "Invoice")]
+
+
+def test_a_follow_up_plan_reads_links_and_sends_and_the_next_plan_what_landed(
+    store: Store, mappings: MappingSet, link_customer: Any
+) -> None:
+    """A cycle's follow-up (``landed=False``, right after its push) reads no landed record but
+    does read what the push did: an invoice's document sent, its payment queued in the same
+    cycle. A Stripe invoice that landed meanwhile is not lost: the next plan posts it."""
+    at = NOW
+    accounts = [
+        _quickbooks("Account", str(n), {"Name": spec["name"]})
+        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
+    ]
+    store.land("quickbooks", [*accounts, _quickbooks("Item", "9", {"Name": "Services"})], now=at)
+    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
+    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=at)
+    store.land("stripe", [_invoice(1), _charge(1, "in_0001")], now=at)
+    kept = KeptLedgerWorld()
+    first = plan_ledger(store, mappings, now=at, kept=kept)
+    assert [(d.stripe_id, d.object) for d in first.documents] == [("in_0001", "Invoice")]
+
+    _set(store, "in_0001", status="done", remote_id="101")  # the push sent it
+    store.land("stripe", [_invoice(2)], now=at + timedelta(seconds=5))  # landed meanwhile
+    follow_up = plan_ledger(store, mappings, now=at, kept=kept, landed=False)
+    assert [(d.stripe_id, d.object) for d in follow_up.documents] == [("ch_0001", "Payment")]
+    assert "in_0002" not in kept.world.stripe["invoices"]
+
+    following = plan_ledger(store, mappings, now=at, kept=kept)
+    full = plan_ledger(store, mappings, now=at, dry_run=True)
+    assert [(d.stripe_id, d.object) for d in following.documents] == [("in_0002", "Invoice")]
+    assert not full.documents  # the kept plans queued everything a full read wants

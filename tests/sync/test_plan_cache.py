@@ -123,6 +123,25 @@ def test_a_changed_record_is_read_again_and_nothing_else(
     assert len(kept) == OTHERS + 2
 
 
+def test_a_follow_up_plan_reads_what_landed_only_at_the_next_plan(
+    store: Store, mappings: MappingSet
+) -> None:
+    """A cycle's follow-up (``landed=False``, right after its push) plans from the records as
+    the last plan read them; what landed meanwhile is read by the next plan, not lost."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    assert _stripe_name_writes(plan(store, mappings, now=NOW, dry_run=True, mapped=kept)) == [
+        "Acme Analytics Inc"
+    ]
+    store.land("stripe", [_stripe_customer("Acme Analytics Inc")], now=LATER)
+    follow_up = plan(store, mappings, now=LATER, dry_run=True, mapped=kept, landed=False)
+    assert _stripe_name_writes(follow_up) == ["Acme Analytics Inc"]
+    following = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    assert _stripe_name_writes(following) == []
+    assert kept.reread == 1
+    assert _writes(following) == _writes(plan(store, mappings, now=LATER, dry_run=True))
+
+
 def test_a_deleted_record_leaves_the_plan(store: Store, mappings: MappingSet) -> None:
     """A tombstone landed after the last plan removes the Stripe customer from the next one."""
     _land_world(store, mappings)

@@ -261,13 +261,17 @@ class KeptLedgerWorld:
         self.reread = 0
         """Landed records and outbox rows read by the last refresh."""
 
-    def refresh(self, conn: Connection, links: Sequence[LinkRow] | None = None) -> LedgerWorld:
+    def refresh(
+        self, conn: Connection, links: Sequence[LinkRow] | None = None, *, landed: bool = True
+    ) -> LedgerWorld:
         """The world as the store holds it now (``links``: the linked records, when the
-        caller read them already)."""
+        caller read them already; not ``landed``: the landed records as the last refresh
+        read them, the links and outbox rows read again)."""
         with self._lock:
             self.reread = 0
             self.world.touched = set()
-            self._refresh_landed(conn)
+            if landed or not self._loaded:
+                self._refresh_landed(conn)
             self._refresh_links(conn, links)
             self._refresh_rows(conn)
             self._loaded = True

@@ -444,6 +444,7 @@ def _follow_up_ledger(
             options=ledger,
             kept=None if cache is None else cache.ledger,
             links=links,
+            landed=False,
         )
         report.ledger_follow_ups.append(last)
         clock.start("push")
@@ -490,7 +491,12 @@ def _follow_up_customers(
     with store.engine.connect() as conn:
         links = read_links(conn)
     follow_up = plan(
-        store, mappings, now=now, mapped=None if cache is None else cache.mapped, links=links
+        store,
+        mappings,
+        now=now,
+        mapped=None if cache is None else cache.mapped,
+        links=links,
+        landed=False,
     )
     report.customer_follow_up = follow_up
     clock.start("push")

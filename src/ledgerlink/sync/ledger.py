@@ -1273,6 +1273,7 @@ def plan_ledger(
     dry_run: bool = False,
     kept: KeptLedgerWorld | None = None,
     links: Sequence[LinkRow] | None = None,
+    landed: bool = True,
 ) -> LedgerPlanReport:
     """Queue the QuickBooks documents that post what Stripe landed, each exactly once.
 
@@ -1287,6 +1288,9 @@ def plan_ledger(
             everything.
         links: the linked records (:func:`~ledgerlink.sync._landed.read_links`), when the
             caller read them for several planners; None reads them.
+        landed: with ``kept``, False plans from the landed records as the last plan read
+            them, with the links and outbox read again (a cycle's follow-up right after its
+            push, which lands nothing: what landed meanwhile waits for the next plan).
 
     Returns:
         The documents wanted, what waits and why, and what was quarantined.
@@ -1301,7 +1305,9 @@ def plan_ledger(
     engine = store.engine if isinstance(store, Store) else store
     options = options or LedgerOptions()
     with engine.connect() as conn:
-        world = load_world(conn, links) if kept is None else kept.refresh(conn, links)
+        world = (
+            load_world(conn, links) if kept is None else kept.refresh(conn, links, landed=landed)
+        )
     if world.settled_for != (id(mappings), options):
         world.settled, world.held, world.dependents = {}, {}, {}
         world.final.clear()

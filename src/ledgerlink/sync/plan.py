@@ -422,6 +422,7 @@ def _load_kept(
     now: datetime,
     *,
     links: Sequence[LinkRow] | None = None,
+    landed: bool = True,
 ) -> tuple[_World, set[str], _Seen, set[tuple[str, str, str]]]:
     """The world of a plan through kept records, built for the customers it must look at.
 
@@ -431,7 +432,8 @@ def _load_kept(
     inputs are what the last stored plan was made from, so their records and billing are not
     gathered: a quiet plan costs the reads of customers, links and outbox, not a walk over
     every mapped record. Returns the world, those customers, the snapshot to keep once the
-    plan is stored and the parties it covered.
+    plan is stored and the parties it covered. Not ``landed``: no landed record is read
+    (see :func:`plan`).
     """
     world = _World()
     for row in conn.execute(
@@ -440,7 +442,8 @@ def _load_kept(
         world.customers[row.id] = row
     customer_of = _load_links(conn, links)
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
-    mapped.refresh(conn, mappings, normalizer, kinds)
+    if landed:
+        mapped.refresh(conn, mappings, normalizer, kinds)
     covered = set(mapped.unplanned)
     _load_outbox(conn, world)
     before: _Seen | None = mapped.seen
@@ -478,7 +481,7 @@ def _load_kept(
     world.names = {key: dict(names) for key, names in mapped.names().items()}
     if not isinstance(mapped.taken, _TakenNames):
         mapped.taken = _TakenNames()
-    _load_unique_names(conn, world, mapped.taken)
+    _load_unique_names(conn, world, mapped.taken, refresh=landed)
     return world, looked_at, seen, covered
 
 
@@ -532,17 +535,21 @@ def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, s
     return changed
 
 
-def _load_unique_names(conn: Connection, world: _World, kept: _TakenNames | None = None) -> None:
+def _load_unique_names(
+    conn: Connection, world: _World, kept: _TakenNames | None = None, *, refresh: bool = True
+) -> None:
     """Add the names that landed records hold but no mapped record shows.
 
     The vendor refuses a create onto any name one of its records holds (QuickBooks 6240),
     including a record the mapping stage quarantined (an unknown country, a bad currency) or
     one marked deleted (an inactive QuickBooks customer keeps its name): the raw payloads
     count, as the vendor compares them (trimmed, any case). ``kept``: the names read by the
-    last plan of a long-running process, revised from the records landed since.
+    last plan of a long-running process, revised from the records landed since (unless not
+    ``refresh``).
     """
     taken_names = kept if kept is not None else _TakenNames()
-    taken_names.refresh(conn)
+    if refresh or kept is None:
+        taken_names.refresh(conn)
     for kind, holders in taken_names.holders.items():
         taken = world.names.setdefault(kind, {})
         for key, records in holders.items():
@@ -1348,6 +1355,7 @@ def plan(
     dry_run: bool = False,
     mapped: MappedRecords | None = None,
     links: Sequence[LinkRow] | None = None,
+    landed: bool = True,
 ) -> PlanReport:
     """Plan the writes that bring every target system in line with the golden customers.
 
@@ -1368,6 +1376,9 @@ def plan(
             maps and plans everything.
         links: the linked records (:func:`~ledgerlink.sync._landed.read_links`), when the
             caller read them for several planners; None reads them.
+        landed: with ``mapped``, False plans from the landed records as the last plan read
+            them (a cycle's follow-up right after its push, which lands nothing: what landed
+            meanwhile waits for the next plan, which reads it).
 
     Returns:
         The writes (with their field changes), conflicts and counts.
@@ -1387,7 +1398,7 @@ def plan(
             world = _load(conn, mappings, normalizer, links)
         else:
             world, looked_at, seen, covered = _load_kept(
-                conn, mappings, normalizer, mapped, now, links=links
+                conn, mappings, normalizer, mapped, now, links=links, landed=landed
             )
     planner = _Planner(mappings, world, now)
     inputs = _Inputs(world, now) if mapped is not None else None
