@@ -77,13 +77,19 @@ class ChangedRecords:
     payloads of the others only: a quiet read costs one index range per object, not the
     window's payloads decoded again. The first read gives every live record.
 
+    The window's rows come back as an id, a hash and two flags the database computes (deleted;
+    within the next read's window), no timestamp: a pass reads the window several times (one
+    reader per planner), and parsing each row's time was most of what that cost. The newest
+    change comes from the index (``max(changed_at)`` per object, read before the range, so it
+    never runs ahead of what the range gives).
+
     Use: :meth:`begin`, then :meth:`rows` for each (system, object), then :meth:`end`.
     """
 
     def __init__(self) -> None:
         self.newest: datetime | None = None
         self._given: dict[int, tuple[str, bool]] = {}
-        self._seen: dict[int, tuple[str, bool, datetime]] = {}
+        self._seen: dict[int, tuple[str, bool]] = {}
         self._since: datetime | None = None
         self.read = 0
         """Records whose payload the last read fetched."""
@@ -98,13 +104,16 @@ class ChangedRecords:
         :data:`LOOKBACK` of the newest change of ``kinds`` now (for a reader that loaded
         those records another way)."""
         for system, obj in kinds:
-            newest = conn.execute(
-                select(func.max(_SOURCE.c.changed_at)).where(
-                    _SOURCE.c.system == system, _SOURCE.c.object == obj
-                )
-            ).scalar_one_or_none()
-            if newest is not None and (self.newest is None or newest > self.newest):
-                self.newest = newest
+            self._newest_of(conn, system, obj)
+
+    def _newest_of(self, conn: Connection, system: str, obj: str) -> None:
+        newest = conn.execute(
+            select(func.max(_SOURCE.c.changed_at)).where(
+                _SOURCE.c.system == system, _SOURCE.c.object == obj
+            )
+        ).scalar_one_or_none()
+        if newest is not None and (self.newest is None or newest > self.newest):
+            self.newest = newest
 
     def begin(self) -> None:
         """Start a read."""
@@ -124,41 +133,44 @@ class ChangedRecords:
             _SOURCE.c.deleted_at,
             _SOURCE.c.content_hash,
         )
+        self._newest_of(conn, system, obj)
+        if self.newest is None:
+            return  # nothing of this object landed yet
+        # Rows from here on are in the next read's window (whatever newer change a later
+        # object brings, that window starts no earlier): remembered by :meth:`end`.
+        keep_from = self.newest - LOOKBACK
         if self._since is None:
             for row in conn.execute(select(*columns).where(*where, _SOURCE.c.deleted_at.is_(None))):
-                self._note(row.id, row.content_hash, False, row.changed_at)
+                if row.changed_at >= keep_from:
+                    self._seen[row.id] = (row.content_hash, False)
                 self.read += 1
                 yield row
             return
         wanted = []
-        for row in conn.execute(
+        for row_id, digest, gone, kept in conn.execute(
             select(
-                _SOURCE.c.id, _SOURCE.c.changed_at, _SOURCE.c.deleted_at, _SOURCE.c.content_hash
+                _SOURCE.c.id,
+                _SOURCE.c.content_hash,
+                _SOURCE.c.deleted_at.is_not(None),
+                _SOURCE.c.changed_at >= keep_from,
             ).where(*where, _SOURCE.c.changed_at >= self._since)
         ):
-            state = (row.content_hash, row.deleted_at is not None)
-            self._note(row.id, *state, row.changed_at)
-            if self._given.get(row.id) != state:
-                wanted.append(row.id)
+            state = (digest, bool(gone))
+            if kept:
+                self._seen[row_id] = state
+            if self._given.get(row_id) != state:
+                wanted.append(row_id)
         for start in range(0, len(wanted), _WINDOW_CHUNK):
             chunk = wanted[start : start + _WINDOW_CHUNK]
             for row in conn.execute(select(*columns).where(_SOURCE.c.id.in_(chunk))):
                 self.read += 1
                 yield row
 
-    def _note(self, row_id: int, digest: str, deleted: bool, changed: datetime) -> None:
-        if self.newest is None or changed > self.newest:
-            self.newest = changed
-        if changed >= self.newest - LOOKBACK:
-            self._seen[row_id] = (digest, deleted, changed)
-
     def end(self) -> None:
         """End a read: remember what it gave within the next read's window."""
         if self.newest is None:
             return
-        since = self.newest - LOOKBACK
-        self._given = {i: (d, gone) for i, (d, gone, at) in self._seen.items() if at >= since}
-        self._seen = {}
+        self._given, self._seen = self._seen, {}
 
 
 def _shared(ref: SourceRef | None, refs: dict[SourceRef, SourceRef] | None) -> SourceRef | None:
