@@ -5,7 +5,7 @@ Each is computed from what landed and was mapped, per golden customer:
 * ``salesforce_account_id``, ``stripe_customer_id``, ``quickbooks_customer_id``: the customer's
   linked record in that system (its primary one when it has several, which the planner chooses:
   the record already holding the hub's ids, else the one the golden record took its name or
-  e-mail from, else the smallest id), or a record the hub created for it.
+  e-mail from, else the first id in text order), or a record the hub created for it.
 * ``billing_status``: from the customer's subscriptions: ``past_due`` when one is past due or
   unpaid, else ``active`` when one is active or trialing, else ``canceled`` when it had any,
   else ``none``. Only for customers with a billing-system record.

@@ -897,8 +897,9 @@ class _Planner:
         one that holds an id of any of the customer's records; the record the hub created
         there (the one chosen before it landed, so a customer created in QuickBooks keeps it
         over the customers the ledger makes for its other currencies); the record the golden
-        customer took its name or e-mail from; the smallest id. So the primary stays when the lineage
-        moves (an Account renamed): an id is never sent to a second record while the first
+        customer took its name or e-mail from; the first id in text order (a stable tie-break,
+        not a numeric one: QuickBooks' "100" comes before "99"). So the primary stays when the
+        lineage moves (an Account renamed): an id is never sent to a second record while the first
         still holds it, which Salesforce refuses for ``Stripe_Customer_Id__c``
         (``DUPLICATE_VALUE``). Without a record there, the one the hub created (or None).
         """
