@@ -548,7 +548,7 @@ def _load_unique_names(
     ``refresh``).
     """
     taken_names = kept if kept is not None else _TakenNames()
-    if refresh or kept is None:
+    if refresh or kept is None or taken_names.newest is None:
         taken_names.refresh(conn)
     for kind, holders in taken_names.holders.items():
         taken = world.names.setdefault(kind, {})
