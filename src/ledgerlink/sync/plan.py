@@ -1046,8 +1046,15 @@ class _Planner:
         writes = [(w, c) for w, c in writes if not _blank(w.value)]
         if not writes:
             return
+        name_field = UNIQUE_NAMES.get((record.system, record.object))
         for want, _current in writes:
             agreed[f"{record.ref}|{want.path}"] = want.value
+            if want.path == name_field:
+                # The record takes this name once the write lands: no other record of this
+                # plan may be renamed or created onto it (the vendor would refuse the second).
+                self.world.names.setdefault((record.system, record.object), {})[
+                    str(want.value).strip().lower()
+                ] = record.id
         payload = _nest((w.path, w.value) for w, _c in writes)
         changes = tuple(
             FieldChange(w.path, None if _blank(c) else c, w.value, w.source)
