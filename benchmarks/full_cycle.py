@@ -760,7 +760,9 @@ def run_cycle_until_quiet(
         passes.append(figures)
         stages = (
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
-            + f" [plan: customers {report.plan.seconds:.1f}s, ledger {report.ledger.seconds:.1f}s"
+            + f" [plan: customers {report.plan.seconds:.1f}s ("
+            + f"{report.plan.customers} planned, "
+            + f"{report.plan.echoed} only echoed), ledger {report.ledger.seconds:.1f}s"
             + (
                 f", ledger follow-up {sum(f.seconds for f in report.ledger_follow_ups):.1f}s "
                 f"({len(report.ledger_follow_ups)} rounds, "

@@ -355,6 +355,10 @@ class MappedRecords:
         self.everything = True
         """Whether the next plan must look at every customer (nothing planned from these
         records yet)."""
+        self.echoes: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = {}
+        """Customer id -> the updates its last stored plan made of its records (record ref ->
+        the payload the plan read and the write, packed, and the record's change time then):
+        their echoes are no change."""
         self.seen: Any = None
         """What the last stored plan read besides the records (the planner's own snapshot)."""
         self.taken: Any = None
@@ -395,6 +399,7 @@ class MappedRecords:
                 self._billing_of, self._party_of, self._names = {}, {}, None
                 self._holders, self._renamed = {}, set()
                 self.unplanned, self.everything, self.seen = set(), True, None
+                self.echoes = {}
                 self.taken = None
             self._changes.begin()
             for system, obj in sorted(wanted):

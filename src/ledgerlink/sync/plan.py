@@ -245,6 +245,8 @@ class PlanReport:
         customers: golden customers planned.
         unchanged: golden customers not planned again: nothing they are planned from changed
             since their last stored plan, that day (kept records only, see :func:`plan`).
+        echoed: of those, the customers whose records changed only by the hub's own writes
+            landing as sent (:class:`_Echoes`).
         ops: the writes wanted (each with its field changes).
         conflicts: fields held for review.
         queued: outbox rows inserted (a key already queued is not counted).
@@ -257,6 +259,7 @@ class PlanReport:
 
     customers: int = 0
     unchanged: int = 0
+    echoed: int = 0
     ops: list[PlannedOp] = field(default_factory=list)
     conflicts: list[PlanConflict] = field(default_factory=list)
     queued: int = 0
@@ -275,6 +278,7 @@ class PlanReport:
         return {
             "customers": self.customers,
             "unchanged": self.unchanged,
+            "echoed": self.echoed,
             "writes": len(self.ops),
             "by_target": self.by_target(),
             "conflicts": len(self.conflicts),
@@ -1409,19 +1413,14 @@ def plan(
                 conn, mappings, normalizer, mapped, now, links=links, landed=landed
             )
     planner = _Planner(mappings, world, now)
-    inputs = _Inputs(world, now) if mapped is not None else None
-    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
-    for customer_id in sorted(world.customers):
-        if inputs is not None and mapped is not None:
-            if looked_at is not None and customer_id not in looked_at:
-                planner.report.unchanged += 1
-                continue
-            made_from = inputs.of(customer_id)
-            if _same_inputs(mapped.planned.get(customer_id), made_from):
-                planner.report.unchanged += 1
-                continue
-            planned[customer_id] = made_from
-        planner.customer(customer_id)
+    if mapped is None:
+        for customer_id in sorted(world.customers):
+            planner.customer(customer_id)
+        planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
+        echoed: set[str] = set()
+    else:
+        echoes = _Echoes(mappings, normalizer, mapped.echoes)
+        planned, echoed = _plan_kept(planner, _Inputs(world, now), mapped, looked_at, echoes)
     report = planner.report
     report.dry_run = dry_run
     if not dry_run:
@@ -1434,6 +1433,9 @@ def plan(
                     values, entities = planned[customer_id]
                     planned[customer_id] = ((*values[:-1], agreed), entities)
             mapped.planned.update(planned)
+            _expect_echoes(mapped.echoes, world, planner.report.ops, planned.keys() - echoed)
+            for customer_id in echoed:
+                mapped.echoes.pop(customer_id, None)
             seen.baselines.update(planner.agreed)  # what the next plan reads back
             mapped.seen = seen
             mapped.unplanned.difference_update(covered)
@@ -1490,6 +1492,174 @@ class _Inputs:
             self.world.baselines.get(customer_id),  # last: a stored plan puts its own here
         )
         return values, entities
+
+
+def _plan_kept(
+    planner: _Planner,
+    inputs: _Inputs,
+    mapped: MappedRecords,
+    looked_at: set[str] | None,
+    echoes: _Echoes,
+) -> tuple[dict[str, tuple[tuple[Any, ...], tuple[object, ...]]], set[str]]:
+    """Plan the customers whose inputs moved since their last stored plan (kept records).
+
+    Returns what each customer looked at was planned from, and those of them not planned
+    again because only the echoes of their last plan's updates moved.
+    """
+    world = planner.world
+    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
+    echoed: set[str] = set()
+    for customer_id in sorted(world.customers):
+        if looked_at is not None and customer_id not in looked_at:
+            planner.report.unchanged += 1
+            continue
+        made_from = inputs.of(customer_id)
+        before = mapped.planned.get(customer_id)
+        if _same_inputs(before, made_from):
+            planner.report.unchanged += 1
+            continue
+        planned[customer_id] = made_from
+        if before is not None and echoes.only(customer_id, before, made_from, world):
+            planner.report.unchanged += 1
+            planner.report.echoed += 1
+            echoed.add(customer_id)
+            continue
+        planner.customer(customer_id)
+    return planned, echoed
+
+
+def _expect_echoes(
+    echoes: dict[str, dict[str, tuple[bytes, bytes, datetime]]],
+    world: _World,
+    ops: Sequence[PlannedOp],
+    customers: Iterable[str],
+) -> None:
+    """Note, for each of the ``customers`` just planned, the updates its plan made of its
+    records: each record's payload as the plan read it and what the update writes, packed,
+    so that the next plan tells their echoes (:class:`_Echoes`): each record's payload as the
+    plan read it, what the update writes (both packed) and the record's change time."""
+    planned = set(customers)
+    records = {r.ref: r for cid in planned for r in world.records.get(cid, ())}
+    made: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = defaultdict(dict)
+    for op in ops:
+        if op.customer_id not in planned or op.action != WriteAction.UPDATE:
+            continue
+        record = records.get(f"{op.target}:{op.object}:{op.remote_id}")
+        if record is not None:
+            made[op.customer_id][record.ref] = (
+                record.packed,
+                pack(op.payload),
+                record.changed_at,
+            )
+    for customer_id in planned:
+        writes = made.get(customer_id)
+        if writes:
+            echoes[customer_id] = writes
+        else:
+            echoes.pop(customer_id, None)
+
+
+def _same_recency(records: Sequence[_Record], before: Mapping[str, datetime]) -> bool:
+    """Whether the records of each system rank by recency (as :meth:`_Planner._sources`
+    ranks them) as they did with the change times ``before`` of the echoed ones."""
+    systems = {r.system for r in records if r.ref in before}
+    for system in systems:
+        mine = [r for r in records if r.system == system]
+        if len(mine) < 2:  # one record ranks first either way
+            continue
+        now = sorted(mine, key=lambda r: (-r.changed_at.timestamp(), r.id))
+        then = sorted(mine, key=lambda r: (-before.get(r.ref, r.changed_at).timestamp(), r.id))
+        if [r.ref for r in now] != [r.ref for r in then]:
+            return False
+    return True
+
+
+def _merged(base: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``written`` set over it, nested objects member by member."""
+    merged = dict(base)
+    for key, value in written.items():
+        old = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(old, Mapping):
+            merged[key] = _merged(old, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_MOVING = frozenset({"updated_at"})
+"""Entity fields any write moves (the record's modification time), left out when an echo is
+compared with what was sent."""
+
+
+class _Echoes:
+    """Tells the customers whose inputs moved only by the echoes of their last plan's updates.
+
+    Everything such a customer's plan is made from is as then, except records that came back
+    holding what that plan wrote to them: each one's payload is the one the plan read with the
+    write set over it, as the plan reads it (the mapped entity, but its modification time; the
+    raw values of the fields the hub writes), and the records of each system still rank by
+    recency as they did (the plan takes a system's values from its most recent record first,
+    and a write moves a record's change time). Planned again, such a customer wants what its
+    records now hold: nothing to write.
+    """
+
+    def __init__(
+        self,
+        mappings: MappingSet,
+        normalizer: Normalizer,
+        sent: Mapping[str, Mapping[str, tuple[bytes, bytes, datetime]]],
+    ) -> None:
+        self.mappings = mappings
+        self.normalizer = normalizer
+        self.sent = sent
+
+    def only(
+        self,
+        customer_id: str,
+        before: tuple[tuple[Any, ...], tuple[object, ...]],
+        now: tuple[tuple[Any, ...], tuple[object, ...]],
+        world: _World,
+    ) -> bool:
+        """Whether ``customer_id``'s inputs moved from ``before`` to ``now`` only by echoes."""
+        sent = self.sent.get(customer_id)
+        values, now_values = before[0], now[0]
+        if not sent or len(values) != len(now_values) or len(values[4]) != len(now_values[4]):
+            return False
+        if any(a != b for i, (a, b) in enumerate(zip(values, now_values, strict=True)) if i != 4):
+            return False
+        records = world.records.get(customer_id, [])
+        echoed: dict[str, datetime] = {}
+        for position, (was, is_) in enumerate(zip(values[4], now_values[4], strict=True)):
+            if was == is_:
+                continue
+            record = records[position] if position < len(records) else None  # else billing
+            expected = None if record is None else sent.get(record.ref)
+            if record is None or expected is None or not self._echo(record, expected):
+                return False
+            echoed[record.ref] = expected[2]
+        return _same_recency(records, echoed)
+
+    def _echo(self, record: _Record, expected: tuple[bytes, bytes, datetime]) -> bool:
+        """Whether ``record`` is, as a plan reads it, its payload ``expected[0]`` with the
+        write ``expected[1]`` set over it."""
+        mapping = self.mappings.systems[record.system].objects.get(record.object)
+        mapper = self.normalizer.mapper(record.system, record.object)
+        if mapping is None or mapper is None:
+            return False
+        wanted = _merged(unpack(expected[0]), unpack(expected[1]))
+        landed = record.payload
+        for path in mapping.writes:
+            a, b = _read(landed, path), _read(wanted, path)
+            if (a is _MISSING) != (b is _MISSING) or not _same(a, b):
+                return False
+        try:
+            entity = mapper.map(record.id, wanted)
+        except ValueError:
+            return False
+        dump = entity.model_dump(mode="json")
+        return {k: v for k, v in dump.items() if k not in _MOVING} == {
+            k: v for k, v in record.dump.items() if k not in _MOVING
+        }
 
 
 def _same_inputs(
