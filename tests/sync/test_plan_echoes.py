@@ -72,6 +72,8 @@ def _land_echoes(
             for row in conn.execute(select(SourceRecord))  # type: ignore[call-overload]
         }
     for op in report.ops:
+        if op.remote_id is None:
+            continue  # a create: the push links the new record
         payload = _merge(landed[op.target, op.object, str(op.remote_id)], dict(op.payload))
         if op.target == "salesforce":
             payload |= {"LastModifiedDate": MODIFIED, "SystemModstamp": MODIFIED}
@@ -110,3 +112,49 @@ def test_an_echo_carrying_an_edit_is_planned_again(store: Store, mappings: Mappi
     assert (again.echoed, again.customers) == (0, 1)
     assert [op.payload.get("name") for op in again.ops] == ["Acme Analytics Inc"]
     assert _writes(again) == _writes(plan(store, mappings, now=LATER, dry_run=True))
+
+
+def _invoice(number: int, remaining: int, **fields: Any) -> Record:
+    """A Stripe invoice of Acme's Stripe customer (``remaining`` cents still due)."""
+    return Record(
+        "invoices",
+        f"in_{number}",
+        {
+            "id": f"in_{number}",
+            "object": "invoice",
+            "customer": "cus_acme",
+            "currency": "usd",
+            "status": "open",
+            "total": 4_900,
+            "amount_due": 4_900,
+            "amount_paid": 4_900 - remaining,
+            "amount_remaining": remaining,
+            "created": 1_767_225_600 + number,
+            **fields,
+        },
+    )
+
+
+def test_billing_that_leaves_the_hub_values_is_no_change(
+    store: Store, mappings: MappingSet
+) -> None:
+    """An invoice amended in a way the hub values do not read (its metadata) comes back with
+    the echoes: the customer is not planned again. One whose balance moves is."""
+    _land_world(store, mappings)
+    store.land("stripe", [_invoice(1, 1_200)], now=NOW)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, mapped=kept)  # queues a QuickBooks customer's create too
+    # Planned again once that create is open, as every next plan sees it until it is sent.
+    second = plan(store, mappings, now=NOW + timedelta(minutes=1), mapped=kept)
+    assert second.customers == 1
+    _land_echoes(store, mappings, second)
+    store.land("stripe", [_invoice(1, 1_200, metadata={"po": "PO-17"})], now=LATER)
+
+    amended = plan(store, mappings, now=LATER, mapped=kept)
+    assert (amended.echoed, amended.customers, amended.queued) == (1, 0, 0)
+    assert plan(store, mappings, now=LATER, dry_run=True).ops == []
+
+    store.land("stripe", [_invoice(1, 0, metadata={"po": "PO-17"})], now=LATER)
+    paid = plan(store, mappings, now=LATER, mapped=kept, dry_run=True)
+    assert (paid.echoed, paid.customers) == (0, 1)
+    assert _writes(paid) == _writes(plan(store, mappings, now=LATER, dry_run=True)) != []

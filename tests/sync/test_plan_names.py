@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import Store
-from ledgerlink.sync.plan import plan
+from ledgerlink.sync.plan import MappedRecords, PlanReport, plan
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MODIFIED = "2026-02-01T10:00:00.000+0000"
@@ -27,12 +27,17 @@ def mappings() -> MappingSet:
     return load_mappings()
 
 
-def _land(store: Store, mappings: MappingSet, names: dict[str, str]) -> None:
-    """Each company as a Salesforce Account named "Aurora Freight" and a QuickBooks customer
-    (Id -> its DisplayName in ``names``, in the companies' order)."""
+def _land(
+    store: Store,
+    mappings: MappingSet,
+    names: dict[str, str],
+    accounts_named: tuple[str, str] = ("Aurora Freight", "Aurora Freight"),
+) -> None:
+    """Each company as a Salesforce Account (named as in ``accounts_named``) and a QuickBooks
+    customer (Id -> its DisplayName in ``names``), in the companies' order."""
     accounts, customers = [], []
-    for (account, (street, city, postal, country, domain)), (qb_id, display) in zip(
-        COMPANIES.items(), names.items(), strict=True
+    for (account, (street, city, postal, country, domain)), (qb_id, display), named in zip(
+        COMPANIES.items(), names.items(), accounts_named, strict=True
     ):
         accounts.append(
             Record(
@@ -40,7 +45,7 @@ def _land(store: Store, mappings: MappingSet, names: dict[str, str]) -> None:
                 account,
                 {
                     "Id": account,
-                    "Name": "Aurora Freight",
+                    "Name": named,
                     "Website": domain,
                     "BillingStreet": street,
                     "BillingCity": city,
@@ -72,7 +77,11 @@ def _land(store: Store, mappings: MappingSet, names: dict[str, str]) -> None:
 
 
 def _renames(store: Store, mappings: MappingSet) -> dict[str, str]:
-    report = plan(store, mappings, now=NOW, dry_run=True)
+    return _renamed(plan(store, mappings, now=NOW, dry_run=True))
+
+
+def _renamed(report: PlanReport) -> dict[str, str]:
+    """QuickBooks customer id -> the name the plan gives it."""
     return {
         str(op.remote_id): op.payload["DisplayName"]
         for op in report.ops
@@ -92,3 +101,34 @@ def test_a_name_a_landed_customer_holds_is_not_taken(store: Store, mappings: Map
     """One QuickBooks customer already holds the name: the other is not renamed onto it."""
     _land(store, mappings, {"71": "Aurora Freight", "72": "AURORA FREIGHT LTD"})
     assert _renames(store, mappings) == {}
+
+
+def test_a_name_freed_later_is_taken_by_the_customer_it_was_kept_from(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The Leeds firm's QuickBooks customer holds "Aurora Freight", the Berlin firm's golden
+    name: the Berlin customer keeps its own until the Leeds one is renamed (to its Account's
+    name), then the next kept plan renames it, though nothing of its own changed."""
+    _land(
+        store,
+        mappings,
+        {"71": "Aurora Freight GmbH", "72": "Aurora Freight"},
+        accounts_named=("Aurora Freight", "Aurora Freight Leeds Ltd"),
+    )
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    assert _renamed(first) == {"72": "Aurora Freight Leeds Ltd"}
+
+    later = NOW + timedelta(hours=1)
+    leeds = {
+        "Id": "72",
+        "DisplayName": "Aurora Freight Leeds Ltd",
+        "WebAddr": {"URI": "https://aurora.co.uk"},
+        "BillAddr": {"Line1": "12 Wharf Street", "City": "Leeds", "PostalCode": "LS2 7EQ"},
+        "SyncToken": "1",
+        "MetaData": {"LastUpdatedTime": "2026-03-01T12:30:00Z"},
+    }
+    store.land("quickbooks", [Record("Customer", "72", leeds)], now=later)
+    run_matching(store.engine, mappings, now=later)
+    freed = plan(store, mappings, now=later, mapped=kept, dry_run=True)
+    assert _renamed(freed) == {"71": "Aurora Freight"}

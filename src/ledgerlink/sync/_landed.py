@@ -355,10 +355,9 @@ class MappedRecords:
         self.everything = True
         """Whether the next plan must look at every customer (nothing planned from these
         records yet)."""
-        self.echoes: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = {}
-        """Customer id -> the updates its last stored plan made of its records (record ref ->
-        the payload the plan read and the write, packed, and the record's change time then):
-        their echoes are no change."""
+        self.echoes: dict[str, Any] = {}
+        """Customer id -> what its last stored plan made (the planner's own record: the
+        updates of its records, the hub values): their echoes are no change."""
         self.seen: Any = None
         """What the last stored plan read besides the records (the planner's own snapshot)."""
         self.taken: Any = None

@@ -245,8 +245,9 @@ class PlanReport:
         customers: golden customers planned.
         unchanged: golden customers not planned again: nothing they are planned from changed
             since their last stored plan, that day (kept records only, see :func:`plan`).
-        echoed: of those, the customers whose records changed only by the hub's own writes
-            landing as sent (:class:`_Echoes`).
+        echoed: of those, the customers whose inputs moved only by the hub's own writes
+            landing as sent and by billing that leaves their hub values as they were
+            (:class:`_Echoes`).
         ops: the writes wanted (each with its field changes).
         conflicts: fields held for review.
         queued: outbox rows inserted (a key already queued is not counted).
@@ -352,6 +353,9 @@ class _World:
     """Record ref (``system:object:id``) -> the payloads of its failed updates: values the
     vendor refused (a Stripe id another Account holds) are not held by the record."""
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    freed: set[str] = field(default_factory=set)
+    """Customers whose last plan kept a record's name because another record held it, and
+    that record no longer does (kept plans: planned again whatever else moved)."""
 
 
 def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, str]]:
@@ -486,7 +490,27 @@ def _load_kept(
     if not isinstance(mapped.taken, _TakenNames):
         mapped.taken = _TakenNames()
     _load_unique_names(conn, world, mapped.taken, refresh=landed)
+    world.freed = _freed(world, mapped.echoes)
+    extra = world.freed - looked_at
+    if extra:
+        _gather(world, mapped, customer_of, extra)
+        looked_at |= extra
     return world, looked_at, seen, covered
+
+
+def _freed(world: _World, made: Mapping[str, Any]) -> set[str]:
+    """The customers whose last plan kept a name another record held, which that record no
+    longer holds (or another does): planned again, the name may be theirs now."""
+    return {
+        customer_id
+        for customer_id, last in made.items()
+        if last.blocked
+        and customer_id in world.customers
+        and any(
+            world.names.get(kind, {}).get(key) != holder
+            for (kind, key), holder in last.blocked.items()
+        )
+    }
 
 
 def _gather(
@@ -801,6 +825,13 @@ class _Planner:
         }
         # The current customer's primary record per system (:meth:`_linked_id`).
         self._primaries: dict[tuple[str, str], str | None] = {}
+        self.reserved: set[tuple[tuple[str, str], str]] = set()
+        """Names this plan gave records (a rename or a create), held before they land."""
+        self.blocked: dict[str, dict[tuple[tuple[str, str], str], str]] = defaultdict(dict)
+        """Customer -> the names its records were not renamed onto, with their holders."""
+        self.hubs: dict[str, dict[str | None, bytes]] = defaultdict(dict)
+        """Customer -> the hub values its plan computed, per currency asked (None: the
+        customer's own), packed: a later plan tells from them whether new billing moved them."""
 
     def _address_kinds(self, mapping: ObjectMapping) -> dict[int, str]:
         """:func:`_index_kinds` of ``addresses``, once per mapping and plan."""
@@ -862,7 +893,25 @@ class _Planner:
         )
         if currency is None:
             self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
-        return dict(computed.values)
+        values = dict(computed.values)
+        self.hubs[customer_id][currency] = pack(values)
+        return values
+
+    def hub_moved(
+        self, customer_id: str, records: Sequence[_Record], before: Mapping[str | None, bytes]
+    ) -> bool:
+        """Whether the hub values of ``customer_id`` (per currency its last plan asked) differ
+        from ``before`` (:attr:`hubs` of that plan), from the billing this plan reads."""
+        self._primaries.clear()
+        notes = len(self.report.notes)
+        try:
+            return any(
+                unpack(pack(self._hub(customer_id, records, currency))) != unpack(packed)
+                for currency, packed in before.items()
+            )
+        finally:
+            del self.report.notes[notes:]  # the customer is not planned: no notes of it
+            self.hubs.pop(customer_id, None)
 
     def _shared(
         self,
@@ -1056,9 +1105,9 @@ class _Planner:
             if want.path == name_field:
                 # The record takes this name once the write lands: no other record of this
                 # plan may be renamed or created onto it (the vendor would refuse the second).
-                self.world.names.setdefault((record.system, record.object), {})[
-                    str(want.value).strip().lower()
-                ] = record.id
+                kind, name = (record.system, record.object), str(want.value).strip().lower()
+                self.world.names.setdefault(kind, {})[name] = record.id
+                self.reserved.add((kind, name))
         payload = _nest((w.path, w.value) for w, _c in writes)
         changes = tuple(
             FieldChange(w.path, None if _blank(c) else c, w.value, w.source)
@@ -1102,11 +1151,12 @@ class _Planner:
                 f"{primary} is the customer's primary one"
             )
             return True
-        holder = self.world.names.get((record.system, record.object), {}).get(
-            str(want.value).strip().lower()
-        )
+        kind, key = (record.system, record.object), str(want.value).strip().lower()
+        holder = self.world.names.get(kind, {}).get(key)
         if holder is None or holder == record.id:
             return False
+        if holder and (kind, key) not in self.reserved:  # a landed holder, not this plan's
+            self.blocked[customer_id][kind, key] = holder
         self.report.notes.append(
             f"{customer_id}: {record.ref} keeps its {want.path}: {want.value!r} belongs to "
             f"{record.system} record {holder}"
@@ -1190,6 +1240,7 @@ class _Planner:
             number += 1
             candidate = f"{base} ({number})"
         taken[candidate.lower()] = ""  # the next create of this plan must not take it too
+        self.reserved.add(((system, obj), candidate.lower()))
         renamed = _Wanted(name.path, candidate, name.source, name.canonical, name.rule)
         return [renamed if w is name else w for w in wanted]
 
@@ -1419,7 +1470,7 @@ def plan(
         planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
         echoed: set[str] = set()
     else:
-        echoes = _Echoes(mappings, normalizer, mapped.echoes)
+        echoes = _Echoes(mappings, normalizer, mapped.echoes, planner)
         planned, echoed = _plan_kept(planner, _Inputs(world, now), mapped, looked_at, echoes)
     report = planner.report
     report.dry_run = dry_run
@@ -1433,9 +1484,11 @@ def plan(
                     values, entities = planned[customer_id]
                     planned[customer_id] = ((*values[:-1], agreed), entities)
             mapped.planned.update(planned)
-            _expect_echoes(mapped.echoes, world, planner.report.ops, planned.keys() - echoed)
-            for customer_id in echoed:
-                mapped.echoes.pop(customer_id, None)
+            _expect_echoes(mapped.echoes, planner, planned.keys() - echoed)
+            for customer_id in echoed:  # its writes landed: no echo of them is left to tell
+                made = mapped.echoes.get(customer_id)
+                if made is not None:
+                    mapped.echoes[customer_id] = _Made({}, made.hubs, made.billed, made.blocked)
             seen.baselines.update(planner.agreed)  # what the next plan reads back
             mapped.seen = seen
             mapped.unplanned.difference_update(covered)
@@ -1515,6 +1568,10 @@ def _plan_kept(
             continue
         made_from = inputs.of(customer_id)
         before = mapped.planned.get(customer_id)
+        if customer_id in world.freed:
+            planned[customer_id] = made_from
+            planner.customer(customer_id)
+            continue
         if _same_inputs(before, made_from):
             planner.report.unchanged += 1
             continue
@@ -1528,35 +1585,61 @@ def _plan_kept(
     return planned, echoed
 
 
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """What a stored plan of one customer made, to tell the echoes of its writes (see
+    :class:`_Echoes`)."""
+
+    sent: Mapping[str, tuple[bytes, bytes, datetime]]
+    """Record ref -> the payload the plan read, the update it made of it (both packed) and
+    the record's change time then."""
+    hubs: Mapping[str | None, bytes]
+    """The hub values it computed, per currency (:attr:`_Planner.hubs`)."""
+    billed: frozenset[str]
+    """The systems whose invoices it read (a create of a missing record follows them)."""
+    blocked: Mapping[tuple[tuple[str, str], str], str]
+    """(Vendor object, name key) -> the record holding it, for each name the plan did not
+    give one of the customer's records because another one held it."""
+
+
+def _billed(billing: Billing) -> frozenset[str]:
+    return frozenset(i.source.system for i in billing.invoices)
+
+
 def _expect_echoes(
-    echoes: dict[str, dict[str, tuple[bytes, bytes, datetime]]],
-    world: _World,
-    ops: Sequence[PlannedOp],
+    made: dict[str, _Made],
+    planner: _Planner,
     customers: Iterable[str],
 ) -> None:
-    """Note, for each of the ``customers`` just planned, the updates its plan made of its
-    records: each record's payload as the plan read it and what the update writes, packed,
-    so that the next plan tells their echoes (:class:`_Echoes`): each record's payload as the
-    plan read it, what the update writes (both packed) and the record's change time."""
+    """Note what the plan of each of ``customers`` (just planned) made (:class:`_Made`), so
+    that the next plan tells the echoes of its updates."""
+    world = planner.world
     planned = set(customers)
     records = {r.ref: r for cid in planned for r in world.records.get(cid, ())}
-    made: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = defaultdict(dict)
-    for op in ops:
+    sent: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = defaultdict(dict)
+    for op in planner.report.ops:
         if op.customer_id not in planned or op.action != WriteAction.UPDATE:
             continue
         record = records.get(f"{op.target}:{op.object}:{op.remote_id}")
         if record is not None:
-            made[op.customer_id][record.ref] = (
+            sent[op.customer_id][record.ref] = (
                 record.packed,
                 pack(op.payload),
                 record.changed_at,
             )
+    billed: dict[frozenset[str], frozenset[str]] = {}  # one set per kind, shared
     for customer_id in planned:
-        writes = made.get(customer_id)
-        if writes:
-            echoes[customer_id] = writes
-        else:
-            echoes.pop(customer_id, None)
+        hubs = planner.hubs.get(customer_id)
+        if hubs is None:  # not planned (no record)
+            made.pop(customer_id, None)
+            continue
+        kind = _billed(world.billing.get(customer_id) or Billing())
+        made[customer_id] = _Made(
+            sent.get(customer_id, {}),
+            hubs,
+            billed.setdefault(kind, kind),
+            planner.blocked.get(customer_id, {}),
+        )
 
 
 def _same_recency(records: Sequence[_Record], before: Mapping[str, datetime]) -> bool:
@@ -1599,19 +1682,23 @@ class _Echoes:
     write set over it, as the plan reads it (the mapped entity, but its modification time; the
     raw values of the fields the hub writes), and the records of each system still rank by
     recency as they did (the plan takes a system's values from its most recent record first,
-    and a write moves a record's change time). Planned again, such a customer wants what its
-    records now hold: nothing to write.
+    and a write moves a record's change time); and billing records that changed (an invoice
+    the ledger posted landing in QuickBooks, a Stripe invoice paid) still give the hub values
+    that plan computed and the same systems invoicing the customer. Planned again, such a
+    customer wants what its records now hold: nothing to write.
     """
 
     def __init__(
         self,
         mappings: MappingSet,
         normalizer: Normalizer,
-        sent: Mapping[str, Mapping[str, tuple[bytes, bytes, datetime]]],
+        made: Mapping[str, _Made],
+        planner: _Planner | None = None,
     ) -> None:
         self.mappings = mappings
         self.normalizer = normalizer
-        self.sent = sent
+        self.made = made
+        self.planner = planner
 
     def only(
         self,
@@ -1621,23 +1708,40 @@ class _Echoes:
         world: _World,
     ) -> bool:
         """Whether ``customer_id``'s inputs moved from ``before`` to ``now`` only by echoes."""
-        sent = self.sent.get(customer_id)
+        made = self.made.get(customer_id)
         values, now_values = before[0], now[0]
-        if not sent or len(values) != len(now_values) or len(values[4]) != len(now_values[4]):
+        if made is None or len(values) != len(now_values):
             return False
         if any(a != b for i, (a, b) in enumerate(zip(values, now_values, strict=True)) if i != 4):
             return False
         records = world.records.get(customer_id, [])
+        parties = len(records)  # the same records as then: their references are compared
         echoed: dict[str, datetime] = {}
-        for position, (was, is_) in enumerate(zip(values[4], now_values[4], strict=True)):
+        for position, (was, is_) in enumerate(
+            zip(values[4][:parties], now_values[4][:parties], strict=True)
+        ):
             if was == is_:
                 continue
-            record = records[position] if position < len(records) else None  # else billing
-            expected = None if record is None else sent.get(record.ref)
-            if record is None or expected is None or not self._echo(record, expected):
+            record = records[position]
+            expected = made.sent.get(record.ref)
+            if expected is None or not self._echo(record, expected):
                 return False
             echoed[record.ref] = expected[2]
+        if values[4][parties:] != now_values[4][parties:] and not self._same_billing(
+            customer_id, records, made, world
+        ):
+            return False
         return _same_recency(records, echoed)
+
+    def _same_billing(
+        self, customer_id: str, records: Sequence[_Record], made: _Made, world: _World
+    ) -> bool:
+        """Whether the customer's billing records, changed since its last plan, still give
+        that plan's hub values and the same systems invoicing it (which a create follows)."""
+        billing = world.billing.get(customer_id) or Billing()
+        if _billed(billing) != made.billed or self.planner is None:
+            return False
+        return not self.planner.hub_moved(customer_id, records, made.hubs)
 
     def _echo(self, record: _Record, expected: tuple[bytes, bytes, datetime]) -> bool:
         """Whether ``record`` is, as a plan reads it, its payload ``expected[0]`` with the
