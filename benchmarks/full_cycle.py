@@ -760,9 +760,8 @@ def run_cycle_until_quiet(
         passes.append(figures)
         stages = (
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
-            + f" [plan: customers {report.plan.seconds:.1f}s ("
-            + f"{report.plan.customers} planned, "
-            + f"{report.plan.echoed} only echoed), ledger {report.ledger.seconds:.1f}s"
+            + f" [plan: customers {report.plan.seconds:.1f}s ({report.plan.customers} planned)"
+            + f", ledger {report.ledger.seconds:.1f}s"
             + (
                 f", ledger follow-up {sum(f.seconds for f in report.ledger_follow_ups):.1f}s "
                 f"({len(report.ledger_follow_ups)} rounds, "
@@ -836,7 +835,8 @@ def _print_failed(engine: Engine) -> None:
                 table.c.status == "failed"
             )
         ).all()
-    reasons = Counter(f"{r.target} {r.object}: {str(r.last_error)[:160]}" for r in rows)
+    # The first words only: messages that name their record would each count apart.
+    reasons = Counter(f"{r.target} {r.object}: {str(r.last_error)[:60]}" for r in rows)
     for reason, count in reasons.most_common(10):
         print(f"failed outbox rows: {count} x {reason}")
 

@@ -355,9 +355,9 @@ class MappedRecords:
         self.everything = True
         """Whether the next plan must look at every customer (nothing planned from these
         records yet)."""
-        self.echoes: dict[str, Any] = {}
-        """Customer id -> what its last stored plan made (the planner's own record: the
-        updates of its records, the hub values): their echoes are no change."""
+        self.blocked: dict[str, Any] = {}
+        """Customer id -> the names its last stored plan did not give its records because
+        other records held them, with their holders (the planner's own record)."""
         self.seen: Any = None
         """What the last stored plan read besides the records (the planner's own snapshot)."""
         self.taken: Any = None
@@ -398,7 +398,7 @@ class MappedRecords:
                 self._billing_of, self._party_of, self._names = {}, {}, None
                 self._holders, self._renamed = {}, set()
                 self.unplanned, self.everything, self.seen = set(), True, None
-                self.echoes = {}
+                self.blocked = {}
                 self.taken = None
             self._changes.begin()
             for system, obj in sorted(wanted):

@@ -245,9 +245,6 @@ class PlanReport:
         customers: golden customers planned.
         unchanged: golden customers not planned again: nothing they are planned from changed
             since their last stored plan, that day (kept records only, see :func:`plan`).
-        echoed: of those, the customers whose inputs moved only by the hub's own writes
-            landing as sent and by billing that leaves their hub values as they were
-            (:class:`_Echoes`).
         ops: the writes wanted (each with its field changes).
         conflicts: fields held for review.
         queued: outbox rows inserted (a key already queued is not counted).
@@ -260,7 +257,6 @@ class PlanReport:
 
     customers: int = 0
     unchanged: int = 0
-    echoed: int = 0
     ops: list[PlannedOp] = field(default_factory=list)
     conflicts: list[PlanConflict] = field(default_factory=list)
     queued: int = 0
@@ -279,7 +275,6 @@ class PlanReport:
         return {
             "customers": self.customers,
             "unchanged": self.unchanged,
-            "echoed": self.echoed,
             "writes": len(self.ops),
             "by_target": self.by_target(),
             "conflicts": len(self.conflicts),
@@ -490,7 +485,7 @@ def _load_kept(
     if not isinstance(mapped.taken, _TakenNames):
         mapped.taken = _TakenNames()
     _load_unique_names(conn, world, mapped.taken, refresh=landed)
-    world.freed = _freed(world, mapped.echoes)
+    world.freed = _freed(world, mapped.blocked)
     extra = world.freed - looked_at
     if extra:
         _gather(world, mapped, customer_of, extra)
@@ -498,17 +493,31 @@ def _load_kept(
     return world, looked_at, seen, covered
 
 
-def _freed(world: _World, made: Mapping[str, Any]) -> set[str]:
+def _keep_blocked(
+    kept: dict[str, Any],
+    blocked: Mapping[str, Mapping[tuple[tuple[str, str], str], str]],
+    planned: Iterable[str],
+) -> None:
+    """Keep, for the customers just planned, the names their plans were kept from."""
+    for customer_id in planned:
+        names = blocked.get(customer_id)
+        if names:
+            kept[customer_id] = names
+        else:
+            kept.pop(customer_id, None)
+
+
+def _freed(
+    world: _World, blocked: Mapping[str, Mapping[tuple[tuple[str, str], str], str]]
+) -> set[str]:
     """The customers whose last plan kept a name another record held, which that record no
     longer holds (or another does): planned again, the name may be theirs now."""
     return {
         customer_id
-        for customer_id, last in made.items()
-        if last.blocked
-        and customer_id in world.customers
+        for customer_id, names in blocked.items()
+        if customer_id in world.customers
         and any(
-            world.names.get(kind, {}).get(key) != holder
-            for (kind, key), holder in last.blocked.items()
+            world.names.get(kind, {}).get(key) != holder for (kind, key), holder in names.items()
         )
     }
 
@@ -828,10 +837,8 @@ class _Planner:
         self.reserved: set[tuple[tuple[str, str], str]] = set()
         """Names this plan gave records (a rename or a create), held before they land."""
         self.blocked: dict[str, dict[tuple[tuple[str, str], str], str]] = defaultdict(dict)
-        """Customer -> the names its records were not renamed onto, with their holders."""
-        self.hubs: dict[str, dict[str | None, bytes]] = defaultdict(dict)
-        """Customer -> the hub values its plan computed, per currency asked (None: the
-        customer's own), packed: a later plan tells from them whether new billing moved them."""
+        """Customer -> (vendor object, name key) -> the landed record holding it, for each
+        name the plan did not give one of the customer's records because that one held it."""
 
     def _address_kinds(self, mapping: ObjectMapping) -> dict[int, str]:
         """:func:`_index_kinds` of ``addresses``, once per mapping and plan."""
@@ -893,25 +900,7 @@ class _Planner:
         )
         if currency is None:
             self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
-        values = dict(computed.values)
-        self.hubs[customer_id][currency] = pack(values)
-        return values
-
-    def hub_moved(
-        self, customer_id: str, records: Sequence[_Record], before: Mapping[str | None, bytes]
-    ) -> bool:
-        """Whether the hub values of ``customer_id`` (per currency its last plan asked) differ
-        from ``before`` (:attr:`hubs` of that plan), from the billing this plan reads."""
-        self._primaries.clear()
-        notes = len(self.report.notes)
-        try:
-            return any(
-                unpack(pack(self._hub(customer_id, records, currency))) != unpack(packed)
-                for currency, packed in before.items()
-            )
-        finally:
-            del self.report.notes[notes:]  # the customer is not planned: no notes of it
-            self.hubs.pop(customer_id, None)
+        return dict(computed.values)
 
     def _shared(
         self,
@@ -1464,14 +1453,21 @@ def plan(
                 conn, mappings, normalizer, mapped, now, links=links, landed=landed
             )
     planner = _Planner(mappings, world, now)
-    if mapped is None:
-        for customer_id in sorted(world.customers):
-            planner.customer(customer_id)
-        planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
-        echoed: set[str] = set()
-    else:
-        echoes = _Echoes(mappings, normalizer, mapped.echoes, planner)
-        planned, echoed = _plan_kept(planner, _Inputs(world, now), mapped, looked_at, echoes)
+    inputs = _Inputs(world, now) if mapped is not None else None
+    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
+    for customer_id in sorted(world.customers):
+        if inputs is not None and mapped is not None:
+            if looked_at is not None and customer_id not in looked_at:
+                planner.report.unchanged += 1
+                continue
+            made_from = inputs.of(customer_id)
+            if customer_id not in world.freed and _same_inputs(
+                mapped.planned.get(customer_id), made_from
+            ):
+                planner.report.unchanged += 1
+                continue
+            planned[customer_id] = made_from
+        planner.customer(customer_id)
     report = planner.report
     report.dry_run = dry_run
     if not dry_run:
@@ -1484,11 +1480,7 @@ def plan(
                     values, entities = planned[customer_id]
                     planned[customer_id] = ((*values[:-1], agreed), entities)
             mapped.planned.update(planned)
-            _expect_echoes(mapped.echoes, planner, planned.keys() - echoed)
-            for customer_id in echoed:  # its writes landed: no echo of them is left to tell
-                made = mapped.echoes.get(customer_id)
-                if made is not None:
-                    mapped.echoes[customer_id] = _Made({}, made.hubs, made.billed, made.blocked)
+            _keep_blocked(mapped.blocked, planner.blocked, planned)
             seen.baselines.update(planner.agreed)  # what the next plan reads back
             mapped.seen = seen
             mapped.unplanned.difference_update(covered)
@@ -1545,225 +1537,6 @@ class _Inputs:
             self.world.baselines.get(customer_id),  # last: a stored plan puts its own here
         )
         return values, entities
-
-
-def _plan_kept(
-    planner: _Planner,
-    inputs: _Inputs,
-    mapped: MappedRecords,
-    looked_at: set[str] | None,
-    echoes: _Echoes,
-) -> tuple[dict[str, tuple[tuple[Any, ...], tuple[object, ...]]], set[str]]:
-    """Plan the customers whose inputs moved since their last stored plan (kept records).
-
-    Returns what each customer looked at was planned from, and those of them not planned
-    again because only the echoes of their last plan's updates moved.
-    """
-    world = planner.world
-    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
-    echoed: set[str] = set()
-    for customer_id in sorted(world.customers):
-        if looked_at is not None and customer_id not in looked_at:
-            planner.report.unchanged += 1
-            continue
-        made_from = inputs.of(customer_id)
-        before = mapped.planned.get(customer_id)
-        if customer_id in world.freed:
-            planned[customer_id] = made_from
-            planner.customer(customer_id)
-            continue
-        if _same_inputs(before, made_from):
-            planner.report.unchanged += 1
-            continue
-        planned[customer_id] = made_from
-        if before is not None and echoes.only(customer_id, before, made_from, world):
-            planner.report.unchanged += 1
-            planner.report.echoed += 1
-            echoed.add(customer_id)
-            continue
-        planner.customer(customer_id)
-    return planned, echoed
-
-
-@dataclass(frozen=True, slots=True)
-class _Made:
-    """What a stored plan of one customer made, to tell the echoes of its writes (see
-    :class:`_Echoes`)."""
-
-    sent: Mapping[str, tuple[bytes, bytes, datetime]]
-    """Record ref -> the payload the plan read, the update it made of it (both packed) and
-    the record's change time then."""
-    hubs: Mapping[str | None, bytes]
-    """The hub values it computed, per currency (:attr:`_Planner.hubs`)."""
-    billed: frozenset[str]
-    """The systems whose invoices it read (a create of a missing record follows them)."""
-    blocked: Mapping[tuple[tuple[str, str], str], str]
-    """(Vendor object, name key) -> the record holding it, for each name the plan did not
-    give one of the customer's records because another one held it."""
-
-
-def _billed(billing: Billing) -> frozenset[str]:
-    return frozenset(i.source.system for i in billing.invoices)
-
-
-def _expect_echoes(
-    made: dict[str, _Made],
-    planner: _Planner,
-    customers: Iterable[str],
-) -> None:
-    """Note what the plan of each of ``customers`` (just planned) made (:class:`_Made`), so
-    that the next plan tells the echoes of its updates."""
-    world = planner.world
-    planned = set(customers)
-    records = {r.ref: r for cid in planned for r in world.records.get(cid, ())}
-    sent: dict[str, dict[str, tuple[bytes, bytes, datetime]]] = defaultdict(dict)
-    for op in planner.report.ops:
-        if op.customer_id not in planned or op.action != WriteAction.UPDATE:
-            continue
-        record = records.get(f"{op.target}:{op.object}:{op.remote_id}")
-        if record is not None:
-            sent[op.customer_id][record.ref] = (
-                record.packed,
-                pack(op.payload),
-                record.changed_at,
-            )
-    billed: dict[frozenset[str], frozenset[str]] = {}  # one set per kind, shared
-    for customer_id in planned:
-        hubs = planner.hubs.get(customer_id)
-        if hubs is None:  # not planned (no record)
-            made.pop(customer_id, None)
-            continue
-        kind = _billed(world.billing.get(customer_id) or Billing())
-        made[customer_id] = _Made(
-            sent.get(customer_id, {}),
-            hubs,
-            billed.setdefault(kind, kind),
-            planner.blocked.get(customer_id, {}),
-        )
-
-
-def _same_recency(records: Sequence[_Record], before: Mapping[str, datetime]) -> bool:
-    """Whether the records of each system rank by recency (as :meth:`_Planner._sources`
-    ranks them) as they did with the change times ``before`` of the echoed ones."""
-    systems = {r.system for r in records if r.ref in before}
-    for system in systems:
-        mine = [r for r in records if r.system == system]
-        if len(mine) < 2:  # one record ranks first either way
-            continue
-        now = sorted(mine, key=lambda r: (-r.changed_at.timestamp(), r.id))
-        then = sorted(mine, key=lambda r: (-before.get(r.ref, r.changed_at).timestamp(), r.id))
-        if [r.ref for r in now] != [r.ref for r in then]:
-            return False
-    return True
-
-
-def _merged(base: Mapping[str, Any], written: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``written`` set over it, nested objects member by member."""
-    merged = dict(base)
-    for key, value in written.items():
-        old = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(old, Mapping):
-            merged[key] = _merged(old, value)
-        else:
-            merged[key] = value
-    return merged
-
-
-_MOVING = frozenset({"updated_at"})
-"""Entity fields any write moves (the record's modification time), left out when an echo is
-compared with what was sent."""
-
-
-class _Echoes:
-    """Tells the customers whose inputs moved only by the echoes of their last plan's updates.
-
-    Everything such a customer's plan is made from is as then, except records that came back
-    holding what that plan wrote to them: each one's payload is the one the plan read with the
-    write set over it, as the plan reads it (the mapped entity, but its modification time; the
-    raw values of the fields the hub writes), and the records of each system still rank by
-    recency as they did (the plan takes a system's values from its most recent record first,
-    and a write moves a record's change time); and billing records that changed (an invoice
-    the ledger posted landing in QuickBooks, a Stripe invoice paid) still give the hub values
-    that plan computed and the same systems invoicing the customer. Planned again, such a
-    customer wants what its records now hold: nothing to write.
-    """
-
-    def __init__(
-        self,
-        mappings: MappingSet,
-        normalizer: Normalizer,
-        made: Mapping[str, _Made],
-        planner: _Planner | None = None,
-    ) -> None:
-        self.mappings = mappings
-        self.normalizer = normalizer
-        self.made = made
-        self.planner = planner
-
-    def only(
-        self,
-        customer_id: str,
-        before: tuple[tuple[Any, ...], tuple[object, ...]],
-        now: tuple[tuple[Any, ...], tuple[object, ...]],
-        world: _World,
-    ) -> bool:
-        """Whether ``customer_id``'s inputs moved from ``before`` to ``now`` only by echoes."""
-        made = self.made.get(customer_id)
-        values, now_values = before[0], now[0]
-        if made is None or len(values) != len(now_values):
-            return False
-        if any(a != b for i, (a, b) in enumerate(zip(values, now_values, strict=True)) if i != 4):
-            return False
-        records = world.records.get(customer_id, [])
-        parties = len(records)  # the same records as then: their references are compared
-        echoed: dict[str, datetime] = {}
-        for position, (was, is_) in enumerate(
-            zip(values[4][:parties], now_values[4][:parties], strict=True)
-        ):
-            if was == is_:
-                continue
-            record = records[position]
-            expected = made.sent.get(record.ref)
-            if expected is None or not self._echo(record, expected):
-                return False
-            echoed[record.ref] = expected[2]
-        if values[4][parties:] != now_values[4][parties:] and not self._same_billing(
-            customer_id, records, made, world
-        ):
-            return False
-        return _same_recency(records, echoed)
-
-    def _same_billing(
-        self, customer_id: str, records: Sequence[_Record], made: _Made, world: _World
-    ) -> bool:
-        """Whether the customer's billing records, changed since its last plan, still give
-        that plan's hub values and the same systems invoicing it (which a create follows)."""
-        billing = world.billing.get(customer_id) or Billing()
-        if _billed(billing) != made.billed or self.planner is None:
-            return False
-        return not self.planner.hub_moved(customer_id, records, made.hubs)
-
-    def _echo(self, record: _Record, expected: tuple[bytes, bytes, datetime]) -> bool:
-        """Whether ``record`` is, as a plan reads it, its payload ``expected[0]`` with the
-        write ``expected[1]`` set over it."""
-        mapping = self.mappings.systems[record.system].objects.get(record.object)
-        mapper = self.normalizer.mapper(record.system, record.object)
-        if mapping is None or mapper is None:
-            return False
-        wanted = _merged(unpack(expected[0]), unpack(expected[1]))
-        landed = record.payload
-        for path in mapping.writes:
-            a, b = _read(landed, path), _read(wanted, path)
-            if (a is _MISSING) != (b is _MISSING) or not _same(a, b):
-                return False
-        try:
-            entity = mapper.map(record.id, wanted)
-        except ValueError:
-            return False
-        dump = entity.model_dump(mode="json")
-        return {k: v for k, v in dump.items() if k not in _MOVING} == {
-            k: v for k, v in record.dump.items() if k not in _MOVING
-        }
 
 
 def _same_inputs(
