@@ -202,6 +202,20 @@ def _digest(record: Record) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+class _Digests:
+    """Each record's :func:`_digest`, computed once for a page: a record of the overlap window
+    is checked against the cursor, then remembered in it."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, str] = {}  # id() of a record the page keeps alive -> digest
+
+    def __call__(self, record: Record) -> str:
+        found = self._known.get(id(record))
+        if found is None:
+            found = self._known[id(record)] = _digest(record)
+        return found
+
+
 class StreamReader:
     """Reads one stream for one connection (stateless between calls)."""
 
@@ -247,7 +261,12 @@ class StreamReader:
         return records
 
     # ----- cursor -------------------------------------------------------------------------
-    def _advance(self, cursor: Cursor, records: Sequence[Record]) -> Cursor:
+    def _advance(
+        self,
+        cursor: Cursor,
+        records: Sequence[Record],
+        digest: Callable[[Record], str] = _digest,
+    ) -> Cursor:
         moved = cursor.observe(records)
         if moved.value is None:
             return moved
@@ -257,14 +276,14 @@ class StreamReader:
         }
         for record in records:
             if record.cursor_value is not None and record.cursor_value >= floor:
-                recent[record.id] = f"{record.cursor_value}|{_digest(record)}"
+                recent[record.id] = f"{record.cursor_value}|{digest(record)}"
         if len(recent) > _RECENT_CAP:
             keep = sorted(recent.items(), key=lambda kv: kv[1])[-_RECENT_CAP:]
             recent = dict(keep)
         return moved.with_state(recent=recent or None)
 
     @staticmethod
-    def _seen(cursor: Cursor, record: Record) -> bool:
+    def _seen(cursor: Cursor, record: Record, digest: Callable[[Record], str] = _digest) -> bool:
         """True when this very version (same SystemModstamp and content) already landed.
 
         SystemModstamp has whole-second precision, so a record edited twice in one second
@@ -272,7 +291,7 @@ class StreamReader:
         """
         landed = (cursor.state.get("recent") or {}).get(record.id)
         if landed is not None:
-            return bool(landed == f"{record.cursor_value}|{_digest(record)}")
+            return bool(landed == f"{record.cursor_value}|{digest(record)}")
         return record.cursor_value == cursor.value and record.id in cursor.boundary_ids
 
     # ----- reads --------------------------------------------------------------------------
@@ -328,8 +347,9 @@ class StreamReader:
             result = self.client.query(statement, include_deleted=include_deleted, batch_size=batch)
         while True:
             records = [self._record(row) for row in result.get("records", [])]
-            fresh = [r for r in records if not self._seen(cursor, r)]
-            cursor = self._advance(cursor, records)
+            digest = _Digests()
+            fresh = [r for r in records if not self._seen(cursor, r, digest)]
+            cursor = self._advance(cursor, records, digest)
             yield Page(stream=self.object, records=fresh, cursor=cursor)
             next_url = result.get("nextRecordsUrl")
             if result.get("done", True) or not next_url:
