@@ -331,3 +331,45 @@ def test_a_follow_up_plan_reads_links_and_sends_and_the_next_plan_what_landed(
     full = plan_ledger(store, mappings, now=at, dry_run=True)
     assert [(d.stripe_id, d.object) for d in following.documents] == [("in_0002", "Invoice")]
     assert not full.documents  # the kept plans queued everything a full read wants
+
+
+def test_an_invoice_found_equal_to_its_sent_document_is_not_looked_at_again(
+    store: Store, mappings: MappingSet, link_customer: Any
+) -> None:
+    """Once a kept plan has built a posted invoice and found it equal to the document it sent,
+    quiet plans after it count the invoice as unchanged without looking at it (the walk over
+    every posted invoice that follows a rebuild of the world is paid once, not twice), and an
+    amendment of the invoice is still compared and sent."""
+    at = NOW
+    accounts = [
+        _quickbooks("Account", str(n), {"Name": spec["name"]})
+        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
+    ]
+    store.land("quickbooks", [*accounts, _quickbooks("Item", "9", {"Name": "Services"})], now=at)
+    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
+    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=at)
+    store.land("stripe", [_invoice(1)], now=at)
+    kept = KeptLedgerWorld()
+    first = plan_ledger(store, mappings, now=at, kept=kept)
+    assert [(d.stripe_id, d.object) for d in first.documents] == [("in_0001", "Invoice")]
+    _set(store, "in_0001", status="done", remote_id="101")  # the push sent it
+    at += timedelta(seconds=5)
+    note = {"PrivateNote": "ledgerlink stripe:in_0001"}
+    store.land("quickbooks", [_quickbooks("Invoice", "101", note)], now=at)  # its echo
+
+    compared = plan_ledger(store, mappings, now=at, kept=kept)
+    assert not compared.documents
+    assert compared.unchanged == 0  # built and compared with what was sent
+    quiet = plan_ledger(store, mappings, now=at, kept=kept)
+    assert not quiet.documents
+    assert quiet.unchanged == 1  # final: not looked at
+    assert not plan_ledger(store, mappings, now=at, dry_run=True).documents
+
+    at += timedelta(seconds=5)
+    store.land("stripe", [_invoice(1, total=7000)], now=at)  # amended in Stripe
+    full = plan_ledger(store, mappings, now=at, dry_run=True)
+    amended = plan_ledger(store, mappings, now=at, kept=kept)
+    assert [(d.stripe_id, d.action) for d in amended.documents] == [("in_0001", WriteAction.UPDATE)]
+    assert [d.idempotency_key for d in amended.documents] == [
+        d.idempotency_key for d in full.documents
+    ]

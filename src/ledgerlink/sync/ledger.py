@@ -504,8 +504,14 @@ class _Planner:
             and existing is not None
             and canonical_json(_jsonable(payload)) == canonical_json(existing.payload)
         )
-        if same and existing is not None:
-            self._settle(obj, stripe_id, existing, payload, sources)
+        if (
+            same
+            and existing is not None
+            and self._settle(obj, stripe_id, existing, payload, sources)
+        ):
+            # What the next plan would find from the memo (unchanged, so final), known now:
+            # after a rebuild of the world, one walk settles the posted invoices, not two.
+            self.world.final.add(stripe_id)
         if remote is None or same:
             return
         changed = self.world.changed_at.get(stripe_id)
@@ -637,20 +643,22 @@ class _Planner:
         existing: LedgerRow,
         payload: Mapping[str, Any],
         sources: tuple[Any, ...],
-    ) -> None:
+    ) -> bool:
         """Remember a document found equal to its row, so that while its Stripe object, its
         row, the objects it is built from (``sources``) and the QuickBooks accounts and items
         stay, it is taken as equal without being built again. What else it is built from is
         fixed once posted (the customer it was posted to), except the exchange rate of a
         foreign-currency document: its charge's balance transaction (landing later, among
         its sources, which it then depends on) or the rate table (of the options the memo is
-        kept for)."""
+        kept for). False when it cannot be remembered (a foreign-currency document with no
+        sources to follow)."""
         currency = (payload.get("CurrencyRef") or {}).get("value")
         if currency is not None and str(currency).upper() != self.options.home_currency.upper():
             if not sources:
-                return
+                return False
             self._depends(stripe_id, sources)
         self.world.settled[(obj, stripe_id)] = (existing.id, self._inputs(stripe_id, sources))
+        return True
 
     # -- documents -------------------------------------------------------------------------
 
