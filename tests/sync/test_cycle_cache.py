@@ -149,3 +149,32 @@ def test_a_park_collects_in_full_when_what_is_kept_grew_by_a_quarter(
         del grown
     finally:
         gc.unfreeze()
+
+
+def test_a_quiet_park_does_not_count_the_frozen_objects_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``gc.get_freeze_count`` walks every frozen object (seconds at full scale): a park that
+    makes no full collection counts what it froze instead, and asks only after a full one."""
+    cache = CycleCache()
+    real = gc.get_freeze_count
+    calls: list[int] = []
+
+    def counted() -> int:
+        calls.append(1)
+        return real()
+
+    gc.unfreeze()
+    monkeypatch.setattr(gc, "get_freeze_count", counted)
+    try:
+        cache.park()  # the first park collects in full and freezes
+        asked = len(calls)
+        for _ in range(5):
+            cache.park()
+        assert len(calls) == asked
+        grown = [[i] for i in range(real() // 3)]
+        cache.park()  # grew by a quarter: a full collection, then the exact count
+        assert len(calls) == asked + 1
+        del grown
+    finally:
+        gc.unfreeze()
