@@ -123,6 +123,23 @@ class _Vendors:
             out[system] = dict(counter.most_common())
         return out
 
+    def served_by_path(self, since: dict[str, int] | None = None) -> dict[str, Any]:
+        """Per system: the served requests so far (to pass back as ``since``) and the seconds
+        the sandbox took to answer them by endpoint, slowest first, counting only those
+        after ``since``."""
+        out: dict[str, Any] = {}
+        for system, box in self.sandboxes.items():
+            served = box.faults.served
+            seconds: Counter[str] = Counter()
+            for method, path, took in served[(since or {}).get(system, 0) :]:
+                seconds[f"{method} {_path_kind(path)}"] += took
+            out[system] = {
+                "served": len(served),
+                "seconds": {k: round(v, 2) for k, v in seconds.most_common(8)},
+                "total": round(sum(seconds.values()), 2),
+            }
+        return out
+
     def change(self, rate: float, seed: int) -> dict[str, int]:
         return _change(self.sandboxes, self.shape, rate, seed)
 
@@ -155,6 +172,11 @@ class _Vendors:
     def stop(self) -> None:
         for box in self.sandboxes.values():
             box.stop()
+
+
+def _served(served: dict[str, Any]) -> dict[str, Any]:
+    """What :meth:`_Vendors.served_by_path` found, without the request counts."""
+    return {system: {k: v for k, v in f.items() if k != "served"} for system, f in served.items()}
 
 
 def _path_kind(path: str) -> str:
@@ -983,6 +1005,8 @@ def main() -> int:
                 )
                 if args.calls:
                     print(f"API calls by endpoint after cycle 1: {vendors.call('calls_by_path')}")
+                    served = vendors.call("served_by_path")
+                    print(f"vendor seconds by endpoint, cycle 1: {_served(served)}")
                 changed = vendors.call("change", rate=args.change, seed=args.seed + 1)
                 print(f"changed in the sandboxes: {changed}", flush=True)
                 cycles["cycle 2"] = run_cycle_until_quiet(
@@ -1006,6 +1030,11 @@ def main() -> int:
                 )
                 if args.calls:
                     print(f"API calls by endpoint: {vendors.call('calls_by_path')}")
+                    since = {system: figures["served"] for system, figures in served.items()}
+                    print(
+                        "vendor seconds by endpoint, cycle 2: "
+                        f"{_served(vendors.call('served_by_path', since=since))}"
+                    )
                 _print_failed(engine)
                 if args.keep and url.startswith("sqlite:///"):
                     import shutil

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 
@@ -37,6 +38,30 @@ def test_serves_over_a_real_socket_and_counts_requests(
     server, faults = served
     assert httpx.get(f"{server.base_url}/hello").json() == {"hello": "world"}
     assert faults.request_count == 1
+
+
+async def slow(request: Request) -> JSONResponse:
+    await asyncio.sleep(0.05)
+    return JSONResponse({"slow": True})
+
+
+def test_the_time_the_app_took_is_kept_for_each_request_it_answered() -> None:
+    """Benchmarks read the vendor's share of a client's wait: each answered request is kept
+    with the seconds the app took; a request a fault answered is counted but not timed."""
+    app = FaultInjector(Starlette(routes=[Route("/hello", hello), Route("/slow", slow)]), seed=1)
+    with LoopbackServer(app) as server:
+        assert httpx.get(f"{server.base_url}/slow").json() == {"slow": True}
+        httpx.get(f"{server.base_url}/hello")
+        app.add(Fault(status=500, count=1))
+        assert httpx.get(f"{server.base_url}/hello").status_code == 500
+    assert app.request_count == 3
+    assert [(method, path) for method, path, _ in app.served] == [
+        ("GET", "/slow"),
+        ("GET", "/hello"),
+    ]
+    assert app.served[0][2] >= 0.05
+    app.reset_counts()
+    assert not app.served
 
 
 def test_status_fault_uses_vendor_error_body_and_retry_after(

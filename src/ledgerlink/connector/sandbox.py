@@ -95,7 +95,9 @@ class FaultInjector:
     """ASGI middleware that applies :class:`Fault` rules before the wrapped app answers.
 
     It also counts every request it sees (``request_count``, ``requests``), which benchmarks
-    use as the server-side truth of how many API calls a client made.
+    use as the server-side truth of how many API calls a client made, and the time the app
+    took to answer each one it let through (``served``: method, path, seconds), which tells
+    the vendor's share of a client's wait.
     """
 
     def __init__(self, app: ASGIApp, *, render_error: ErrorRenderer | None = None, seed: int = 0):
@@ -103,6 +105,7 @@ class FaultInjector:
         self.render_error = render_error or _default_renderer
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
+        self.served: list[tuple[str, str, float]] = []
         self._random = random.Random(seed)  # noqa: S311 - fault sampling, not security
         self._lock = threading.Lock()
 
@@ -126,6 +129,7 @@ class FaultInjector:
         """Forget the requests counted so far."""
         with self._lock:
             self.requests.clear()
+            self.served.clear()
 
     def _pick(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -143,7 +147,11 @@ class FaultInjector:
             return
         fault = self._pick(scope["method"], scope["path"])
         if fault is None:
+            started = time.perf_counter()
             await self.app(scope, receive, send)
+            seconds = time.perf_counter() - started
+            with self._lock:
+                self.served.append((scope["method"], scope["path"], seconds))
             return
         if fault.kind == "delay":
             await asyncio.sleep(fault.delay)
