@@ -1300,14 +1300,18 @@ def _currency_copies(conn: Connection) -> set[PartyRef]:
     """The QuickBooks customers the ledger created for a customer's other currencies."""
     from ledgerlink.sync._ledger_world import CUSTOMER_ENTITY  # sync builds on matching
 
+    # The status is checked here, not in the query: SQLite, without statistics, would take
+    # the status index and walk every done row of the outbox (every document the ledger ever
+    # posted) rather than the few rows of this entity kind.
     rows = conn.execute(
-        select(_OUTBOX.c.object, _OUTBOX.c.remote_id).where(
+        select(_OUTBOX.c.object, _OUTBOX.c.remote_id, _OUTBOX.c.status).where(
             _OUTBOX.c.entity_kind == CUSTOMER_ENTITY,
-            _OUTBOX.c.status == "done",
             _OUTBOX.c.remote_id.is_not(None),
         )
     )
-    return {PartyRef("quickbooks", obj, str(remote)) for obj, remote in rows}
+    return {
+        PartyRef("quickbooks", obj, str(remote)) for obj, remote, status in rows if status == "done"
+    }
 
 
 def _rematch(kept: PartyRecord | None, landed: PartyRecord) -> bool:

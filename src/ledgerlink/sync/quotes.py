@@ -339,17 +339,19 @@ def _load_state(conn: Connection, landed: _Landed, links: Sequence[LinkRow] | No
             landed.deal_writes[(entry.entity_id, entry.object)] = ""
     # What the hub last wrote to each deal: a field the connector does not read (not in the
     # landed payload) is compared with it, so an org that hides the field gets no write loop.
+    # The row's status is checked here, not in the query (see the same read of the ledger's
+    # currency customers in matching): the deal rows are few, the done rows every write made.
     status_rows = conn.execute(
-        select(_OUTBOX.c.entity_id, _OUTBOX.c.payload)
+        select(_OUTBOX.c.entity_id, _OUTBOX.c.payload, _OUTBOX.c.status)
         .where(
             _OUTBOX.c.entity_kind == DEAL_ENTITY,
             _OUTBOX.c.target == "salesforce",
             _OUTBOX.c.action == WriteAction.UPDATE.value,
-            _OUTBOX.c.status == OutboxStatus.DONE.value,
         )
         .order_by(_OUTBOX.c.id)
     )
-    for status in status_rows:
+    done = (row for row in status_rows if row.status == OutboxStatus.DONE.value)
+    for status in done:
         landed.written_status[status.entity_id].update(status.payload or {})
 
 
