@@ -323,6 +323,55 @@ def test_events_logged_out_of_time_order_are_still_found_by_created(
     assert got[repr({"gte": 200})] == ["evt_0", "evt_2", "evt_4"]
 
 
+def _typed_pages(http: httpx.Client, params: dict[str, Any], anchor: str) -> list[str]:
+    """Ids of every event a typed list gives, one per page, following ``anchor``."""
+    ids: list[str] = []
+    after: str | None = None
+    while True:
+        query = {**params, "limit": 1, **({anchor: after} if after else {})}
+        body = http.get("/v1/events", params=query).json()
+        ids.extend(e["id"] for e in body["data"])
+        if not body["has_more"]:
+            return ids
+        after = body["data"][-1 if anchor == "starting_after" else 0]["id"]
+
+
+def test_typed_event_lists_give_the_events_of_their_types_page_by_page() -> None:
+    """A list of some types (``type``, ``types[]``, wildcards) gives exactly the events of those
+    types, newest first, through ``starting_after`` and ``ending_before`` pages, also after
+    the oldest events left the retention window (the log keeps an index per type)."""
+    now = [1_800_000_000.0]
+    with (
+        StripeSandbox(SandboxOptions(size=10), clock=lambda: now[0]) as sandbox,
+        _http(sandbox) as http,
+    ):
+        for number in range(4):
+            customer = http.post("/v1/customers", data={"name": f"C{number}"}).json()
+            http.post("/v1/products", data={"name": f"P{number}"})
+            http.post(f"/v1/customers/{customer['id']}", data={"name": f"C{number}b"})
+            now[0] += 10 * 86_400
+        now[0] -= 10 * 86_400 - 1  # the first customer's events are now past retention
+        every = http.get("/v1/events", params={"limit": 100}).json()["data"]
+        position = {e["id"]: n for n, e in enumerate(every)}
+        filters: list[tuple[dict[str, Any], set[str]]] = [
+            ({"type": "customer.updated"}, {"customer.updated"}),
+            ({"type": "customer.*"}, {"customer.created", "customer.updated"}),
+            (
+                {"types[]": ["product.created", "customer.updated"]},
+                {"product.created", "customer.updated"},
+            ),
+        ]
+        for params, kinds in filters:
+            wanted = [e["id"] for e in every if e["type"] in kinds]
+            assert wanted
+            assert _typed_pages(http, params, "starting_after") == wanted, params
+            oldest = next(e["id"] for e in reversed(every) if e["type"] not in kinds)
+            newer = [w for w in wanted if position[w] < position[oldest]]
+            before = _typed_pages(http, {**params, "ending_before": oldest}, "ending_before")
+            assert sorted(before) == sorted(newer), params
+    assert len(every) == 9  # three of the twelve events were dropped
+
+
 def test_events_name_the_request_and_its_idempotency_key(sandbox: StripeSandbox) -> None:
     """An event caused by an API call carries that call's request id and idempotency key."""
     with _http(sandbox) as http:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -379,6 +379,11 @@ class _Api:
                 t == kind or (t.endswith("*") and kind.startswith(t[:-1])) for t in types
             )
 
+        def candidates(start: int, stop: int, *, newest_first: bool) -> Iterable[int]:
+            if types:  # the events of these types only, from the log's index of types
+                return events.of_types(types, start, stop, newest_first=newest_first)
+            return range(stop - 1, start - 1, -1) if newest_first else range(start, stop)
+
         picked: list[int] = []
         has_more = False
         first = events.first_created_at(_lower_bound(bounds))
@@ -386,7 +391,7 @@ class _Api:
             start = events.position(params["ending_before"])
             if start is None:
                 raise missing("event", params["ending_before"], "ending_before")
-            for position in range(max(start + 1, first), len(events)):
+            for position in candidates(max(start + 1, first), len(events), newest_first=False):
                 if wanted(position):
                     if len(picked) == limit:
                         has_more = True
@@ -400,7 +405,7 @@ class _Api:
                 if found is None:
                     raise missing("event", params["starting_after"], "starting_after")
                 stop = found
-            for position in range(stop - 1, first - 1, -1):
+            for position in candidates(first, stop, newest_first=True):
                 if wanted(position):
                     if len(picked) == limit:
                         has_more = True

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import bisect
 import copy
+import heapq
 import secrets
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +54,9 @@ class EventLog:
     fresh copy) only when it is read. Reads by position count from the oldest kept event.
     While events come in ``created`` order (the sandbox's clock does not go back), a
     ``created`` bound is a binary search, so a list of the last minute's events does not walk
-    the whole log, as Stripe's own index would not.
+    the whole log, as Stripe's own index would not; and each type keeps the numbers of its
+    events, so a list of a few types (a reader's stream whose objects rarely change) looks at
+    their events only, not at every event since its start.
     """
 
     def __init__(self) -> None:
@@ -61,6 +65,7 @@ class EventLog:
         self._types: list[str] = []
         self._bodies: list[bytes | JSON] = []
         self._number: dict[str, int] = {}  # id -> number of the event since the log began
+        self._by_type: dict[str, array[int]] = {}  # type -> its events' numbers, ascending
         self._dropped = 0  # events pruned from the front
         self._ordered = True  # every event created at or after the one before
 
@@ -79,7 +84,9 @@ class EventLog:
         created = int(event["created"])
         if self._created and created < self._created[-1]:
             self._ordered = False
-        self._number[event["id"]] = self._dropped + len(self._ids)
+        number = self._dropped + len(self._ids)
+        self._number[event["id"]] = number
+        self._by_type.setdefault(event["type"], array("q")).append(number)
         self._ids.append(event["id"])
         self._created.append(created)
         self._types.append(event["type"])
@@ -97,6 +104,21 @@ class EventLog:
     def type(self, position: int) -> str:
         """``type`` of the event at ``position``."""
         return self._types[position]
+
+    def of_types(
+        self, types: list[str], start: int, stop: int, *, newest_first: bool
+    ) -> Iterator[int]:
+        """Positions in ``[start, stop)`` of the events of ``types`` (exact, or a prefix
+        ending in ``*``), in log order or newest first."""
+        low, high = start + self._dropped, stop + self._dropped
+        runs: list[Iterator[int]] = []
+        for kind, numbers in self._by_type.items():
+            if not any(t == kind or (t.endswith("*") and kind.startswith(t[:-1])) for t in types):
+                continue
+            run = numbers[bisect.bisect_left(numbers, low) : bisect.bisect_left(numbers, high)]
+            runs.append(reversed(run) if newest_first else iter(run))
+        for number in heapq.merge(*runs, reverse=newest_first):
+            yield number - self._dropped
 
     def first_created_at(self, lower: int | None) -> int:
         """The first position that can hold an event created at or after ``lower``: a binary
@@ -116,6 +138,8 @@ class EventLog:
             del self._number[event_id]
         del self._ids[:drop], self._created[:drop], self._types[:drop], self._bodies[:drop]
         self._dropped += drop
+        for numbers in self._by_type.values():
+            del numbers[: bisect.bisect_left(numbers, self._dropped)]
 
 
 class ObjectStore:
