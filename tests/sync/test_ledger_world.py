@@ -302,6 +302,18 @@ def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves
     assert [(d.stripe_id, d.object) for d in linked.documents] == [("in_0003", "Invoice")]
 
 
+def _acme_in_the_books(store: Store, link_customer: Any) -> None:
+    """The ledger's accounts and item landed, and Stripe's cus_1 linked to QuickBooks
+    customer 58 (Acme), as of NOW."""
+    accounts = [
+        _quickbooks("Account", str(n), {"Name": spec["name"]})
+        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
+    ]
+    store.land("quickbooks", [*accounts, _quickbooks("Item", "9", {"Name": "Services"})], now=NOW)
+    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=NOW)
+    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=NOW)
+
+
 def test_a_follow_up_plan_reads_links_and_sends_and_the_next_plan_what_landed(
     store: Store, mappings: MappingSet, link_customer: Any
 ) -> None:
@@ -309,13 +321,7 @@ def test_a_follow_up_plan_reads_links_and_sends_and_the_next_plan_what_landed(
     does read what the push did: an invoice's document sent, its payment queued in the same
     cycle. A Stripe invoice that landed meanwhile is not lost: the next plan posts it."""
     at = NOW
-    accounts = [
-        _quickbooks("Account", str(n), {"Name": spec["name"]})
-        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
-    ]
-    store.land("quickbooks", [*accounts, _quickbooks("Item", "9", {"Name": "Services"})], now=at)
-    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
-    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=at)
+    _acme_in_the_books(store, link_customer)
     store.land("stripe", [_invoice(1), _charge(1, "in_0001")], now=at)
     kept = KeptLedgerWorld()
     first = plan_ledger(store, mappings, now=at, kept=kept)
@@ -341,13 +347,7 @@ def test_an_invoice_found_equal_to_its_sent_document_is_not_looked_at_again(
     every posted invoice that follows a rebuild of the world is paid once, not twice), and an
     amendment of the invoice is still compared and sent."""
     at = NOW
-    accounts = [
-        _quickbooks("Account", str(n), {"Name": spec["name"]})
-        for n, spec in enumerate(yaml.safe_load(ACCOUNTS.read_text())["accounts"].values())
-    ]
-    store.land("quickbooks", [*accounts, _quickbooks("Item", "9", {"Name": "Services"})], now=at)
-    store.land("quickbooks", [_quickbooks("Customer", "58", {"DisplayName": "Acme"})], now=at)
-    link_customer(("stripe", "customers", "cus_1"), ("quickbooks", "Customer", "58"), at=at)
+    _acme_in_the_books(store, link_customer)
     store.land("stripe", [_invoice(1)], now=at)
     kept = KeptLedgerWorld()
     first = plan_ledger(store, mappings, now=at, kept=kept)
