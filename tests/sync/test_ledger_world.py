@@ -18,13 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import update
 
 from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import Store
 from ledgerlink.store.models import Outbox
-from ledgerlink.sync._ledger_world import KeptLedgerWorld, LedgerWorld, load_world
+from ledgerlink.sync._ledger_world import FinalIds, KeptLedgerWorld, LedgerWorld, load_world
 from ledgerlink.sync.ledger import plan_ledger
 from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
 
@@ -373,3 +375,38 @@ def test_an_invoice_found_equal_to_its_sent_document_is_not_looked_at_again(
     assert [d.idempotency_key for d in amended.documents] == [
         d.idempotency_key for d in full.documents
     ]
+
+
+_IDS = st.sampled_from([f"in_{n}" for n in range(6)] + [f"ch_{n}" for n in range(6)])
+_STEPS = st.lists(
+    st.tuples(st.sampled_from(["land", "delete", "add", "discard", "clear", "ask"]), _IDS),
+    max_size=60,
+)
+
+
+@given(steps=_STEPS)
+def test_the_open_ids_a_kept_plan_walks_are_every_landed_object_not_final(
+    steps: list[tuple[str, str]],
+) -> None:
+    # The planner asks for the objects left to look at without a pass over all of them: the
+    # answer must be exactly the landed objects of that kind that are not final, whatever
+    # landed, left or was found final or not final before.
+    final = FinalIds()
+    landed: dict[str, dict[str, None]] = {"in": {}, "ch": {}}
+    for action, stripe_id in steps:
+        kind = landed[stripe_id[:2]]
+        if action == "land":
+            kind[stripe_id] = None
+            final.landed(stripe_id)
+        elif action == "delete":
+            kind.pop(stripe_id, None)
+        elif action == "add":
+            final.add(stripe_id)
+        elif action == "discard":
+            final.discard(stripe_id)
+        elif action == "clear":
+            final.clear()
+        else:
+            every = (k.keys() for k in landed.values())
+            assert final.open_in(kind.keys(), every) == {i for i in kind if i not in final}
+        assert len(final) == len(set(final))

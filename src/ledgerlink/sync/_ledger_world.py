@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ __all__ = [
     "ITEM_ENTITY",
     "PLAN_ENTITY",
     "STRIPE_OBJECTS",
+    "FinalIds",
     "KeptLedgerWorld",
     "LedgerRow",
     "LedgerWorld",
@@ -102,6 +103,62 @@ class MadeCustomer:
     fields: Mapping[str, Any]
 
 
+class FinalIds:
+    """The Stripe ids a plan found final (see :attr:`LedgerWorld.final`), a set that also
+    keeps the ids it does not hold, so that a kept plan finds the objects left to look at
+    without a pass over every object.
+
+    ``open`` is every landed Stripe id not held here (and perhaps ids no longer landed):
+    :meth:`landed` adds an object as it lands, :meth:`discard` gives an id back, :meth:`add`
+    takes it. :meth:`clear` forgets it; :meth:`open_in` computes it again from every landed
+    object the next time it is asked.
+    """
+
+    __slots__ = ("_final", "_open")
+
+    def __init__(self) -> None:
+        self._final: set[str] = set()
+        self._open: set[str] | None = None
+
+    def add(self, stripe_id: str) -> None:
+        self._final.add(stripe_id)
+        if self._open is not None:
+            self._open.discard(stripe_id)
+
+    def discard(self, stripe_id: str) -> None:
+        self._final.discard(stripe_id)
+        if self._open is not None:
+            self._open.add(stripe_id)
+
+    def clear(self) -> None:
+        self._final.clear()
+        self._open = None
+
+    def landed(self, stripe_id: str) -> None:
+        """Note a Stripe object that landed (new or changed)."""
+        if self._open is not None and stripe_id not in self._final:
+            self._open.add(stripe_id)
+
+    def open_in(self, keys: KeysView[str], every: Iterable[KeysView[str]]) -> set[str]:
+        """The ids of ``keys`` not held here; ``every``: the ids of every landed object (read
+        only when the open ids are not known)."""
+        if self._open is None:
+            self._open = set().union(*(k - self._final for k in every))
+        return keys & self._open
+
+    def __contains__(self, stripe_id: object) -> bool:
+        return stripe_id in self._final
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._final)
+
+    def __len__(self) -> int:
+        return len(self._final)
+
+    def __repr__(self) -> str:
+        return f"<FinalIds: {len(self._final)} final>"
+
+
 @dataclass
 class LedgerWorld:
     """Everything one ledger plan reads.
@@ -146,7 +203,7 @@ class LedgerWorld:
     """(QuickBooks object, Stripe id) of a document held for a missing exchange rate ->
     (the ``changed_at`` of the Stripe objects it was built from and :attr:`references`, the
     reason): while those stay, building it again would fail the same way."""
-    final: set[str] = field(default_factory=set)
+    final: FinalIds = field(default_factory=FinalIds)
     """Stripe ids whose outcome a plan found final: posted (a document that is not amended,
     or an amendable one found equal to its row) or skipped for a reason of its own (a draft,
     a failed charge). Decided from the object, its outbox rows and its landed QuickBooks
@@ -258,6 +315,8 @@ class KeptLedgerWorld:
         self._documents: dict[tuple[str, str], tuple[str | None, bool]] = {}
         self._customers_landed: set[str] = set()
         """QuickBooks customers landed by this refresh (read by :meth:`_refresh_links`)."""
+        self._stripe_of: dict[str, list[str]] = {}
+        """Golden customer -> its linked Stripe customers, as the last links read them."""
         self.reread = 0
         """Landed records and outbox rows read by the last refresh."""
 
@@ -335,6 +394,7 @@ class KeptLedgerWorld:
         else:
             objects[stripe_id] = payload
             world.changed_at[stripe_id] = changed
+            world.final.landed(stripe_id)
 
     def _land_customer(self, remote_id: str, payload: Mapping[str, Any] | None) -> None:
         world = self.world
@@ -397,20 +457,28 @@ class KeptLedgerWorld:
     def _refresh_links(self, conn: Connection, links: Sequence[LinkRow] | None) -> None:
         world = self.world
         before_of, before_qb = world.customer_of, world.quickbooks_customers
-        world.customer_of, world.quickbooks_customer, world.quickbooks_customers = {}, {}, {}
+        before_stripe = self._stripe_of
+        customer_of: dict[tuple[str, str, str], str] = {}
+        quickbooks: dict[str, list[str]] = {}
+        stripe: dict[str, list[str]] = {}
         for system, obj, external_id, customer in read_links(conn) if links is None else links:
-            world.customer_of[(system, obj, external_id)] = customer
+            customer_of[(system, obj, external_id)] = customer
             if system == "quickbooks" and obj == "Customer":
-                world.quickbooks_customer.setdefault(customer, external_id)
-                world.quickbooks_customers.setdefault(customer, []).append(external_id)
+                quickbooks.setdefault(customer, []).append(external_id)
+            elif system == "stripe" and obj == "customers":
+                stripe.setdefault(customer, []).append(external_id)
+        world.customer_of, world.quickbooks_customers = customer_of, quickbooks
+        world.quickbooks_customer = {c: ids[0] for c, ids in quickbooks.items()}
+        self._stripe_of = stripe
         if self._loaded:
-            self._touch_matches(before_of, before_qb)
+            self._touch_matches(before_of, before_qb, before_stripe)
         self._customers_landed = set()
 
     def _touch_matches(
         self,
         before_of: Mapping[tuple[str, str, str], str],
         before_qb: Mapping[str, list[str]],
+        before_stripe: Mapping[str, list[str]],
     ) -> None:
         """Touch the Stripe customers whose QuickBooks customer may have changed: their link
         moved, their customer's QuickBooks customers changed, or one of those landed (what a
@@ -424,16 +492,13 @@ class KeptLedgerWorld:
             owner = world.customer_of.get(("quickbooks", "Customer", remote))
             if owner is not None:
                 moved.add(owner)
-        after_of = world.customer_of
         # Links made, moved or gone: a set operation on the items (in C, every link a pass).
-        for (system, obj, external_id), _ in after_of.items() ^ before_of.items():
+        for (system, obj, external_id), _ in world.customer_of.items() ^ before_of.items():
             if system == "stripe" and obj == "customers":
                 world.touched.add(external_id)
-        if moved:
-            for links in (after_of, before_of):
-                for (system, obj, external_id), customer in links.items():
-                    if customer in moved and system == "stripe" and obj == "customers":
-                        world.touched.add(external_id)
+        for customer in moved:  # their Stripe customers, linked now or before
+            world.touched.update(self._stripe_of.get(customer, ()))
+            world.touched.update(before_stripe.get(customer, ()))
 
     # -- the ledger's outbox rows ----------------------------------------------------------
 

@@ -599,7 +599,8 @@ class _Planner:
         touched = self.world.touched
         dependents = self.world.dependents
         again = {d for t in touched if t in dependents for d in dependents[t]}
-        ids = (objects.keys() - final) | ((touched | again) & objects.keys())
+        every = (o.keys() for o in self.world.stripe.values())
+        ids = final.open_in(objects.keys(), every) | ((touched | again) & objects.keys())
         self.report.unchanged += len(objects) - len(ids)
         waits = self.world.waits
         for stripe_id in ids & waits.keys():
