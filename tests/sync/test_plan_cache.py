@@ -429,3 +429,33 @@ def test_kept_taken_names_are_what_reading_every_landed_customer_gives(store: St
         assert {k: set(v) for k, v in mine.items()} == {k: set(v) for k, v in fresh.items()}
     names = mine[("quickbooks", "Customer")]
     assert names == {"initech": "2", "umbrella": "3", "globex": "5"}  # 3 deleted, named still
+
+
+def test_a_kept_plan_of_a_few_customers_reads_their_golden_records(
+    store: Store, mappings: MappingSet, link_customer: Any
+) -> None:
+    """A kept plan reads the golden rows of the customers it plans only (by id, when they are
+    few of many): the one customer whose Account changed gets what a full read plans."""
+    names = [f"Company {n} Ltd" for n in range(8)]
+    ids = [f"001Hs0000FEW{n:02d}AAAA" for n in range(8)]
+    store.land("salesforce", [_account(i, n) for i, n in zip(ids, names, strict=True)], now=NOW)
+    for n, record_id in enumerate(ids):
+        link_customer(("salesforce", "Account", record_id), customer=f"cust-{n}", name=names[n])
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    assert first.customers == 8
+    with store.engine.begin() as conn:  # matching gives customer 3 its name from the Account
+        conn.execute(
+            update(Customer.__table__)  # type: ignore[attr-defined]
+            .where(Customer.__table__.c.id == "cust-3")  # type: ignore[attr-defined]
+            .values(
+                version=2,
+                fields={"name": "Company 3 Ltd"},
+                lineage={"name": f"salesforce:Account:{ids[3]}"},
+            )
+        )
+    store.land("salesforce", [_account(ids[3], "Company Three Ltd")], now=LATER)
+    full = plan(store, mappings, now=LATER, dry_run=True)
+    report = plan(store, mappings, now=LATER, mapped=kept)
+    assert (report.customers, report.unchanged) == (1, 7)
+    assert _of(report, "cust-3") == _of(full, "cust-3")

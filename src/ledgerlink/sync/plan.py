@@ -92,6 +92,7 @@ from ledgerlink.sync._landed import (
     MappedRecord,
     MappedRecords,
     PaymentFacts,
+    driver_rows,
     read_links,
     read_mapped,
 )
@@ -135,6 +136,8 @@ _LINEAGE_KEY = {
 }
 _SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_CHUNK = 500
+"""Ids per ``IN`` list of a read by id."""
 _LINK = CustomerLink.__table__  # type: ignore[attr-defined]
 _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
 _OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
@@ -439,10 +442,15 @@ def _load_kept(
     (see :func:`plan`).
     """
     world = _World()
-    for row in conn.execute(
-        select(_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version, _CUSTOMER.c.updated_at)
-    ):
-        world.customers[row.id] = row
+    # Every customer's version, as the driver gives it (text or a datetime for ``updated_at``,
+    # compared only with itself); the whole golden row only of the customers planned.
+    versions: dict[str, tuple[int, Any]] = {
+        cid: (version, updated)
+        for cid, version, updated in driver_rows(
+            conn, select(_CUSTOMER.c.id, _CUSTOMER.c.version, _CUSTOMER.c.updated_at)
+        )
+    }
+    world.customers = dict.fromkeys(versions)
     customer_of = _load_links(conn, links)
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
     if landed:
@@ -467,7 +475,7 @@ def _load_kept(
         creates[key[0]].add((key, count))
     seen = _Seen(
         day=now.date(),
-        customers={cid: (row.version, row.updated_at) for cid, row in world.customers.items()},
+        customers=versions,
         customer_of=customer_of,
         creates={cid: frozenset(entries) for cid, entries in creates.items()},
         refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
@@ -490,7 +498,33 @@ def _load_kept(
     if extra:
         _gather(world, mapped, customer_of, extra)
         looked_at |= extra
+    _load_golden(conn, world, looked_at)
     return world, looked_at, seen, covered
+
+
+def _load_golden(conn: Connection, world: _World, customers: set[str]) -> None:
+    """Put the golden rows of ``customers`` into ``world.customers`` (one read of all when
+    they are many); a customer gone meanwhile leaves it."""
+    columns = (_CUSTOMER.c.id, _CUSTOMER.c.lineage, _CUSTOMER.c.version, _CUSTOMER.c.updated_at)
+    if len(customers) * 4 > len(world.customers):
+        rows: Iterable[Any] = conn.execute(select(*columns))
+    else:
+        wanted = sorted(customers)
+        rows = (
+            row
+            for start in range(0, len(wanted), _CHUNK)
+            for row in conn.execute(
+                select(*columns).where(_CUSTOMER.c.id.in_(wanted[start : start + _CHUNK]))
+            )
+        )
+    found = set()
+    for row in rows:
+        if row.id in customers:
+            world.customers[row.id] = row
+            found.add(row.id)
+    for gone in customers - found:
+        world.customers.pop(gone, None)
+        customers.discard(gone)
 
 
 def _keep_blocked(
