@@ -7,6 +7,8 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
             following ``events`` mode replays every change made while listing.
 ``events``  ``GET /v1/events`` with ``created[gte]`` (closed start), the stream's event types,
             oldest event first; event ids already landed at the boundary second are dropped.
+            Once that second is older than ``_SETTLED`` seconds, the read starts at the next
+            one: a burst of events in one second is listed once, not by every read after it.
 ``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
 
 A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
@@ -40,6 +42,11 @@ __all__ = ["STREAMS", "StreamSpec", "StripeStreamReader", "iso"]
 JSON = dict[str, Any]
 _LOOKBACK = 5  # seconds re-read after a full list, for objects committed while it ran
 _RETENTION_MARGIN = 3600  # re-list an hour before Stripe would actually drop the events
+_SETTLED = 30
+"""Seconds after which Stripe lists every object and event of a second: an incremental read
+starts at the cursor's own second (skipping its events seen by id) only while that second is
+this recent; after it, at the next second, so that a burst of events within one second is not
+listed again by every read."""
 _TIED_STATUSES = frozenset({"in_transit", "paid"})
 """Payout statuses whose balance transactions are settled: what Stripe paid out is final."""
 
@@ -280,9 +287,14 @@ class StripeStreamReader:
         items.reverse()
         return items
 
-    def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+    def _start(self, cursor: Cursor) -> int:
+        """The first second an incremental read lists: the cursor's own (its events seen are
+        skipped by id) while late events may still join it, the next one after that."""
         since = int(cursor.state["since"])
-        params = {"created": {"gte": since}, **_event_filter(spec.event_types)}
+        return since + 1 if self.clock() - since > _SETTLED else since
+
+    def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        params = {"created": {"gte": self._start(cursor)}, **_event_filter(spec.event_types)}
         events = self._collect("/v1/events", params)
         entries = [
             (event["data"]["object"], int(event["created"]), _is_tombstone(event), event["id"])
@@ -291,8 +303,8 @@ class StripeStreamReader:
         yield from self._emit(spec, cursor, entries)
 
     def _created(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
-        since = int(cursor.state["since"])
-        objects = self._collect(spec.path, {"created": {"gte": since}, **dict(spec.list_params)})
+        start = self._start(cursor)
+        objects = self._collect(spec.path, {"created": {"gte": start}, **dict(spec.list_params)})
         entries = [(obj, int(obj["created"]), False, obj["id"]) for obj in objects]
         yield from self._emit(spec, cursor, entries)
 
