@@ -299,9 +299,13 @@ def test_waiting_documents_are_looked_at_again_only_when_what_they_wait_on_moves
     assert not plan_both()[0].documents
     at += timedelta(minutes=10)
     link_customer(("quickbooks", "Customer", "59"), customer="c-2", at=at)
-    store.land("quickbooks", [_quickbooks("Customer", "59", {"DisplayName": "Bolt"})], now=at)
     linked, _ = plan_both()
-    assert [(d.stripe_id, d.object) for d in linked.documents] == [("in_0003", "Invoice")]
+    assert linked.waiting == {"customer's QuickBooks record not landed yet": 1}
+    assert not linked.documents
+    # It lands a pass later, the links unchanged: the invoice is looked at again and posts.
+    store.land("quickbooks", [_quickbooks("Customer", "59", {"DisplayName": "Bolt"})], now=at)
+    landed, _ = plan_both()
+    assert [(d.stripe_id, d.object) for d in landed.documents] == [("in_0003", "Invoice")]
 
 
 def _acme_in_the_books(store: Store, link_customer: Any) -> None:

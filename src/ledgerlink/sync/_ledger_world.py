@@ -315,6 +315,8 @@ class KeptLedgerWorld:
         self._documents: dict[tuple[str, str], tuple[str | None, bool]] = {}
         self._customers_landed: set[str] = set()
         """QuickBooks customers landed by this refresh (read by :meth:`_refresh_links`)."""
+        self._links: Sequence[LinkRow] = ()
+        """The linked records as the last refresh read them."""
         self._stripe_of: dict[str, list[str]] = {}
         """Golden customer -> its linked Stripe customers, as the last links read them."""
         self.reread = 0
@@ -456,12 +458,23 @@ class KeptLedgerWorld:
 
     def _refresh_links(self, conn: Connection, links: Sequence[LinkRow] | None) -> None:
         world = self.world
+        rows = read_links(conn) if links is None else links
+        if self._loaded and rows == self._links:
+            # The links of the last refresh (a list compared in C): only the Stripe customers
+            # of the QuickBooks customers that landed are touched.
+            for remote in self._customers_landed:
+                owner = world.customer_of.get(("quickbooks", "Customer", remote))
+                if owner is not None:
+                    world.touched.update(self._stripe_of.get(owner, ()))
+            self._customers_landed = set()
+            return
+        self._links = rows
         before_of, before_qb = world.customer_of, world.quickbooks_customers
         before_stripe = self._stripe_of
         customer_of: dict[tuple[str, str, str], str] = {}
         quickbooks: dict[str, list[str]] = {}
         stripe: dict[str, list[str]] = {}
-        for system, obj, external_id, customer in read_links(conn) if links is None else links:
+        for system, obj, external_id, customer in rows:
             customer_of[(system, obj, external_id)] = customer
             if system == "quickbooks" and obj == "Customer":
                 quickbooks.setdefault(customer, []).append(external_id)

@@ -413,6 +413,8 @@ class _Seen:
     customers: dict[str, tuple[int, Any]]
     """Customer id -> (version, ``updated_at``): every change of a golden record moves both."""
     customer_of: dict[tuple[str, str, str], str]
+    links: Sequence[LinkRow]
+    """The linked records ``customer_of`` was made from, as read."""
     creates: dict[str, frozenset[Any]]
     refused: dict[str, str]
     baselines: dict[str, dict[str, Any]]
@@ -451,13 +453,17 @@ def _load_kept(
         )
     }
     world.customers = dict.fromkeys(versions)
-    customer_of = _load_links(conn, links)
+    rows = read_links(conn) if links is None else links
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
     if landed:
         mapped.refresh(conn, mappings, normalizer, kinds)
     covered = set(mapped.unplanned)
     _load_outbox(conn, world)
     before: _Seen | None = mapped.seen
+    if before is not None and before.links == rows:
+        customer_of = before.customer_of  # the links of the last stored plan: nothing moved
+    else:
+        customer_of = _load_links(conn, rows)
     fresh = before is None or mapped.everything or before.day != now.date()
     if fresh or before is None:
         # Whole on the first plan and on each new day: a row another process's plan wrote
@@ -477,6 +483,7 @@ def _load_kept(
         day=now.date(),
         customers=versions,
         customer_of=customer_of,
+        links=rows,
         creates={cid: frozenset(entries) for cid, entries in creates.items()},
         refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
         baselines=world.baselines,
@@ -585,7 +592,11 @@ def _changed_customers(before: _Seen, now: _Seen, parties: set[tuple[str, str, s
     to ``now``, and those linked (before or now) to ``parties``."""
     # Set operations on the items (hashable values) run in C: these maps hold every customer.
     changed = {cid for cid, _ in now.customers.items() - before.customers.items()}
-    moved = {key for key, _ in now.customer_of.items() ^ before.customer_of.items()}
+    moved = (
+        set()
+        if now.customer_of is before.customer_of
+        else {key for key, _ in now.customer_of.items() ^ before.customer_of.items()}
+    )
     refused = now.refused.keys() ^ before.refused.keys()
     refused.update(r for r, v in now.refused.items() if before.refused.get(r) != v)
     records = moved | parties
