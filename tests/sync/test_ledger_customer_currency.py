@@ -26,6 +26,7 @@ def _planner(linked: list[str], *, made_in_eur: str | None = None) -> _Planner:
     world.customer_name[HOME] = "Northwind Traders"
     if made_in_eur is not None:  # the ledger's own "Northwind Traders (EUR)", sent
         world.created[(CUSTOMER_ENTITY, currency_customer("EUR", GOLDEN), "Customer")] = made_in_eur
+        world.made_in[made_in_eur] = "EUR"  # as the refresh of that done row notes it
     return _Planner(world, load_mappings(), LedgerOptions(home_currency="USD"))
 
 

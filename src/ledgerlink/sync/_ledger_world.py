@@ -192,6 +192,9 @@ class LedgerWorld:
     name are known from the moment the create is done, a pass before it lands."""
     rows: dict[tuple[str, str, str], LedgerRow] = field(default_factory=dict)
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    made_in: dict[str, str] = field(default_factory=dict)
+    """QuickBooks customer id -> the currency the ledger created it in (its customers in
+    another currency than their first, from :attr:`created`)."""
     references: int = 0
     """Moves when the QuickBooks accounts or items (what documents refer to) change."""
     settled: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
@@ -597,6 +600,8 @@ class KeptLedgerWorld:
                 world.touched.add(out.entity_id)
         if out.status == _DONE and out.remote_id and key not in world.created:
             world.created[key] = out.remote_id
+            if key[0] == CUSTOMER_ENTITY:
+                world.made_in[out.remote_id] = key[1].split(":", 1)[0]
             world.touched.add(out.entity_id)
             if key[0] == ITEM_ENTITY:
                 world.references += 1  # an item documents refer to is in QuickBooks now
@@ -640,7 +645,9 @@ class KeptLedgerWorld:
     def _reload_key(self, conn: Connection, key: tuple[str, str, str]) -> None:
         kind, entity_id, obj = key
         self.world.rows.pop(key, None)
-        self.world.created.pop(key, None)
+        made = self.world.created.pop(key, None)
+        if made is not None and kind == CUSTOMER_ENTITY:
+            self.world.made_in.pop(made, None)
         for out in conn.execute(
             select(*_OUTBOX_COLUMNS)
             .where(

@@ -276,7 +276,6 @@ class _Planner:
         self.fine: list[tuple[str, str]] = []
         self._item_creates: set[str] = set()
         self._customer_creates: set[str] = set()
-        self._made_in: dict[str, str] | None = None
         """QuickBooks id -> currency of the customers in other currencies the ledger made."""
         self._wake: tuple[str, ...] = ()
         """What the document being built waits on, when a wait names it: the Stripe ids
@@ -401,13 +400,7 @@ class _Planner:
         made = self.world.made_customers.get(remote_id)
         if made is not None:
             return made.currency or home
-        if self._made_in is None:
-            self._made_in = {
-                made: entity_id.split(":", 1)[0]
-                for (kind, entity_id, _obj), made in self.world.created.items()
-                if kind == CUSTOMER_ENTITY
-            }
-        return self._made_in.get(remote_id)
+        return self.world.made_in.get(remote_id)
 
     def posted_customer(self, stripe_id: str, obj: str) -> str | None:
         """The ``CustomerRef`` a posted document was sent with (what links to it must use)."""
