@@ -404,6 +404,20 @@ def _load_links(
     return {(system, obj, external_id): customer for system, obj, external_id, customer in rows}
 
 
+def _index_links(
+    conn: Connection, rows: Sequence[LinkRow], before: _Seen | None
+) -> tuple[dict[tuple[str, str, str], str], dict[str, list[tuple[str, str, str]]]]:
+    """``rows`` (the linked records) as record -> customer and customer -> records; those of
+    the last stored plan (``before``) when the links did not change since."""
+    if before is not None and before.links == rows:
+        return before.customer_of, before.keys_of
+    customer_of = _load_links(conn, rows)
+    keys_of: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+    for key, customer in customer_of.items():
+        keys_of[customer].append(key)
+    return customer_of, keys_of
+
+
 @dataclass
 class _Seen:
     """What a stored plan read besides the mapped records, per customer, to tell which
@@ -413,6 +427,8 @@ class _Seen:
     customers: dict[str, tuple[int, Any]]
     """Customer id -> (version, ``updated_at``): every change of a golden record moves both."""
     customer_of: dict[tuple[str, str, str], str]
+    keys_of: dict[str, list[tuple[str, str, str]]]
+    """Customer id -> its linked records (``customer_of`` the other way)."""
     links: Sequence[LinkRow]
     """The linked records ``customer_of`` was made from, as read."""
     creates: dict[str, frozenset[Any]]
@@ -460,10 +476,7 @@ def _load_kept(
     covered = set(mapped.unplanned)
     _load_outbox(conn, world)
     before: _Seen | None = mapped.seen
-    if before is not None and before.links == rows:
-        customer_of = before.customer_of  # the links of the last stored plan: nothing moved
-    else:
-        customer_of = _load_links(conn, rows)
+    customer_of, keys_of = _index_links(conn, rows, before)
     fresh = before is None or mapped.everything or before.day != now.date()
     if fresh or before is None:
         # Whole on the first plan and on each new day: a row another process's plan wrote
@@ -483,6 +496,7 @@ def _load_kept(
         day=now.date(),
         customers=versions,
         customer_of=customer_of,
+        keys_of=keys_of,
         links=rows,
         creates={cid: frozenset(entries) for cid, entries in creates.items()},
         refused={ref: repr(payloads) for ref, payloads in world.refused.items()},
@@ -495,7 +509,7 @@ def _load_kept(
         looked_at = _changed_customers(before, seen, covered)
         looked_at.update(c for c in world.customers if c not in mapped.planned)
         looked_at.intersection_update(world.customers)
-    _gather(world, mapped, customer_of, looked_at)
+    _gather(world, mapped, keys_of, looked_at)
     world.names = {key: dict(names) for key, names in mapped.names().items()}
     if not isinstance(mapped.taken, _TakenNames):
         mapped.taken = _TakenNames()
@@ -503,7 +517,7 @@ def _load_kept(
     world.freed = _freed(world, mapped.blocked)
     extra = world.freed - looked_at
     if extra:
-        _gather(world, mapped, customer_of, extra)
+        _gather(world, mapped, keys_of, extra)
         looked_at |= extra
     _load_golden(conn, world, looked_at)
     return world, looked_at, seen, covered
@@ -566,16 +580,15 @@ def _freed(
 def _gather(
     world: _World,
     mapped: MappedRecords,
-    customer_of: Mapping[tuple[str, str, str], str],
+    keys_of: Mapping[str, list[tuple[str, str, str]]],
     looked_at: set[str],
 ) -> None:
-    """Put the linked records and billing of the ``looked_at`` customers into ``world``, in
-    the order a full read gives them."""
-    parties: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-    for key, customer in customer_of.items():
-        if customer in looked_at:
-            parties[customer].append(key)
-    for customer, keys in parties.items():
+    """Put the linked records and billing of the ``looked_at`` customers (``keys_of``: each
+    customer's linked records) into ``world``, in the order a full read gives them."""
+    for customer in sorted(looked_at):
+        keys = keys_of.get(customer)
+        if not keys:
+            continue
         for key in mapped.in_order(keys):
             record = mapped.party(key)
             if record is not None and isinstance(record.entity, Party):
