@@ -382,6 +382,7 @@ class KeptQuotes:
         self._changes = ChangedRecords()
         self._billed: set[str] = set()
         self._deals: list[_Deal] | None = None
+        self._billing: _DealBilling | None = None
         self._lock = threading.Lock()
 
     def deals(self, landed: _Landed) -> list[_Deal]:
@@ -391,6 +392,36 @@ class KeptQuotes:
             if self._deals is None:
                 self._deals = _deals(landed)
             return self._deals
+
+    def _apply(self, kept: _Landed, system: str, obj: str, row: Any, billed: set[str]) -> None:
+        """Keep (or drop) one changed record; note the subscriptions that name a deal."""
+        payload = row.payload or {}
+        gone = row.deleted_at is not None
+        if system == "salesforce":
+            self._deals = None
+        elif obj == "subscriptions":
+            if not gone and _metadata(payload).get(QUOTE_METADATA_KEY):
+                billed.add(row.external_id)
+            else:
+                billed.discard(row.external_id)
+        records = kept.of(system, obj)
+        if gone or (obj == "invoices" and not _of_deal(payload, self._billed)):
+            if records.pop(row.external_id, None) is not None and system == "stripe":
+                self._billing = None
+            kept.changed.pop((system, obj, row.external_id), None)
+            return
+        records[row.external_id] = payload
+        kept.changed[(system, obj, row.external_id)] = row.changed_at
+        if system == "stripe" and obj in ("subscriptions", "invoices"):
+            self._billing = None
+
+    def billing(self, landed: _Landed) -> _DealBilling:
+        """:func:`_deal_billing` of ``landed``, kept until a Stripe subscription or an invoice
+        of a deal changes (every plan would otherwise decode every landed subscription)."""
+        with self._lock:
+            if self._billing is None:
+                self._billing = _deal_billing(landed)
+            return self._billing
 
     def refresh(self, conn: Connection, links: Sequence[LinkRow] | None = None) -> _Landed:
         """The landed records as the store holds them now (``links``: see :func:`_load_state`)."""
@@ -402,7 +433,7 @@ class KeptQuotes:
                 self._changes.start_at_newest(conn, [*_WANTED, ("stripe", "invoices")])
                 kept = self._records = _load(conn, links)
                 self._billed = _billed(kept.of("stripe", "subscriptions"))
-                self._deals = None
+                self._deals = self._billing = None
                 return kept
             self._changes.begin()
             billed = set(self._billed)
@@ -410,24 +441,11 @@ class KeptQuotes:
                 if obj == "invoices":
                     new = billed - self._billed
                     self._billed = billed
+                    if new:
+                        self._billing = None
                     _keep(kept, _deal_invoices(conn, dict.fromkeys(new, _BILLS_A_DEAL), only=True))
-                records = kept.of(system, obj)
                 for row in self._changes.rows(conn, system, obj):
-                    payload = row.payload or {}
-                    gone = row.deleted_at is not None
-                    if system == "salesforce":
-                        self._deals = None
-                    elif obj == "subscriptions":
-                        if not gone and _metadata(payload).get(QUOTE_METADATA_KEY):
-                            billed.add(row.external_id)
-                        else:
-                            billed.discard(row.external_id)
-                    if gone or (obj == "invoices" and not _of_deal(payload, self._billed)):
-                        records.pop(row.external_id, None)
-                        kept.changed.pop((system, obj, row.external_id), None)
-                    else:
-                        records[row.external_id] = payload
-                        kept.changed[(system, obj, row.external_id)] = row.changed_at
+                    self._apply(kept, system, obj, row, billed)
             self._changes.end()
             fresh = _Landed(records=kept.records, changed=kept.changed)
             _load_state(conn, fresh, links)
@@ -593,6 +611,48 @@ class _Prices:
         return str(recurring["interval"]), int(recurring.get("interval_count") or 1)
 
 
+@dataclass(frozen=True)
+class _DealBilling:
+    """What bills each deal, as landed: read-only, shared by the plans it stays true for."""
+
+    subscriptions: dict[str, tuple[str, Mapping[str, Any]]]
+    """Deal id -> its subscription (id, object)."""
+    invoices: dict[str, tuple[str, Mapping[str, Any]]]
+    """Deal id -> its one-off invoice (id, object)."""
+    invoices_of: dict[str, list[Mapping[str, Any]]]
+    """Subscription id (of a deal) -> its invoices."""
+
+
+def _deal_billing(landed: _Landed) -> _DealBilling:
+    subscriptions = _by_deal(landed, "subscriptions")
+    # Only the invoices of deals' subscriptions tell a deal's status: copying every invoice
+    # of every subscription (a million of them) would cost more than the plan.
+    billed = {subscription_id for subscription_id, _ in subscriptions.values()}
+    invoices_of: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for invoice_id, invoice in landed.of("stripe", "invoices").items():
+        subscription = _text(invoice.get("subscription"))
+        if subscription is not None and subscription in billed:
+            invoices_of[subscription].append({**invoice, "id": invoice_id})
+    return _DealBilling(subscriptions, _by_deal(landed, "invoices"), invoices_of)
+
+
+def _by_deal(landed: _Landed, obj: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """Landed Stripe objects that name a deal in their metadata (oldest first wins)."""
+    found: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    records = landed.of("stripe", obj)
+    for record_id in records.ids_by_created():
+        record = records[record_id]
+        deal = _text(_metadata(record).get(QUOTE_METADATA_KEY))
+        if deal is None or deal in found:
+            continue
+        if obj == "subscriptions" and record.get("status") in _DEAD_SUBSCRIPTION:
+            continue
+        if obj == "invoices" and (record.get("subscription") or record.get("status") == "void"):
+            continue
+        found[deal] = (record_id, record)
+    return found
+
+
 # -- the planner ---------------------------------------------------------------------------
 
 
@@ -600,7 +660,12 @@ class _Planner:
     """Plans one deal at a time against what landed."""
 
     def __init__(
-        self, mappings: MappingSet, landed: _Landed, now: datetime, window: timedelta
+        self,
+        mappings: MappingSet,
+        landed: _Landed,
+        now: datetime,
+        window: timedelta,
+        billing: _DealBilling | None = None,
     ) -> None:
         self.mappings = mappings
         self.landed = landed
@@ -610,32 +675,9 @@ class _Planner:
         self.report = QuotePlanReport()
         self.considered: set[tuple[str, str]] = set()
         self.customer_creates: set[str] = set()
-        self.subscriptions = self._by_deal("subscriptions")
-        self.invoices = self._by_deal("invoices")
-        # Only the invoices of deals' subscriptions tell a deal's status: copying every
-        # invoice of every subscription (a million of them) would cost more than the plan.
-        billed = {subscription_id for subscription_id, _ in self.subscriptions.values()}
-        self.invoices_of: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for invoice_id, invoice in landed.of("stripe", "invoices").items():
-            subscription = _text(invoice.get("subscription"))
-            if subscription is not None and subscription in billed:
-                self.invoices_of[subscription].append({**invoice, "id": invoice_id})
-
-    def _by_deal(self, obj: str) -> dict[str, tuple[str, Mapping[str, Any]]]:
-        """Landed Stripe objects that name a deal in their metadata (oldest first wins)."""
-        found: dict[str, tuple[str, Mapping[str, Any]]] = {}
-        records = self.landed.of("stripe", obj)
-        for record_id in records.ids_by_created():
-            record = records[record_id]
-            deal = _text(_metadata(record).get(QUOTE_METADATA_KEY))
-            if deal is None or deal in found:
-                continue
-            if obj == "subscriptions" and record.get("status") in _DEAD_SUBSCRIPTION:
-                continue
-            if obj == "invoices" and (record.get("subscription") or record.get("status") == "void"):
-                continue
-            found[deal] = (record_id, record)
-        return found
+        billing = billing or _deal_billing(landed)
+        self.subscriptions, self.invoices = billing.subscriptions, billing.invoices
+        self.invoices_of = billing.invoices_of
 
     def deal(self, deal: _Deal) -> None:
         customer_id = self.landed.customer_of.get(deal.account_id)
@@ -1058,7 +1100,9 @@ def plan_quotes(
     engine = store.engine if isinstance(store, Store) else store
     with engine.connect() as conn:
         landed = _load(conn, links) if kept is None else kept.refresh(conn, links)
-    planner = _Planner(mappings, landed, now, window)
+    planner = _Planner(
+        mappings, landed, now, window, None if kept is None else kept.billing(landed)
+    )
     for deal in _deals(landed) if kept is None else kept.deals(landed):
         planner.deal(deal)
     report = planner.report
