@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from ledgerlink.domain.entities import Party
@@ -1395,6 +1395,7 @@ def _write_links(
     now: datetime,
 ) -> int:
     inserts: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     written = 0
     for ref, row in rows.items():
         old = stored.get(ref)
@@ -1420,8 +1421,12 @@ def _write_links(
             "content_changed_at": old.content_changed_at,
         }
         if current != row:
-            conn.execute(update(_LINK).where(_LINK.c.id == old.id).values(updated_at=now, **row))
-            written += 1
+            updates.setdefault(tuple(sorted(row)), []).append(
+                {"link_id": old.id, "updated_at": now, **row}
+            )
+    for batch in updates.values():  # one statement per set of columns, executed many
+        conn.execute(update(_LINK).where(_LINK.c.id == bindparam("link_id")), batch)
+        written += len(batch)
     if inserts:
         conn.execute(insert(_LINK), inserts)
         written += len(inserts)
