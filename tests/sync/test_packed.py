@@ -6,7 +6,7 @@ import tracemalloc
 from typing import Any
 
 import orjson
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ledgerlink.sync._packed import PackedPayloads
@@ -21,6 +21,8 @@ _JSON = st.recursive(
 
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), _JSON, max_size=6))
+@example({"created": [None]})  # not a time: kept all the same
+@example({"created": "soon"})
 def test_a_payload_reads_back_equal(payload: dict[str, Any]) -> None:
     kept = PackedPayloads()
     kept["in_1"] = payload

@@ -41,6 +41,18 @@ def unpack(packed: bytes) -> dict[str, Any]:
     return decoded
 
 
+def _created(payload: Payload) -> int:
+    """Stripe's creation time of ``payload``: 0 when it has none that reads as a number (an
+    object of another shape is still kept, first in creation order)."""
+    created = payload.get("created")
+    if isinstance(created, int | float | str):
+        try:
+            return int(created)
+        except (ValueError, OverflowError):
+            return 0
+    return 0
+
+
 class PackedPayloads(MutableMapping[str, Payload]):
     """Id -> payload, each stored as JSON bytes; every read decodes a fresh dict.
 
@@ -59,7 +71,7 @@ class PackedPayloads(MutableMapping[str, Payload]):
 
     def __setitem__(self, key: str, value: Payload) -> None:
         self._packed[key] = pack(value)
-        self._created[key] = int(value.get("created") or 0)
+        self._created[key] = _created(value)
 
     def __delitem__(self, key: str) -> None:
         del self._packed[key]
