@@ -6,7 +6,7 @@ copies a store left by a full-cycle run (``full_cycle.py --keep FILE``), then on
 the kept matcher and ``plan_all`` ``--runs`` times with one ``CycleCache``, as passes do, and
 prints each run's wall time (the first reads everything; the later ones are quiet). It also
 prints what the ledger plan of the last run looked at again and what it counted as waiting.
-``--profile FILE`` writes a cProfile of the last plan.
+``--profile FILE`` writes a cProfile of the last run's match and plan.
 
     .venv/bin/python benchmarks/full_cycle.py --companies 10000 --invoices 100000 --keep /tmp/k10.db
     .venv/bin/python benchmarks/quiet_plan.py /tmp/k10.db
@@ -44,7 +44,9 @@ def main() -> int:
         "store", nargs="?", help="SQLite file left by full_cycle.py --keep (default: make one)"
     )
     parser.add_argument("--runs", type=int, default=4, help="match and plan runs (default 4)")
-    parser.add_argument("--profile", help="write a cProfile of the last plan to this file")
+    parser.add_argument(
+        "--profile", help="write a cProfile of the last run (match and plan) to this file"
+    )
     args = parser.parse_args()
     configure_logging(level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,13 +80,13 @@ def main() -> int:
         now = datetime.now(UTC)
         print(f"quiet passes on a copy of {args.store}; load {os.getloadavg()[0]:.2f}")
         for run in range(args.runs):
+            profiler = cProfile.Profile() if args.profile and run == args.runs - 1 else None
+            if profiler is not None:
+                profiler.enable()
             started = time.perf_counter()
             cache.matcher_for(store, mappings).run(now=now)
             matched = time.perf_counter() - started
-            profiler = cProfile.Profile() if args.profile and run == args.runs - 1 else None
             started = time.perf_counter()
-            if profiler is not None:
-                profiler.enable()
             planned = plan_all(
                 store,
                 mappings,
