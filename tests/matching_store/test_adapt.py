@@ -51,6 +51,18 @@ def test_fifteen_character_salesforce_id_resolves_to_the_landed_form() -> None:
     )
 
 
+def test_a_kept_resolver_learns_landed_ids_and_forgets_gone_ones() -> None:
+    """A kept matcher keeps its resolver between runs: an Account landed later is known from
+    then on, a form landed first keeps its place, and a deleted Account is forgotten."""
+    resolve = SalesforceIdResolver(["001Hs00000ACME1AAA"])
+    resolve.add(["001Hs00000BOLT1AAA", "001Hs00000ACME1"])
+    assert resolve(PartyRef("salesforce", "Account", "001Hs00000BOLT1")).id == "001Hs00000BOLT1AAA"
+    assert resolve(PartyRef("salesforce", "Account", "001Hs00000ACME1")).id == "001Hs00000ACME1AAA"
+    resolve.forget(["001Hs00000BOLT1AAA", "001Hs00000ZZZZ1AAA"])
+    assert resolve(PartyRef("salesforce", "Account", "001Hs00000BOLT1")).id == "001Hs00000BOLT1"
+    assert resolve(PartyRef("salesforce", "Account", "001Hs00000ACME1")).id == "001Hs00000ACME1AAA"
+
+
 def test_billing_address_and_first_tax_id_are_used() -> None:
     """The billing address wins over shipping, its lines joined; the first tax id counts."""
     party = _party(

@@ -251,6 +251,27 @@ def test_matcher_matches_only_changed_records_incrementally(
     assert _customers(engine)["quickbooks:Customer:9"] == acme
 
 
+def test_a_kept_matcher_resolves_a_short_salesforce_id_to_an_account_of_an_earlier_run(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """A Stripe customer landing later names its Account by the 15-character Id: the kept
+    matcher knows the Account's landed (18-character) form from its earlier run, and the
+    cross-reference links the two."""
+    land_parties(store)
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    zephyr = _customers(engine)[SF_ZEPHYR]
+    short = SF_ZEPHYR.rsplit(":", 1)[1][:15]
+    later = stripe_customer("cus_later", "Zephyr Tools", metadata={"salesforce_account_id": short})
+    store.land("stripe", [later], now=NOW + timedelta(minutes=30))
+    summary = matcher.run(now=NOW + timedelta(hours=1))
+    assert (summary.mode, summary.changed) == ("incremental", 1)
+    link = next(
+        link for link in load_links(engine) if str(link.ref) == "stripe:customers:cus_later"
+    )
+    assert (link.customer_id, link.status, link.method) == (zephyr, "linked", "xref")
+
+
 def test_matcher_leaves_an_unchanged_quarantined_record_until_it_changes(
     engine: Engine, store: Store, mappings: MappingSet
 ) -> None:

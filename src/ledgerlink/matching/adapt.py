@@ -69,6 +69,18 @@ class SalesforceIdResolver:
             if len(record_id) in _SALESFORCE_ID_LENGTHS:
                 self._by_prefix[record_id[:15]] = record_id
 
+    def add(self, landed: Iterable[str]) -> None:
+        """Know the ids of records landed since; an id known already keeps its form."""
+        for record_id in landed:
+            if len(record_id) in _SALESFORCE_ID_LENGTHS:
+                self._by_prefix.setdefault(record_id[:15], record_id)
+
+    def forget(self, gone: Iterable[str]) -> None:
+        """Forget the ids of records no longer landed."""
+        for record_id in gone:
+            if self._by_prefix.get(record_id[:15]) == record_id:
+                del self._by_prefix[record_id[:15]]
+
     def __call__(self, ref: PartyRef) -> PartyRef:
         """Return ``ref`` with its Salesforce Id in the landed form (other refs unchanged)."""
         if ref.system != "salesforce" or len(ref.id) not in _SALESFORCE_ID_LENGTHS:

@@ -746,6 +746,8 @@ class Matcher:
         self._link_summaries: dict[str, tuple[Any, ...]] = {}
         """Customer id -> (links, highest link id, latest update) when last read."""
         self._ids: dict[str, str] = {}
+        self._resolve: SalesforceIdResolver | None = None
+        """The Salesforce ids of every party matched so far (kept with :attr:`state`)."""
 
     # -- loading ----------------------------------------------------------------------
 
@@ -774,9 +776,14 @@ class Matcher:
                 if progress is not None:
                     progress(stage, 1)
         known = [p.source.id for p in parties if p.source.system == "salesforce"]
-        if self.state is not None:
-            known += [r.id for r in self.state.records if r.system == "salesforce"]
-        resolve = SalesforceIdResolver(known)
+        if self.state is None or self._resolve is None:
+            resolve = self._resolve = SalesforceIdResolver(known)
+        else:
+            # The matched records' forms stay; a new record's id joins (as a resolver made from
+            # the new ids, then every matched record's, would hold them).
+            resolve = self._resolve
+            resolve.forget(r.id for r in loaded.removed if r.system == "salesforce")
+            resolve.add(known)
         for party in parties:
             record = party_record(party, resolve=resolve)
             extra = self._created.get(record.ref, ())
