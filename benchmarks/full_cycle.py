@@ -43,6 +43,7 @@ import gc
 import itertools
 import multiprocessing as mp
 import os
+import pstats
 import resource
 import signal
 import sys
@@ -769,17 +770,20 @@ def run_cycle_until_quiet(
     sampler: RssSampler,
     *,
     passes_max: int,
-    profiler: cProfile.Profile | None,
+    profiles: PassProfiles | None,
     cache: Any,
 ) -> list[PassFigures]:
     """Passes of ``run_cycle`` until one plans and sends nothing and the outbox is empty."""
     passes: list[PassFigures] = []
     while len(passes) < passes_max:
         since = _last_outbox_id(store.engine)
+        profiler = None if profiles is None else cProfile.Profile()
         figures, report = run_pass(
             store, connectors, mappings, ledger, vendors, sampler, profiler, cache
         )
         passes.append(figures)
+        if profiles is not None and profiler is not None:
+            profiles.add(f"{name} pass {len(passes)}", profiler)
         stages = (
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
             + f" [plan: customers {report.plan.seconds:.1f}s ({report.plan.customers} planned)"
@@ -816,6 +820,24 @@ def run_cycle_until_quiet(
         if _quiet(report, store.engine):
             break
     return passes
+
+
+class PassProfiles:
+    """One cProfile per pass: each written beside ``path`` (``PATH.cycle-2-pass-1``), all of
+    them together to ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.files: list[str] = []
+
+    def add(self, name: str, profiler: cProfile.Profile) -> None:
+        file = f"{self.path}.{name.replace(' ', '-')}"
+        profiler.dump_stats(file)
+        self.files.append(file)
+
+    def write(self) -> None:
+        if self.files:
+            pstats.Stats(*self.files).dump_stats(self.path)
 
 
 def _last_outbox_id(engine: Engine) -> int:
@@ -922,7 +944,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--passes-max", type=int, default=12, help="passes per cycle at most")
     parser.add_argument("--check", action="store_true", help="count duplicates and missing writes")
-    parser.add_argument("--profile", help="write a cProfile of the cycles to this file")
+    parser.add_argument(
+        "--profile",
+        help="write a cProfile of the cycles to this file (and of each pass beside it)",
+    )
     parser.add_argument(
         "--profile-cycle",
         choices=("1", "2", "both"),
@@ -968,7 +993,7 @@ def main() -> int:
             print(stacks.report(stop=False), flush=True)
 
     signal.signal(signal.SIGUSR2, print_stacks)
-    profiler = cProfile.Profile() if args.profile else None
+    profiles = PassProfiles(args.profile) if args.profile else None
     connectors: dict[str, Any] = {}
     started = time.perf_counter()
     try:
@@ -1000,7 +1025,7 @@ def main() -> int:
                     vendors,
                     sampler,
                     passes_max=args.passes_max,
-                    profiler=profiler if args.profile_cycle != "2" else None,
+                    profiles=profiles if args.profile_cycle != "2" else None,
                     cache=cache,
                 )
                 if args.calls:
@@ -1018,7 +1043,7 @@ def main() -> int:
                     vendors,
                     sampler,
                     passes_max=args.passes_max,
-                    profiler=profiler if args.profile_cycle != "1" else None,
+                    profiles=profiles if args.profile_cycle != "1" else None,
                     cache=cache,
                 )
                 print()
@@ -1061,8 +1086,8 @@ def main() -> int:
         if stacks is not None:
             print(stacks.report())
         vendors.close()
-        if profiler is not None:
-            profiler.dump_stats(args.profile)
+        if profiles is not None:
+            profiles.write()
         load = os.getloadavg()
         print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
     return 0
