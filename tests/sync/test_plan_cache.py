@@ -459,3 +459,105 @@ def test_a_kept_plan_of_a_few_customers_reads_their_golden_records(
     report = plan(store, mappings, now=LATER, mapped=kept)
     assert (report.customers, report.unchanged) == (1, 7)
     assert _of(report, "cust-3") == _of(full, "cust-3")
+
+
+def _landed_back(record: Record, written: dict[str, Any], **vendor: Any) -> Record:
+    """``record`` as its vendor gives it once ``written`` landed on it (nested objects merged),
+    with the vendor's own bookkeeping fields moved (``vendor``)."""
+    payload = dict(record.payload)
+    for name, value in written.items():
+        current = payload.get(name)
+        if isinstance(value, dict) and isinstance(current, dict):
+            payload[name] = {**current, **value}
+        else:
+            payload[name] = value
+    return Record(record.object, record.id, {**payload, **vendor})
+
+
+def _written(report: PlanReport, target: str, record_id: str) -> dict[str, Any]:
+    [op] = [op for op in report.ops if (op.target, op.remote_id) == (target, record_id)]
+    return dict(op.payload)
+
+
+def test_records_landing_back_as_written_do_not_plan_their_customer_again(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The records a stored plan updated land back (the next pull) holding what was written:
+    their customer is not planned again for them, as planning it would write nothing. A
+    record that lands back with anything else new a plan reads (a person's edit, a value the
+    vendor reformatted) is planned again, as a full read plans it."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    acme = _acme(store)
+    stripe = _stripe_customer("ACME Analytics")
+    account = _account(ACCOUNT, "Acme Analytics Inc")
+    to_stripe = _written(first, "stripe", "cus_acme")
+    to_account = _written(first, "salesforce", ACCOUNT)
+    assert to_stripe["name"] == "Acme Analytics Inc"
+    assert to_account["Stripe_Customer_Id__c"] == "cus_acme"
+    moved = "2026-03-01T12:00:05.000+0000"
+    store.land("stripe", [_landed_back(stripe, to_stripe)], now=LATER)
+    store.land(
+        "salesforce",
+        [_landed_back(account, to_account, LastModifiedDate=moved, SystemModstamp=moved)],
+        now=LATER,
+    )
+    echoed = plan(store, mappings, now=LATER, mapped=kept)
+    assert (echoed.echoes, echoed.customers, echoed.ops) == (2, 0, [])
+    full = plan(store, mappings, now=LATER, dry_run=True)
+    assert not [op for op in full.ops if op.remote_id in ("cus_acme", ACCOUNT)]
+    # The Stripe customer lands again: someone edited its e-mail there.
+    edited = _landed_back(stripe, {**to_stripe, "email": "ap@acme-analytics.com"})
+    store.land("stripe", [edited], now=LATER + timedelta(minutes=1))
+    at = LATER + timedelta(minutes=1)
+    full = plan(store, mappings, now=at, dry_run=True)
+    replanned = plan(store, mappings, now=at, mapped=kept)
+    assert (replanned.echoes, replanned.customers) == (0, 1)
+    assert _of(replanned, acme) == _of(full, acme)
+
+
+def test_a_record_landing_back_unlike_what_was_written_plans_its_customer_again(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The vendor kept the written name its own way: not an echo; the customer is planned
+    again (and writes the name again, as a full read does)."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    to_stripe = _written(first, "stripe", "cus_acme")
+    back = _landed_back(
+        _stripe_customer("ACME Analytics"), {**to_stripe, "name": "ACME ANALYTICS INC"}
+    )
+    store.land("stripe", [back], now=LATER)
+    report = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    assert (report.echoes, report.customers) == (0, 1)
+    assert _stripe_name_writes(report) == ["Acme Analytics Inc"]
+    assert _writes(report) == _writes(plan(store, mappings, now=LATER, dry_run=True))
+
+
+def test_billing_that_moves_no_hub_value_does_not_plan_its_customer_again(
+    store: Store, mappings: MappingSet
+) -> None:
+    """An invoice changes in a way the hub values do not show (its metadata): the customer's
+    hub values are computed again, found equal, and the customer is not planned again. When
+    the change moves a hub value (the open balance), it is planned, as a full read plans."""
+    _land_world(store, mappings)
+    store.land("stripe", [_invoice(1, 1_200)], now=NOW)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, mapped=kept)
+    plan(store, mappings, now=NOW, mapped=kept)  # the QuickBooks create it queued is open now
+    assert plan(store, mappings, now=NOW, mapped=kept).customers == 0
+    acme = _acme(store)
+    amended = _invoice(1, 1_200)
+    amended.payload["metadata"] = {"po_number": "PO-1"}
+    store.land("stripe", [amended], now=LATER)
+    quiet = plan(store, mappings, now=LATER, mapped=kept)
+    assert (quiet.customers, quiet.rebilled, quiet.ops) == (0, 1, [])
+    at = LATER + timedelta(minutes=1)
+    store.land("stripe", [_invoice(1, 0)], now=at)
+    full = plan(store, mappings, now=at, dry_run=True)
+    paid = plan(store, mappings, now=at, mapped=kept)
+    assert (paid.customers, paid.rebilled) == (1, 0)
+    assert any(op.target == "salesforce" for op in paid.ops)
+    assert _of(paid, acme) == _of(full, acme)

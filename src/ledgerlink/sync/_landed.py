@@ -15,7 +15,7 @@ plan reads everything, as before.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -346,12 +346,22 @@ class MappedRecords:
         """(name, (system, object)) -> the keys of the parties holding that name."""
         self._renamed: set[tuple[str, tuple[str, str]]] = set()
         """Names whose holders changed since :meth:`names` last answered."""
-        self.planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
+        self.planned: dict[str, Any] = {}
         """Customer id -> what its last stored plan was made from (see
         :func:`ledgerlink.sync.plan.plan`): the values compared, and the mapped entities whose
         identity the values name (kept, so no other object takes their ``id``)."""
         self.unplanned: set[Key] = set()
         """Parties whose record or billing records changed since the last stored plan."""
+        self.rebilled: set[Key] = set()
+        """Parties whose billing records changed since the last stored plan."""
+        self.relanded: set[Key] = set()
+        """Parties whose own record landed again (or went) since the last :meth:`settle`."""
+        self._versions: dict[Key, int] = {}
+        """Party key -> how many times its record changed other than as expected (see
+        :meth:`settle`); what a plan compares instead of the record itself."""
+        self.echoes: Any = None
+        """What the planner expects written records to look like when they land back (the
+        planner's own record, see :meth:`settle`)."""
         self.everything = True
         """Whether the next plan must look at every customer (nothing planned from these
         records yet)."""
@@ -398,7 +408,8 @@ class MappedRecords:
                 self._billing_of, self._party_of, self._names = {}, {}, None
                 self._holders, self._renamed = {}, set()
                 self.unplanned, self.everything, self.seen = set(), True, None
-                self.blocked = {}
+                self.rebilled, self.relanded, self._versions = set(), set(), {}
+                self.blocked, self.echoes = {}, None
                 self.taken = None
             self._changes.begin()
             for system, obj in sorted(wanted):
@@ -430,6 +441,7 @@ class MappedRecords:
             self._holders.setdefault(name, set()).add(key)
             self._renamed.add(name)
             self.unplanned.add(key)
+            self.relanded.add(key)
             return
         party = record.entity.party
         if party is not None:
@@ -437,6 +449,7 @@ class MappedRecords:
             self._party_of[key] = owner
             self._billing_of.setdefault(owner, set()).add(key)
             self.unplanned.add(owner)
+            self.rebilled.add(owner)
 
     def _unindex(self, key: Key, old: MappedRecord) -> None:
         if isinstance(old.entity, Party):
@@ -448,11 +461,40 @@ class MappedRecords:
                     del self._holders[name]
             self._renamed.add(name)
             self.unplanned.add(key)
+            self.relanded.add(key)
             return
         owner = self._party_of.pop(key, None)
         if owner is not None:
             self._billing_of[owner].discard(key)
             self.unplanned.add(owner)
+            self.rebilled.add(owner)
+
+    def settle(self, expected: Callable[[Key, MappedRecord | None], bool]) -> int:
+        """Tell the parties' records landed again since the last call from echoes.
+
+        ``expected(key, record)`` says whether a record that landed again is what the hub's
+        own write made of it (and nothing else changed that a plan reads; ``record`` is None
+        for a record gone, never an echo, asked so the expectation is dropped). Such an echo keeps
+        the party's version and, unless its billing changed too, leaves it out of
+        :attr:`unplanned`; any other landing (or a record gone) moves its version. Returns the
+        echoes found.
+        """
+        echoes = 0
+        with self._lock:
+            for key in self.relanded:
+                record = self.party(key)
+                if expected(key, record) and record is not None:
+                    echoes += 1
+                    if key not in self.rebilled:
+                        self.unplanned.discard(key)
+                else:
+                    self._versions[key] = self._versions.get(key, 0) + 1
+            self.relanded.clear()
+        return echoes
+
+    def version(self, key: Key) -> int:
+        """How many times the party's record changed other than as expected (:meth:`settle`)."""
+        return self._versions.get(key, 0)
 
     def party(self, key: Key) -> MappedRecord | None:
         """The mapped party record ``key`` (None when it is not a live mapped party)."""

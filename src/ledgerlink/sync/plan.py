@@ -69,6 +69,7 @@ from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.mapping.normalize import quarantine_record
 from ledgerlink.mapping.schema import ObjectMapping, TruthRule, top_field
+from ledgerlink.mapping.transforms import ROOT_PREFIX
 from ledgerlink.store.db import for_writing
 from ledgerlink.store.models import (
     AuditLog,
@@ -84,7 +85,7 @@ from ledgerlink.store.models import (
 )
 from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
-from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, group_billing, hub_values
+from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, HubValues, group_billing, hub_values
 from ledgerlink.sync._landed import (
     LOOKBACK,
     InvoiceFacts,
@@ -248,6 +249,10 @@ class PlanReport:
         customers: golden customers planned.
         unchanged: golden customers not planned again: nothing they are planned from changed
             since their last stored plan, that day (kept records only, see :func:`plan`).
+        rebilled: of ``unchanged``, customers whose billing records changed but not the values
+            the hub computes from them (open balance, MRR, dates...): nothing else to write.
+        echoes: linked records that landed back holding what the hub wrote to them and
+            nothing else new (kept records only): their customers were not planned for them.
         ops: the writes wanted (each with its field changes).
         conflicts: fields held for review.
         queued: outbox rows inserted (a key already queued is not counted).
@@ -260,6 +265,8 @@ class PlanReport:
 
     customers: int = 0
     unchanged: int = 0
+    rebilled: int = 0
+    echoes: int = 0
     ops: list[PlannedOp] = field(default_factory=list)
     conflicts: list[PlanConflict] = field(default_factory=list)
     queued: int = 0
@@ -278,6 +285,8 @@ class PlanReport:
         return {
             "customers": self.customers,
             "unchanged": self.unchanged,
+            "rebilled": self.rebilled,
+            "echoes": self.echoes,
             "writes": len(self.ops),
             "by_target": self.by_target(),
             "conflicts": len(self.conflicts),
@@ -354,6 +363,8 @@ class _World:
     freed: set[str] = field(default_factory=set)
     """Customers whose last plan kept a record's name because another record held it, and
     that record no longer does (kept plans: planned again whatever else moved)."""
+    echoes: int = 0
+    """Linked records that landed back as the hub wrote them (kept plans, :class:`_Echoes`)."""
 
 
 def _objects(mappings: MappingSet, entities: set[str]) -> list[tuple[str, str, str]]:
@@ -473,6 +484,9 @@ def _load_kept(
     kinds = [(system, obj) for system, obj, _ in _objects(mappings, {_PARTY, *_BILLING_ENTITIES})]
     if landed:
         mapped.refresh(conn, mappings, normalizer, kinds)
+    if not isinstance(mapped.echoes, _Echoes) or mapped.echoes.mappings is not mappings:
+        mapped.echoes = _Echoes(mappings)
+    world.echoes = mapped.settle(mapped.echoes)
     covered = set(mapped.unplanned)
     _load_outbox(conn, world)
     before: _Seen | None = mapped.seen
@@ -521,6 +535,105 @@ def _load_kept(
         looked_at |= extra
     _load_golden(conn, world, looked_at)
     return world, looked_at, seen, covered
+
+
+class _Echoes:
+    """What the party records a plan updates should hold when they land back (their echo).
+
+    Planned again once its write lands, a customer plans nothing new: the written fields
+    hold what the plan wanted and the rest is as the plan read it. So a record that lands
+    back holding, in every field a plan reads of it, exactly what it held when planned with
+    the written values over it is an echo (:meth:`MappedRecords.settle`): its customer is
+    not planned again for it. Kept only for a record alone of its system among its
+    customer's records (of several, the latest changed is preferred as a source, and landing
+    back makes it the latest); values compared as the planner compares them, numbers by
+    their decimal value, a missing field apart from a null one. A record that lands back any
+    other way (a person's edit, a value the vendor reformatted) is planned as before.
+    """
+
+    def __init__(self, mappings: MappingSet) -> None:
+        self.mappings = mappings
+        self.expected: dict[tuple[str, str, str], int] = {}
+        """Record key -> the fingerprint (:meth:`fingerprint`) its echo will have."""
+        self._fields: dict[tuple[str, str], tuple[str, ...]] = {}
+        read = {"name", "currency"}  # names index, the currency amounts are chosen in
+        for system, name, _entity in _objects(mappings, {_PARTY}):
+            for expression in mappings.systems[system].objects[name].writes.values():
+                if not expression.startswith("hub."):
+                    read.add(top_field(expression))
+        self._read = frozenset(read)
+
+    def fields(self, system: str, obj: str) -> tuple[str, ...]:
+        """The top-level fields of a record of ``system``/``obj`` a plan reads: those it
+        writes (read as landed) and those its mapping makes the canonical fields plans read
+        from (names, sources of truth, the currency)."""
+        fields = self._fields.get((system, obj))
+        if fields is None:
+            mapping = self.mappings.systems[system].objects[obj]
+            found = {path.split(".", 1)[0] for path in mapping.writes}
+            for canonical, spec in mapping.fields.items():
+                if top_field(canonical) not in self._read:
+                    continue
+                sources = [spec.from_] if isinstance(spec.from_, str) else list(spec.from_ or ())
+                if spec.each is not None:
+                    sources.append(spec.each)
+                for source in sources:
+                    found.add(re.split(r"[.\[]", source.removeprefix(ROOT_PREFIX), maxsplit=1)[0])
+            fields = self._fields[system, obj] = tuple(sorted(found))
+        return fields
+
+    def fingerprint(self, system: str, obj: str, payload: Mapping[str, Any]) -> int:
+        """A hash of what a plan reads of a record with this raw payload."""
+        return hash(tuple(_comparable(payload.get(f, _MISSING)) for f in self.fields(system, obj)))
+
+    def after(self, record: _Record, writes: Iterable[tuple[str, Any]]) -> int:
+        """The fingerprint of ``record`` once ``writes`` (path, value) land on it."""
+        payload = dict(record.payload)
+        for path, value in writes:
+            node = payload
+            *parents, last = path.split(".")
+            for step in parents:
+                child = node.get(step)
+                node[step] = child = dict(child) if isinstance(child, Mapping) else {}
+                node = child
+            node[last] = value
+        return self.fingerprint(record.system, record.object, payload)
+
+    def __call__(self, key: tuple[str, str, str], record: MappedRecord | None) -> bool:
+        """Whether ``record``, landed again, is the echo the last plan of it expected (the
+        expectation is used up either way)."""
+        expected = self.expected.pop(key, None)
+        payload = None if record is None else record.payload
+        return (
+            expected is not None
+            and record is not None
+            and payload is not None
+            and self.fingerprint(record.system, record.object, payload) == expected
+        )
+
+
+def _comparable(value: Any) -> Any:
+    """``value`` as a hashable whose equality is the planner's (:func:`_same`, without the
+    blanks): numbers by decimal value, mappings whatever their key order."""
+    if isinstance(value, bool) or value is None or value is _MISSING:
+        return value
+    if isinstance(value, int | float | Decimal):
+        try:
+            return Decimal(str(value))
+        except InvalidOperation:
+            return repr(value)
+    if isinstance(value, Mapping):
+        return (
+            "{",
+            tuple(sorted(((str(k), _comparable(v)) for k, v in value.items()), key=_first)),
+        )
+    if isinstance(value, list | tuple):
+        return ("[", tuple(_comparable(v) for v in value))
+    return value if isinstance(value, str) else repr(value)
+
+
+def _first(pair: tuple[str, Any]) -> str:
+    return pair[0]
 
 
 def _load_golden(conn: Connection, world: _World, customers: set[str]) -> None:
@@ -897,6 +1010,13 @@ class _Planner:
         self.blocked: dict[str, dict[tuple[tuple[str, str], str], str]] = defaultdict(dict)
         """Customer -> (vendor object, name key) -> the landed record holding it, for each
         name the plan did not give one of the customer's records because that one held it."""
+        self.hubs: dict[str | None, dict[str, Any]] = {}
+        """The hub values the current customer's plan used, by the currency asked (None: the
+        customer's own)."""
+        self.echoes: _Echoes | None = None
+        self.expected: dict[tuple[str, str, str], int] = {}
+        """Record key -> its echo's fingerprint, for the updates this plan wants (with
+        :attr:`echoes`)."""
 
     def _address_kinds(self, mapping: ObjectMapping) -> dict[int, str]:
         """:func:`_index_kinds` of ``addresses``, once per mapping and plan."""
@@ -908,6 +1028,7 @@ class _Planner:
     # -- per customer ------------------------------------------------------------------
 
     def customer(self, customer_id: str) -> None:
+        self.hubs = {}
         records = self.world.records.get(customer_id, [])
         if not records:
             return
@@ -938,9 +1059,28 @@ class _Planner:
         if agreed != self.world.baselines.get(customer_id, {}):
             self.agreed[customer_id] = agreed
 
+    def same_hubs(self, customer_id: str, hubs: Mapping[str | None, Mapping[str, Any]]) -> bool:
+        """Whether the customer's hub values are still ``hubs`` (what its last plan used)."""
+        records = self.world.records.get(customer_id, [])
+        self._primaries.clear()
+        return all(
+            dict(self._computed(customer_id, records, currency).values) == values
+            for currency, values in hubs.items()
+        )
+
     def _hub(
         self, customer_id: str, records: Sequence[_Record], currency: str | None = None
     ) -> dict[str, Any]:
+        computed = self._computed(customer_id, records, currency)
+        if currency is None:
+            self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
+        values = dict(computed.values)
+        self.hubs[currency] = values
+        return values
+
+    def _computed(
+        self, customer_id: str, records: Sequence[_Record], currency: str | None
+    ) -> HubValues:
         ids: dict[str, str | None] = {}
         for system, key in (
             ("salesforce", "salesforce_account_id"),
@@ -948,7 +1088,7 @@ class _Planner:
             ("quickbooks", "quickbooks_customer_id"),
         ):
             ids[key] = self._linked_id(customer_id, system, records)
-        computed = hub_values(
+        return hub_values(
             customer_id,
             ids,
             self.world.billing.get(customer_id, Billing()),
@@ -956,9 +1096,6 @@ class _Planner:
             currency=currency or self._amount_currency(customer_id, records),
             now=self.now,
         )
-        if currency is None:
-            self.report.notes.extend(f"{customer_id}: {note}" for note in computed.notes)
-        return dict(computed.values)
 
     def _shared(
         self,
@@ -1156,6 +1293,8 @@ class _Planner:
                 self.world.names.setdefault(kind, {})[name] = record.id
                 self.reserved.add((kind, name))
         payload = _nest((w.path, w.value) for w, _c in writes)
+        if self.echoes is not None and sum(r.system == record.system for r in records) == 1:
+            self.expected[key] = self.echoes.after(record, ((w.path, w.value) for w, _c in writes))
         changes = tuple(
             FieldChange(w.path, None if _blank(c) else c, w.value, w.source)
             for w, c in writes
@@ -1511,21 +1650,11 @@ def plan(
                 conn, mappings, normalizer, mapped, now, links=links, landed=landed
             )
     planner = _Planner(mappings, world, now)
-    inputs = _Inputs(world, now) if mapped is not None else None
-    planned: dict[str, tuple[tuple[Any, ...], tuple[object, ...]]] = {}
-    for customer_id in sorted(world.customers):
-        if inputs is not None and mapped is not None:
-            if looked_at is not None and customer_id not in looked_at:
-                planner.report.unchanged += 1
-                continue
-            made_from = inputs.of(customer_id)
-            if customer_id not in world.freed and _same_inputs(
-                mapped.planned.get(customer_id), made_from
-            ):
-                planner.report.unchanged += 1
-                continue
-            planned[customer_id] = made_from
-        planner.customer(customer_id)
+    if mapped is None:
+        for customer_id in sorted(world.customers):
+            planner.customer(customer_id)
+    else:
+        planned, replanned = _plan_changed(planner, mapped, looked_at)
     report = planner.report
     report.dry_run = dry_run
     if not dry_run:
@@ -1533,35 +1662,102 @@ def plan(
             _store(conn, planner, now)
         crash_point("plan.committed")
         if mapped is not None:
-            for customer_id, agreed in planner.agreed.items():
-                if customer_id in planned:  # the values it agreed on are stored with it
-                    values, entities = planned[customer_id]
-                    planned[customer_id] = ((*values[:-1], agreed), entities)
-            mapped.planned.update(planned)
-            _keep_blocked(mapped.blocked, planner.blocked, planned)
+            _keep(mapped, planner, planned, replanned)
             seen.baselines.update(planner.agreed)  # what the next plan reads back
             mapped.seen = seen
             mapped.unplanned.difference_update(covered)
+            mapped.rebilled.difference_update(covered)
             mapped.everything = False
     report.seconds = time.perf_counter() - started
     _log.info("plan.done", **report.as_dict())
     return report
 
 
+def _plan_changed(
+    planner: _Planner, mapped: MappedRecords, looked_at: set[str] | None
+) -> tuple[dict[str, _Made], list[str]]:
+    """Plan the customers whose inputs moved since their last stored plan (kept records).
+
+    Returns what each customer looked at was planned from (those whose billing records moved
+    but not their hub values included, not planned again) and the customers planned.
+    """
+    world = planner.world
+    inputs = _Inputs(world, mapped, planner.now)
+    planner.echoes = mapped.echoes
+    planner.report.echoes = world.echoes
+    planned: dict[str, _Made] = {}
+    replanned: list[str] = []
+    for customer_id in sorted(world.customers):
+        if looked_at is not None and customer_id not in looked_at:
+            planner.report.unchanged += 1
+            continue
+        made_from = inputs.of(customer_id)
+        before = mapped.planned.get(customer_id)
+        if customer_id not in world.freed and before is not None:
+            if before.values == made_from.values and before.billing == made_from.billing:
+                planner.report.unchanged += 1
+                continue
+            if before.values == made_from.values and planner.same_hubs(customer_id, before.hubs):
+                # Only billing records moved, not what the hub makes of them.
+                made_from.hubs = before.hubs
+                planned[customer_id] = made_from
+                planner.report.unchanged += 1
+                planner.report.rebilled += 1
+                continue
+        planned[customer_id] = made_from
+        replanned.append(customer_id)
+        planner.customer(customer_id)
+        made_from.hubs = planner.hubs
+    return planned, replanned
+
+
+def _keep(
+    mapped: MappedRecords, planner: _Planner, planned: dict[str, _Made], replanned: list[str]
+) -> None:
+    """Keep, once a plan is stored, what the next plan compares with."""
+    for customer_id, agreed in planner.agreed.items():
+        if customer_id in planned:  # the values it agreed on are stored with it
+            made = planned[customer_id]
+            made.values = (*made.values[:-1], agreed)
+    mapped.planned.update(planned)
+    if isinstance(mapped.echoes, _Echoes):
+        expected = mapped.echoes.expected
+        for key in planner.considered:
+            expected.pop(key, None)
+        expected.update(planner.expected)
+    _keep_blocked(mapped.blocked, planner.blocked, replanned)
+
+
+@dataclass
+class _Made:
+    """What one customer's stored plan was made from (:class:`_Inputs`)."""
+
+    values: tuple[Any, ...]
+    billing: tuple[int, ...]
+    """The identities of its billing entities (kept in :attr:`entities`)."""
+    entities: tuple[object, ...]
+    hubs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
+    """The hub values the plan used (:attr:`_Planner.hubs`)."""
+
+
 class _Inputs:
     """What a customer's plan is made from, to tell whether it changed since the last plan.
 
     A plan of one customer reads its golden record (version, lineage), its linked records (and
-    the updates of them the vendor refused) and its billing records (mapped entities:
-    :class:`MappedRecords` keeps the same object while a record is unchanged, so identity is
-    compared), the hub's creates for it (done, open,
-    refused), its agreed values and the day (hub values such as MRR follow the date). One
-    thing it reads is not here: the names other customers' records hold (a create or a name
-    write avoids them); they are seen again by the day's first plan.
+    the updates of them the vendor refused; a record is compared by its version, which moves
+    whenever it lands other than as the echo of the hub's own write,
+    :meth:`MappedRecords.settle`), its billing records (mapped entities: :class:`MappedRecords`
+    keeps the same object while a record is unchanged, so identity is compared; when only
+    they moved, the customer is planned again only if the hub values made of them moved), the
+    hub's creates for it (done, open, refused), its agreed values and the day (hub values such
+    as MRR follow the date). One thing it reads is not here: the names other customers'
+    records hold (a create or a name write avoids them); they are seen again by the day's
+    first plan.
     """
 
-    def __init__(self, world: _World, now: datetime) -> None:
+    def __init__(self, world: _World, mapped: MappedRecords, now: datetime) -> None:
         self.world = world
+        self.mapped = mapped
         self.day = now.date()
         self.creates: dict[str, list[Any]] = defaultdict(list)
         for key, remote in world.created.items():
@@ -1571,21 +1767,21 @@ class _Inputs:
         for key, count in world.refused_names.items():
             self.creates[key[0]].append((key, count))
 
-    def of(self, customer_id: str) -> tuple[tuple[Any, ...], tuple[object, ...]]:
+    def of(self, customer_id: str) -> _Made:
         row = self.world.customers[customer_id]
         billing = self.world.billing.get(customer_id) or Billing()
+        records = self.world.records.get(customer_id, ())
         entities: tuple[object, ...] = (
-            *(r.party for r in self.world.records.get(customer_id, ())),
             *billing.invoices,
             *billing.payments,
             *billing.subscriptions,
         )
+        version = self.mapped.version
         values = (
             self.day,
             row.version,
             repr(row.lineage),
-            tuple(r.ref for r in self.world.records.get(customer_id, ())),
-            tuple(map(id, entities)),
+            tuple((r.ref, version((r.system, r.object, r.id))) for r in records),
             sorted(self.creates.get(customer_id, ()), key=repr),
             [
                 repr(self.world.refused[r.ref])
@@ -1594,14 +1790,7 @@ class _Inputs:
             ],
             self.world.baselines.get(customer_id),  # last: a stored plan puts its own here
         )
-        return values, entities
-
-
-def _same_inputs(
-    before: tuple[tuple[Any, ...], tuple[object, ...]] | None,
-    now: tuple[tuple[Any, ...], tuple[object, ...]],
-) -> bool:
-    return before is not None and before[0] == now[0]
+        return _Made(values, tuple(map(id, entities)), entities)
 
 
 def record_results(conn: Connection, writes: Sequence[PushedWrite]) -> None:
