@@ -16,8 +16,8 @@ from sqlalchemy import insert, select, update
 
 from ledgerlink.connector.protocol import Record
 from ledgerlink.mapping import MappingSet, load_mappings
-from ledgerlink.mapping.apply import Normalizer
-from ledgerlink.matching.persist import run_matching
+from ledgerlink.mapping.apply import Normalizer, RecordMapper
+from ledgerlink.matching.persist import Matcher, run_matching
 from ledgerlink.store import Store
 from ledgerlink.store.models import AuditLog, Customer, CustomerLink, LinkStatus, Outbox
 from ledgerlink.sync._landed import InvoiceFacts
@@ -561,3 +561,35 @@ def test_billing_that_moves_no_hub_value_does_not_plan_its_customer_again(
     assert (paid.customers, paid.rebilled) == (1, 0)
     assert any(op.target == "salesforce" for op in paid.ops)
     assert _of(paid, acme) == _of(full, acme)
+
+
+def test_a_plan_takes_the_parties_matching_just_mapped(
+    store: Store, mappings: MappingSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept cycle's plan reads the party records matching has just mapped: it takes those
+    parties (the same objects) instead of mapping the records again, except a record that
+    landed again since (its content hash moved), which it maps: the plan sees the new name."""
+    _land_world(store, mappings)
+    matcher = Matcher(store.engine, mappings)
+    matcher.run(now=NOW)
+    assert len(matcher.mapped) == OTHERS + 2
+    store.land("stripe", [_stripe_customer("Acme Analytics Inc")], now=LATER)
+    calls: list[str] = []
+    original = RecordMapper.map
+
+    def counted(self: RecordMapper, external_id: str, payload: Any) -> Any:
+        calls.append(external_id)
+        return original(self, external_id, payload)
+
+    kept = MappedRecords()
+    kept.hints = matcher.mapped
+    monkeypatch.setattr(RecordMapper, "map", counted)
+    report = plan(store, mappings, now=LATER, dry_run=True, mapped=kept)
+    monkeypatch.undo()
+    assert calls == ["cus_acme"]
+    account = kept.party(("salesforce", "Account", ACCOUNT))
+    assert account is not None
+    assert account.entity is matcher.mapped["salesforce", "Account", ACCOUNT][1]
+    assert kept.hints is None
+    assert _stripe_name_writes(report) == []
+    assert _writes(report) == _writes(plan(store, mappings, now=LATER, dry_run=True))

@@ -69,12 +69,14 @@ class NormalizedRecord:
         entity: the canonical entity, when it mapped.
         deleted: the record is a tombstone (deleted in its system).
         error: the quarantine reason, when it did not map.
+        content_hash: the landed content's hash, when it mapped (what it was mapped from).
     """
 
     ref: SourceRef
     entity: Entity | None = None
     deleted: bool = False
     error: str | None = None
+    content_hash: str | None = None
 
 
 @dataclass
@@ -216,6 +218,7 @@ def _pages(
         _SOURCE.c.external_id,
         _SOURCE.c.payload,
         _SOURCE.c.deleted_at,
+        _SOURCE.c.content_hash,
     )
     conditions = [_SOURCE.c.system == system]
     if objects:
@@ -321,7 +324,7 @@ def iter_normalized(
                 failures.append((row, reason))
                 outcomes.append(NormalizedRecord(ref, error=reason))
                 continue
-            outcomes.append(NormalizedRecord(ref, entity=entity))
+            outcomes.append(NormalizedRecord(ref, entity=entity, content_hash=row.content_hash))
             resolved.append((row.object, row.external_id))
         to_resolve = [key for key in resolved if key in open_keys]
         if failures or to_resolve:

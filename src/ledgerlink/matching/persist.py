@@ -70,7 +70,7 @@ from ledgerlink.matching.golden import SurvivorshipRules, build_golden
 from ledgerlink.matching.party import PartyRecord, PartyRef
 from ledgerlink.matching.score import Evidence, MatchModel
 from ledgerlink.matching.synthetic import generate_parties
-from ledgerlink.store.db import for_writing
+from ledgerlink.store.db import driver_rows, for_writing
 from ledgerlink.store.models import (
     AuditLog,
     Customer,
@@ -748,6 +748,9 @@ class Matcher:
         self._ids: dict[str, str] = {}
         self._resolve: SalesforceIdResolver | None = None
         """The Salesforce ids of every party matched so far (kept with :attr:`state`)."""
+        self.mapped: dict[tuple[str, str, str], tuple[str, Party]] = {}
+        """The parties the last run mapped: (system, object, id) -> (content hash, party);
+        a planner reading the same landed records takes these instead of mapping again."""
 
     # -- loading ----------------------------------------------------------------------
 
@@ -756,6 +759,7 @@ class Matcher:
     ) -> _Loaded:
         loaded = _Loaded()
         parties: list[Party] = []
+        mapped: dict[tuple[str, str, str], tuple[str, Party]] = {}
         for system, objects in _party_objects(self.mappings).items():
             stage = f"normalize {system}"
             for outcome in iter_normalized(
@@ -769,12 +773,19 @@ class Matcher:
             ):
                 if isinstance(outcome.entity, Party):
                     parties.append(outcome.entity)
+                    if outcome.content_hash is not None:
+                        src = outcome.ref
+                        mapped[src.system, src.object, src.id] = (
+                            outcome.content_hash,
+                            outcome.entity,
+                        )
                 elif outcome.deleted or outcome.error is not None:
                     # A quarantined record leaves matching until it maps again.
                     src = outcome.ref
                     loaded.removed.append(PartyRef(src.system, src.object, src.id))
                 if progress is not None:
                     progress(stage, 1)
+        self.mapped = mapped
         known = [p.source.id for p in parties if p.source.system == "salesforce"]
         if self.state is None or self._resolve is None:
             resolve = self._resolve = SalesforceIdResolver(known)
@@ -805,9 +816,12 @@ class Matcher:
         with_created = select(_LINK.c.customer_id).where(
             _LINK.c.method == StoredMethod.CREATED.value
         )
+        # As the driver gives them (``updated_at`` as text or a datetime, only ever compared
+        # with itself): one row per such customer, every run.
         summaries = {
             row[0]: tuple(row[1:])
-            for row in conn.execute(
+            for row in driver_rows(
+                conn,
                 select(
                     _LINK.c.customer_id,
                     func.count(),
@@ -815,7 +829,7 @@ class Matcher:
                     func.max(_LINK.c.updated_at),
                 )
                 .where(_LINK.c.customer_id.in_(with_created.scalar_subquery()))
-                .group_by(_LINK.c.customer_id)
+                .group_by(_LINK.c.customer_id),
             )
         }
         before = self._link_summaries

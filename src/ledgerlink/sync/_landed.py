@@ -15,12 +15,12 @@ plan reads everything, as before.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, func, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
 
 from ledgerlink.domain.entities import (
@@ -35,6 +35,7 @@ from ledgerlink.domain.entities import (
 from ledgerlink.domain.money import Money
 from ledgerlink.mapping.apply import Normalizer
 from ledgerlink.mapping.loader import MappingSet
+from ledgerlink.store.db import driver_rows
 from ledgerlink.store.models import CustomerLink, LinkStatus, SourceRecord
 from ledgerlink.sync._packed import pack, unpack
 
@@ -276,14 +277,19 @@ def _mapped(
     *,
     compact: bool = False,
     refs: dict[SourceRef, SourceRef] | None = None,
+    known: Mapping[Key, tuple[str, Party]] | None = None,
 ) -> MappedRecord | None:
     mapper = normalizer.mapper(system, obj)
     if mapper is None:
         return None
-    try:
-        entity = mapper.map(row.external_id, row.payload)
-    except ValueError:
-        return None  # quarantined by the mapping stage; nothing to plan from
+    hint = None if known is None else known.get((system, obj, row.external_id))
+    if hint is not None and hint[0] == row.content_hash:
+        entity: Any = hint[1]  # mapped from this very content by the same mappings
+    else:
+        try:
+            entity = mapper.map(row.external_id, row.payload)
+        except ValueError:
+            return None  # quarantined by the mapping stage; nothing to plan from
     if isinstance(entity, Party):
         packed = pack(row.payload or {})
         return MappedRecord(system, obj, row.external_id, packed, entity, row.changed_at)
@@ -359,6 +365,10 @@ class MappedRecords:
         self._versions: dict[Key, int] = {}
         """Party key -> how many times its record changed other than as expected (see
         :meth:`settle`); what a plan compares instead of the record itself."""
+        self.hints: Mapping[Key, tuple[str, Party]] | None = None
+        """Records just mapped elsewhere (matching's parties): key -> (content hash, entity);
+        the next :meth:`refresh` takes the entity of a row with that hash instead of mapping
+        it again, then drops them."""
         self.echoes: Any = None
         """What the planner expects written records to look like when they land back (the
         planner's own record, see :meth:`settle`)."""
@@ -418,10 +428,19 @@ class MappedRecords:
                     record = (
                         None
                         if row.deleted_at is not None
-                        else _mapped(normalizer, system, obj, row, compact=True, refs=self._refs)
+                        else _mapped(
+                            normalizer,
+                            system,
+                            obj,
+                            row,
+                            compact=True,
+                            refs=self._refs,
+                            known=self.hints,
+                        )
                     )
                     self._put(key, record)
             self._changes.end()
+            self.hints = None
             self.reread = self._changes.read
 
     def _put(self, key: Key, record: MappedRecord | None) -> None:
@@ -548,23 +567,6 @@ def read_links(conn: Connection) -> list[LinkRow]:
         .order_by(link.c.id)
     )
     return cast("list[LinkRow]", driver_rows(conn, statement))
-
-
-def driver_rows(conn: Connection, statement: Select[Any]) -> list[tuple[Any, ...]]:
-    """The rows of ``statement`` as the database driver returns them: plain tuples, without
-    SQLAlchemy's work per row (half the time of a read of every link, which plans make a few
-    times a pass). For columns the driver gives as they are meant (text and integers), and a
-    statement whose values may be written into its SQL. Runs in ``conn``'s transaction,
-    begun as any statement would begin it."""
-    sql = str(statement.compile(conn, compile_kwargs={"literal_binds": True}))
-    if not conn.in_transaction():
-        conn.begin()  # as a statement through ``conn`` would (SQLite's BEGIN included)
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-        return cast("list[tuple[Any, ...]]", cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 def read_mapped(

@@ -358,7 +358,10 @@ def _run_cycle(
     clock.start("match")
     match_progress = None if progress is None else lambda stage, n: progress("match", stage, n)
     if cache is not None:
-        report.matching = cache.matcher_for(store, mappings).run(now=now, progress=match_progress)
+        matcher = cache.matcher_for(store, mappings)
+        report.matching = matcher.run(now=now, progress=match_progress)
+        # The parties matching just mapped, for the plan's read of the same records.
+        cache.mapped.hints = matcher.mapped
     else:
         report.matching = run_matching(store.engine, mappings, now=now, progress=match_progress)
     clock.start("plan")

@@ -70,7 +70,7 @@ from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.mapping.normalize import quarantine_record
 from ledgerlink.mapping.schema import ObjectMapping, TruthRule, top_field
 from ledgerlink.mapping.transforms import ROOT_PREFIX
-from ledgerlink.store.db import for_writing
+from ledgerlink.store.db import driver_rows, for_writing
 from ledgerlink.store.models import (
     AuditLog,
     Customer,
@@ -93,7 +93,6 @@ from ledgerlink.sync._landed import (
     MappedRecord,
     MappedRecords,
     PaymentFacts,
-    driver_rows,
     read_links,
     read_mapped,
 )
