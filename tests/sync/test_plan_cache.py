@@ -593,3 +593,40 @@ def test_a_plan_takes_the_parties_matching_just_mapped(
     assert kept.hints is None
     assert _stripe_name_writes(report) == []
     assert _writes(report) == _writes(plan(store, mappings, now=LATER, dry_run=True))
+
+
+def test_each_account_of_a_customer_shows_its_amounts_in_its_own_currency(
+    store: Store, mappings: MappingSet, link_customer: Any
+) -> None:
+    """A customer owes in USD and in EUR and has an Account in each currency: the primary
+    (USD) Account shows the USD balance and the EUR one the EUR balance, in a full and in a
+    kept plan (each currency's hub values computed for its own Account)."""
+    usd, eur = "001Hs0000CUR01AAAA", "001Hs0000CUR02AAAA"
+    accounts = [
+        Record("Account", record_id, {**_account(record_id, name).payload, "CurrencyIsoCode": code})
+        for record_id, name, code in (
+            (usd, "Acme Analytics Inc", "USD"),
+            (eur, "Acme Analytics GmbH", "EUR"),
+        )
+    ]
+    store.land("salesforce", accounts, now=NOW)
+    store.land("stripe", [_stripe_customer("Acme Analytics Inc")], now=NOW)
+    owed_in_euros = _invoice(2, 3_000)
+    owed_in_euros.payload["currency"] = "eur"
+    store.land("stripe", [_invoice(1, 1_200), owed_in_euros], now=NOW)
+    link_customer(
+        ("salesforce", "Account", usd),
+        ("salesforce", "Account", eur),
+        ("stripe", "customers", "cus_acme"),
+    )
+
+    def balances(report: PlanReport) -> dict[str, Any]:
+        return {
+            op.remote_id: op.payload.get("Open_Balance__c")
+            for op in report.ops
+            if op.target == "salesforce"
+        }
+
+    full = plan(store, mappings, now=NOW, dry_run=True)
+    kept = plan(store, mappings, now=NOW, dry_run=True, mapped=MappedRecords())
+    assert balances(full) == balances(kept) == {usd: 12, eur: 30}

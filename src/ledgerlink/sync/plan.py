@@ -55,7 +55,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -902,22 +902,35 @@ def _canonical(dump: Mapping[str, Any], path: str, kinds: Mapping[int, str]) -> 
     shipping), since an empty address is dropped and would shift the others.
     """
     node: Any = dump
-    for segment in path.split("."):
-        match = _SEGMENT.match(segment)
-        if match is None or not isinstance(node, Mapping):
+    steps = _steps(path)
+    if steps is None:
+        return None
+    for name, position in steps:
+        if not isinstance(node, Mapping):
             return None
-        name, index = match.group(1), match.group(2)
         node = node.get(name)
-        if index is None:
+        if position is None:
             continue
         if not isinstance(node, list):
             return None
-        position = int(index)
         if name == "addresses" and position in kinds:
             node = next((a for a in node if a.get("kind") == kinds[position]), None)
         else:
             node = node[position] if position < len(node) else None
     return node
+
+
+@lru_cache(maxsize=1024)
+def _steps(path: str) -> tuple[tuple[str, int | None], ...] | None:
+    """A canonical path's segments as (name, index or None); None when one is malformed."""
+    steps = []
+    for segment in path.split("."):
+        match = _SEGMENT.match(segment)
+        if match is None:
+            return None
+        index = match.group(2)
+        steps.append((match.group(1), None if index is None else int(index)))
+    return tuple(steps)
 
 
 def _blank(value: Any) -> bool:
@@ -1012,6 +1025,7 @@ class _Planner:
         self.hubs: dict[str | None, dict[str, Any]] = {}
         """The hub values the current customer's plan used, by the currency asked (None: the
         customer's own)."""
+        self._computed_for: tuple[str | None, dict[str | None, HubValues]] = (None, {})
         self.echoes: _Echoes | None = None
         self.expected: dict[tuple[str, str, str], int] = {}
         """Record key -> its echo's fingerprint, for the updates this plan wants (with
@@ -1078,6 +1092,20 @@ class _Planner:
         return values
 
     def _computed(
+        self, customer_id: str, records: Sequence[_Record], currency: str | None
+    ) -> HubValues:
+        """The customer's hub values in ``currency`` (None: its own), computed once per
+        customer and plan (the check of :meth:`same_hubs` and the plan after it share them)."""
+        owner, known = self._computed_for
+        if owner != customer_id:
+            known = {}
+            self._computed_for = (customer_id, known)
+        found = known.get(currency)
+        if found is None:
+            found = known[currency] = self._compute(customer_id, records, currency)
+        return found
+
+    def _compute(
         self, customer_id: str, records: Sequence[_Record], currency: str | None
     ) -> HubValues:
         ids: dict[str, str | None] = {}
