@@ -22,8 +22,10 @@ nothing, no outbox row pending): creating customers, posting invoices, then thei
 take several passes. Then ``--change`` (1%) of the records change in the sandboxes: Salesforce
 Account names and phones, new paid Stripe invoices (each with its charge), Stripe invoices
 amended (metadata edited in the dashboard), QuickBooks customers edited by a bookkeeper; cycle
-2 runs until quiet again. Per pass and stage (pull, match, plan, push): wall time, API calls per
-system (counted by the sandboxes), records read and written, peak RSS; then cycle 2 / cycle 1.
+2 runs until quiet again (``--cycles N``: N - 1 such cycles, each changing other records, for
+more samples of a host that varies). Per pass and stage (pull, match, plan, push): wall time,
+API calls per system (counted by the sandboxes), records read and written, peak RSS; then each
+later cycle / cycle 1.
 ``--check`` counts duplicates and missing documents in the sandboxes and the trial balance,
 like ``reliability_cycles.py`` (slow at full scale: it reads every document), and the writes a
 plan keeping nothing (every record read again) still wants: the kept plans of the passes must
@@ -902,9 +904,10 @@ def _table(cycles: dict[str, list[PassFigures]]) -> str:
             lines.append(_row(name, stage, len(cycles[name]), figures))
         lines.append(_row(name, "**all**", len(cycles[name]), whole))
     names = list(totals)
-    if len(names) == 2:
-        first, second = (totals[n] for n in names)
-        for stage in (*STAGES, "all"):
+    for later in names[1:]:
+        first, second = totals[names[0]], totals[later]
+        # Every stage for the second cycle; the whole of each later one (``--cycles``).
+        for stage in (*STAGES, "all") if later == names[1] else ("all",):
             if stage == "all":
                 a, b = StageFigures(), StageFigures()
                 for s in STAGES:
@@ -913,7 +916,7 @@ def _table(cycles: dict[str, list[PassFigures]]) -> str:
             else:
                 a, b = first[stage], second[stage]
             lines.append(
-                f"| {names[1]} / {names[0]} | {stage} | | {_ratio(b.seconds, a.seconds)} | "
+                f"| {later} / {names[0]} | {stage} | | {_ratio(b.seconds, a.seconds)} | "
                 + " | ".join(_ratio(b.calls[s], a.calls[s]) for s in SYSTEMS)
                 + f" | {_ratio(b.read, a.read)} | {_ratio(b.written, a.written)} | |"
             )
@@ -941,6 +944,13 @@ def main() -> int:
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--change", type=float, default=0.01, help="share of records changed")
+    parser.add_argument(
+        "--cycles",
+        type=int,
+        default=2,
+        help="cycles in all: after the first, each changes --change of the records again "
+        "(other ones) and runs until quiet (default 2; more give more samples of the ratio)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--passes-max", type=int, default=12, help="passes per cycle at most")
     parser.add_argument("--check", action="store_true", help="count duplicates and missing writes")
@@ -952,7 +962,7 @@ def main() -> int:
         "--profile-cycle",
         choices=("1", "2", "both"),
         default="both",
-        help="which cycles --profile covers (default both)",
+        help="which cycles --profile covers: 1, the later ones (2) or both (default)",
     )
     parser.add_argument("--keep", help="SQLite: copy the store to this file at the end")
     parser.add_argument(
@@ -1032,20 +1042,22 @@ def main() -> int:
                     print(f"API calls by endpoint after cycle 1: {vendors.call('calls_by_path')}")
                     served = vendors.call("served_by_path")
                     print(f"vendor seconds by endpoint, cycle 1: {_served(served)}")
-                changed = vendors.call("change", rate=args.change, seed=args.seed + 1)
-                print(f"changed in the sandboxes: {changed}", flush=True)
-                cycles["cycle 2"] = run_cycle_until_quiet(
-                    "cycle 2",
-                    store,
-                    connectors,
-                    mappings,
-                    ledger,
-                    vendors,
-                    sampler,
-                    passes_max=args.passes_max,
-                    profiles=profiles if args.profile_cycle != "1" else None,
-                    cache=cache,
-                )
+                for number in range(2, max(2, args.cycles) + 1):
+                    name = f"cycle {number}"
+                    changed = vendors.call("change", rate=args.change, seed=args.seed + number - 1)
+                    print(f"changed in the sandboxes: {changed}", flush=True)
+                    cycles[name] = run_cycle_until_quiet(
+                        name,
+                        store,
+                        connectors,
+                        mappings,
+                        ledger,
+                        vendors,
+                        sampler,
+                        passes_max=args.passes_max,
+                        profiles=profiles if args.profile_cycle != "1" else None,
+                        cache=cache,
+                    )
                 print()
                 print(_table(cycles))
                 rusage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -1057,7 +1069,7 @@ def main() -> int:
                     print(f"API calls by endpoint: {vendors.call('calls_by_path')}")
                     since = {system: figures["served"] for system, figures in served.items()}
                     print(
-                        "vendor seconds by endpoint, cycle 2: "
+                        "vendor seconds by endpoint, after cycle 1: "
                         f"{_served(vendors.call('served_by_path', since=since))}"
                     )
                 _print_failed(engine)
