@@ -1026,27 +1026,9 @@ def main() -> int:
                 stacks = StackSampler() if args.sample else None
                 sampler.take()
                 cycles: dict[str, list[PassFigures]] = {}
-                cycles["cycle 1"] = run_cycle_until_quiet(
-                    "cycle 1",
-                    store,
-                    connectors,
-                    mappings,
-                    ledger,
-                    vendors,
-                    sampler,
-                    passes_max=args.passes_max,
-                    profiles=profiles if args.profile_cycle != "2" else None,
-                    cache=cache,
-                )
-                if args.calls:
-                    print(f"API calls by endpoint after cycle 1: {vendors.call('calls_by_path')}")
-                    served = vendors.call("served_by_path")
-                    print(f"vendor seconds by endpoint, cycle 1: {_served(served)}")
-                for number in range(2, max(2, args.cycles) + 1):
-                    name = f"cycle {number}"
-                    changed = vendors.call("change", rate=args.change, seed=args.seed + number - 1)
-                    print(f"changed in the sandboxes: {changed}", flush=True)
-                    cycles[name] = run_cycle_until_quiet(
+
+                def until_quiet(name: str, profiled: bool) -> list[PassFigures]:
+                    return run_cycle_until_quiet(
                         name,
                         store,
                         connectors,
@@ -1055,9 +1037,20 @@ def main() -> int:
                         vendors,
                         sampler,
                         passes_max=args.passes_max,
-                        profiles=profiles if args.profile_cycle != "1" else None,
+                        profiles=profiles if profiled else None,
                         cache=cache,
                     )
+
+                cycles["cycle 1"] = until_quiet("cycle 1", args.profile_cycle != "2")
+                if args.calls:
+                    print(f"API calls by endpoint after cycle 1: {vendors.call('calls_by_path')}")
+                    served = vendors.call("served_by_path")
+                    print(f"vendor seconds by endpoint, cycle 1: {_served(served)}")
+                for number in range(2, max(2, args.cycles) + 1):
+                    name = f"cycle {number}"
+                    changed = vendors.call("change", rate=args.change, seed=args.seed + number - 1)
+                    print(f"changed in the sandboxes: {changed}", flush=True)
+                    cycles[name] = until_quiet(name, args.profile_cycle != "1")
                 print()
                 print(_table(cycles))
                 rusage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
