@@ -173,8 +173,32 @@ def test_a_quiet_park_does_not_count_the_frozen_objects_one_by_one(
             cache.park()
         assert len(calls) == asked
         grown = [[i] for i in range(real() // 3)]
-        cache.park()  # grew by a quarter: a full collection, then the exact count
-        assert len(calls) == asked + 1
+        cache.park()  # grew by a quarter: the exact count, a full collection, the count after
+        assert len(calls) == asked + 2
         del grown
+    finally:
+        gc.unfreeze()
+
+
+def test_a_park_does_not_collect_in_full_for_kept_objects_replaced_since() -> None:
+    """Kept objects a later cycle replaced are freed by their reference counts: the objects
+    kept did not grow, so no full collection walks them all (cyclic garbage stays frozen until
+    what is kept truly grows)."""
+    cache = CycleCache()
+    gc.unfreeze()
+    try:
+        cache.park()  # the first park collects in full and freezes
+        node = _Node()
+        gone = weakref.ref(node)
+        turnover = [[i] for i in range(gc.get_freeze_count() // 5)]
+        cache.park()  # a fifth more: frozen, no full collection
+        del node, turnover  # the turnover is freed at once; node is cyclic garbage
+        again = [[i] for i in range(gc.get_freeze_count() // 5)]
+        cache.park()  # two fifths more than after the full one by the park's own count
+        assert gone() is not None
+        grown = [[i] for i in range(gc.get_freeze_count() // 3)]
+        cache.park()  # now what is kept did grow by a quarter
+        assert gone() is None
+        del again, grown
     finally:
         gc.unfreeze()

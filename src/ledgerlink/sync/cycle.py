@@ -196,12 +196,21 @@ class CycleCache:
         gc.collect(1)
         # gc.get_freeze_count() walks every frozen object (0.2 s at 10,000 companies, ten
         # times that at full scale): the count is kept here instead, from what each park
-        # freezes, and read exactly only after a full collection (which walks them anyway).
+        # freezes, and read exactly only when that count says what is kept grew (and after a
+        # full collection, which walks them anyway).
         if self._frozen < 0:
             self._frozen = gc.get_freeze_count()
-        kept = self._frozen + len(gc.get_objects(generation=2))
+        young = len(gc.get_objects(generation=2))
+        kept = self._frozen + young
+        limit = self._frozen_after_full * FULL_COLLECTION_GROWTH
+        if kept > limit:
+            # The count kept here never drops: objects freed since their park (a cycle's kept
+            # records replaced by the next cycle's) are still in it. Before a full collection,
+            # which walks every object, the exact count (a walk of the frozen objects only)
+            # tells real growth from such turnover.
+            kept = gc.get_freeze_count() + young
         periodic = self._parked % FULL_COLLECTION_EVERY == 0
-        if periodic or kept > self._frozen_after_full * FULL_COLLECTION_GROWTH:
+        if periodic or kept > limit:
             gc.unfreeze()
             gc.collect()
             gc.freeze()
