@@ -16,6 +16,7 @@ from ledgerlink.mapping import (
     MappingSet,
     Normalizer,
     get_quarantine,
+    iter_normalized,
     list_quarantine,
     load_mappings,
     normalize_changed,
@@ -150,6 +151,36 @@ def test_retry_resolves_and_the_next_cycle_passes_the_record_on(
     assert sorted(e.source.id for e in report.entities) == ["cus_2", "cus_3"]
     assert all(e.currency == "EUR" for e in report.entities if isinstance(e, Party))
     assert list_quarantine(engine) == []
+
+
+def test_a_kept_reader_skips_records_still_waiting_but_maps_those_released_since(
+    store: Store, engine: Engine, mappings: MappingSet, tmp_path: Path
+) -> None:
+    """Without ``waiting`` (a kept matcher, whose mappings quarantined them), an unchanged
+    record still in quarantine is not mapped again, one released by a retry since is, and so
+    is one changed since; each once, in the order they were landed."""
+    land(store, [customer(n, currency="zzz") for n in (2, 3, 4)] + [customer(5)], T0)
+    normalize_changed(engine, mappings, "stripe", since=None, now=T0)
+    rows = {row.external_id: row.id for row in list_quarantine(engine)}
+    (tmp_path / "stripe.yaml").write_text(
+        "objects:\n  customers:\n    fields:\n      currency: {const: EUR}\n"
+    )
+    retried_at = T0 + timedelta(hours=2)
+    retry_quarantined(engine, load_mappings(tmp_path), ids=[rows["cus_3"]], now=retried_at)
+    land(store, [customer(4, currency="eur")], retried_at)
+    since = T0 + timedelta(hours=1)
+    seen = [
+        (outcome.ref.id, outcome.error is None)
+        for outcome in iter_normalized(
+            engine, mappings, "stripe", since=since, now=retried_at, waiting=False, batch_size=1
+        )
+    ]
+    assert seen == [("cus_4", True), ("cus_3", False)]
+    waiting = [
+        outcome.ref.id
+        for outcome in iter_normalized(engine, mappings, "stripe", since=since, now=retried_at)
+    ]
+    assert waiting == ["cus_4", "cus_2", "cus_3"]
 
 
 def test_tombstones_unmapped_objects_and_paging(

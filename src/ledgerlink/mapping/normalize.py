@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, tuple_
+from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -51,6 +51,8 @@ _SOURCE = SourceRecord.__table__  # type: ignore[attr-defined]
 _QUARANTINE = Quarantine.__table__  # type: ignore[attr-defined]
 _MAP = QuarantineStage.MAP.value
 DEFAULT_BATCH_SIZE = 1000
+_KEYS_PER_QUERY = 500
+"""External ids per ``IN`` list when records are read by key."""
 _log = get_logger(component="mapping")
 
 
@@ -190,17 +192,47 @@ def _open_keys(conn: Connection, system: str) -> set[tuple[str, str]]:
     return {(obj, ext) for obj, ext in rows}
 
 
-def _requeued(system: str, since: datetime, *, waiting: bool = True) -> Any:
-    """Quarantine rows at stage map resolved (retried) since ``since``, and those still open
-    when ``waiting``."""
+def _requeued(
+    conn: Connection,
+    system: str,
+    since: datetime,
+    objects: Sequence[str] | None,
+    *,
+    waiting: bool = True,
+) -> list[int]:
+    """Ids of the records not changed since ``since`` whose quarantine row at stage map was
+    resolved (retried) since then, or is still open when ``waiting``, in id order.
+
+    Read from the quarantine side (its rows of ``system``, then those records by key), so a
+    run costs the quarantine's rows, not a probe per record of the system.
+    """
     released = _QUARANTINE.c.resolved_at >= since
-    return and_(
+    conditions = [
         _QUARANTINE.c.system == system,
-        _QUARANTINE.c.object == _SOURCE.c.object,
-        _QUARANTINE.c.external_id == _SOURCE.c.external_id,
         _QUARANTINE.c.stage == _MAP,
         (_QUARANTINE.c.resolved_at.is_(None)) | released if waiting else released,
-    )
+    ]
+    if objects:
+        conditions.append(_QUARANTINE.c.object.in_(list(objects)))
+    keys: dict[str, list[str]] = {}
+    for obj, external_id in conn.execute(
+        select(_QUARANTINE.c.object, _QUARANTINE.c.external_id).where(*conditions)
+    ):
+        keys.setdefault(obj, []).append(external_id)
+    ids: list[int] = []
+    for obj, external_ids in keys.items():
+        for start in range(0, len(external_ids), _KEYS_PER_QUERY):
+            # changed_at is compared here: in the query, SQLite would walk the records of the
+            # object by their change time instead of looking each key up.
+            rows = conn.execute(
+                select(_SOURCE.c.id, _SOURCE.c.changed_at).where(
+                    _SOURCE.c.system == system,
+                    _SOURCE.c.object == obj,
+                    _SOURCE.c.external_id.in_(external_ids[start : start + _KEYS_PER_QUERY]),
+                )
+            )
+            ids.extend(row_id for row_id, changed_at in rows if changed_at < since)
+    return sorted(ids)
 
 
 def _pages(
@@ -223,37 +255,41 @@ def _pages(
     conditions = [_SOURCE.c.system == system]
     if objects:
         conditions.append(_SOURCE.c.object.in_(list(objects)))
-    passes = (
-        [and_(*conditions)]
-        if since is None
-        else [
-            and_(*conditions, _SOURCE.c.changed_at >= since),
-            # Not changed since, but waiting in (or just released from) quarantine.
-            and_(
-                *conditions,
-                _SOURCE.c.changed_at < since,
-                exists().where(_requeued(system, since, waiting=waiting)),
-            ),
-        ]
+    condition = (
+        and_(*conditions) if since is None else and_(*conditions, _SOURCE.c.changed_at >= since)
     )
-    for condition in passes:
-        last_id = 0
-        while True:
-            with engine.connect() as conn:
-                rows = list(
-                    conn.execute(
-                        select(*columns)
-                        .where(condition, _SOURCE.c.id > last_id)
-                        .order_by(_SOURCE.c.id)
-                        .limit(batch_size)
-                    )
+    last_id = 0
+    while True:
+        with engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(*columns)
+                    .where(condition, _SOURCE.c.id > last_id)
+                    .order_by(_SOURCE.c.id)
+                    .limit(batch_size)
                 )
-            if not rows:
-                break
+            )
+        if rows:
             yield rows
             last_id = rows[-1].id
-            if len(rows) < batch_size:
-                break
+        if len(rows) < batch_size:
+            break
+    if since is None:
+        return
+    # Not changed since, but waiting in (or just released from) quarantine.
+    with engine.connect() as conn:
+        ids = _requeued(conn, system, since, objects, waiting=waiting)
+    for start in range(0, len(ids), batch_size):
+        with engine.connect() as conn:
+            rows = list(
+                conn.execute(
+                    select(*columns)
+                    .where(_SOURCE.c.id.in_(ids[start : start + batch_size]))
+                    .order_by(_SOURCE.c.id)
+                )
+            )
+        if rows:
+            yield rows
 
 
 def iter_normalized(
