@@ -200,15 +200,15 @@ class CycleCache:
         # full collection, which walks them anyway).
         if self._frozen < 0:
             self._frozen = gc.get_freeze_count()
-        young = len(gc.get_objects(generation=2))
-        kept = self._frozen + young
+        unfrozen = len(gc.get_objects(generation=2))
+        kept = self._frozen + unfrozen
         limit = self._frozen_after_full * FULL_COLLECTION_GROWTH
         if kept > limit:
             # The count kept here never drops: objects freed since their park (a cycle's kept
             # records replaced by the next cycle's) are still in it. Before a full collection,
             # which walks every object, the exact count (a walk of the frozen objects only)
             # tells real growth from such turnover.
-            kept = gc.get_freeze_count() + young
+            kept = gc.get_freeze_count() + unfrozen
         periodic = self._parked % FULL_COLLECTION_EVERY == 0
         if periodic or kept > limit:
             gc.unfreeze()
