@@ -814,6 +814,15 @@ def run_cycle_until_quiet(
         )
         if figures.planned:
             print(f"  queued: {_queued_kinds(store.engine, since)}", flush=True)
+        slowest = sorted(report.pulls, key=lambda r: -r.seconds)[:5]
+        print(
+            "  slowest streams: "
+            + ", ".join(
+                f"{r.connector}/{r.stream} {r.seconds:.2f}s ({r.pages} pages, {r.read} read)"
+                for r in slowest
+            ),
+            flush=True,
+        )
         if not report.ok:
             errors = [f"{r.connector}/{r.stream}: {r.error}" for r in report.pulls if not r.ok]
             failed = {p.target: p.failed for p in report.pushes if p.failed}

@@ -9,12 +9,14 @@ run pulls and matches (the local store only) and plans without queueing or sendi
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -355,15 +357,7 @@ def _run_cycle(
     report = CycleReport()
     clock = _StageClock(report, on_stage)
     clock.start("pull")
-    for name, connector in connectors.items():
-        names = [s.name for s in connector.streams()]
-        chosen = names if streams is None else [s for s in names if s in streams]
-
-        def step(stream: str, count: int, name: str = name) -> None:
-            if progress is not None:
-                progress("pull", f"{name} {stream}", count)
-
-        report.pulls.extend(pull(store, connector, chosen, progress=step))
+    report.pulls.extend(_pull_all(store, connectors, streams, progress))
     clock.start("match")
     match_progress = None if progress is None else lambda stage, n: progress("match", stage, n)
     if cache is not None:
@@ -415,6 +409,41 @@ def _run_cycle(
     clock.start("done")
     report.systems = _summaries(store, report, list(connectors))
     return report
+
+
+def _pull_all(
+    store: Store,
+    connectors: Mapping[str, Connector],
+    streams: Sequence[str] | None,
+    progress: CycleProgress | None,
+) -> list[StreamResult]:
+    """Pull every connector's streams, the connectors at the same time.
+
+    Each connector reads its own system and lands its own records (one page per transaction,
+    as :func:`~ledgerlink.sync.engine.pull` does), so they do not wait for each other: while
+    one waits for its vendor's answer, another lands what its vendor sent. A connector's
+    streams stay in their order. The results come in the order of ``connectors``.
+    """
+
+    def one(name: str, connector: Connector) -> list[StreamResult]:
+        names = [s.name for s in connector.streams()]
+        chosen = names if streams is None else [s for s in names if s in streams]
+
+        def step(stream: str, count: int) -> None:
+            if progress is not None:
+                progress("pull", f"{name} {stream}", count)
+
+        return pull(store, connector, chosen, progress=step)
+
+    if len(connectors) < 2:
+        return [r for name, c in connectors.items() for r in one(name, c)]
+    with ThreadPoolExecutor(max_workers=len(connectors), thread_name_prefix="pull") as pool:
+        # Each thread runs in a copy of this context: log fields bound for the cycle follow.
+        futures = [
+            pool.submit(contextvars.copy_context().run, one, name, connector)
+            for name, connector in connectors.items()
+        ]
+        return [result for future in futures for result in future.result()]
 
 
 FOLLOW_UP_ROUNDS = 3
