@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from ledgerlink.connector import Cursor, Page
 from ledgerlink.mapping import MappingSet, load_mappings
@@ -71,11 +75,67 @@ def test_the_connectors_are_pulled_at_the_same_time(store: Store, mappings: Mapp
     }
 
 
-def test_a_connector_that_breaks_stops_the_cycle_after_the_others_landed(
+class Slow(EchoConnector):
+    """An echo connector under its own name that takes a while over each page (one note)."""
+
+    def __init__(self, name: str = "slow") -> None:
+        super().__init__(EchoSettings(page_size=1))
+        self.name = name
+
+    def read(self, stream: str, cursor: Cursor) -> Iterator[Page]:
+        for page in super().read(stream, cursor):
+            time.sleep(0.1)
+            yield page
+
+
+def _landed(store: Store, system: str) -> list[str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT external_id FROM source_record WHERE system = :s"), {"s": system}
+        )
+        return sorted(str(r[0]) for r in rows)
+
+
+def _rerun_lands_the_rest(store: Store, mappings: MappingSet, connector: EchoConnector) -> None:
+    again = run_cycle(store, {connector.name: connector}, mappings, now=NOW)
+    (pulled,) = again.pulls
+    assert pulled.ok
+    assert len(_landed(store, connector.name)) == len(NOTES)
+    assert store.load_cursor(connector.name, "notes").value == NOTES[-1]["updated"]
+
+
+def test_a_connector_that_breaks_stops_the_cycle_and_the_others_after_their_page(
     store: Store, mappings: MappingSet
 ) -> None:
-    """An error that is not the vendor's is raised, once the other connectors' pulls landed."""
-    good = EchoConnector(EchoSettings(page_size=10))
+    """An error that is not the vendor's stops the cycle; the others stop after the page they
+    land, and the next cycle lands the rest, each record once."""
+    slow = Slow()
     with pytest.raises(RuntimeError, match="bug in a plugin"):
-        run_cycle(store, {"broken": Broken(EchoSettings()), "echo": good}, mappings, now=NOW)
-    assert store.load_cursor("echo", "notes").value == NOTES[-1]["updated"]
+        run_cycle(store, {"slow": slow, "broken": Broken(EchoSettings())}, mappings, now=NOW)
+    assert len(_landed(store, "slow")) < len(NOTES)
+    _rerun_lands_the_rest(store, mappings, Slow())
+
+
+def test_ctrl_c_stops_every_pull_after_its_page(store: Store, mappings: MappingSet) -> None:
+    """Ctrl-C during the pull stops the cycle without waiting for the other pulls to finish:
+    each stops after the page it lands, and the next cycle lands the rest, each record once."""
+    pressed: list[str] = []
+
+    def progress(stage: str, detail: str, count: int) -> None:
+        if stage == "pull" and detail.startswith("slow") and not pressed:
+            pressed.append(detail)  # the user presses Ctrl-C once the first page landed
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(
+            store,
+            {"slow": Slow(), "other": Slow("other")},
+            mappings,
+            now=NOW,
+            progress=progress,
+        )
+    assert pressed == ["slow notes"]
+    for name in ("slow", "other"):
+        assert len(_landed(store, name)) < len(NOTES)
+    assert _landed(store, "slow")
+    _rerun_lands_the_rest(store, mappings, Slow())

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -411,6 +411,10 @@ def _run_cycle(
     return report
 
 
+class _StopRequestedError(Exception):
+    """Ends a pull thread after the page it landed, when the cycle stops (see :func:`_pull_all`)."""
+
+
 def _pull_all(
     store: Store,
     connectors: Mapping[str, Connector],
@@ -423,7 +427,12 @@ def _pull_all(
     as :func:`~ledgerlink.sync.engine.pull` does), so they do not wait for each other: while
     one waits for its vendor's answer, another lands what its vendor sent. A connector's
     streams stay in their order. The results come in the order of ``connectors``.
+
+    When the cycle stops (Ctrl-C, or an error that is not the vendor's in one pull), the other
+    pulls stop after the page they are landing: what landed keeps its cursor, and the next
+    cycle goes on from there.
     """
+    stopping = threading.Event()
 
     def one(name: str, connector: Connector) -> list[StreamResult]:
         names = [s.name for s in connector.streams()]
@@ -432,6 +441,8 @@ def _pull_all(
         def step(stream: str, count: int) -> None:
             if progress is not None:
                 progress("pull", f"{name} {stream}", count)
+            if stopping.is_set():
+                raise _StopRequestedError
 
         return pull(store, connector, chosen, progress=step)
 
@@ -443,6 +454,14 @@ def _pull_all(
             pool.submit(contextvars.copy_context().run, one, name, connector)
             for name, connector in connectors.items()
         ]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            for future in futures:
+                if future.done() and (error := future.exception()) is not None:
+                    raise error
+        except BaseException:
+            stopping.set()  # the pool waits for the others, each after its current page
+            raise
         return [result for future in futures for result in future.result()]
 
 
