@@ -12,7 +12,13 @@ import pytest
 import requests
 from ledgerlink_salesforce import plugin
 from ledgerlink_salesforce.sandbox import SalesforceSandbox
-from ledgerlink_salesforce.sandbox.data import Org, case_safe_id, salesforce_id
+from ledgerlink_salesforce.sandbox.data import (
+    API_USER_ID,
+    PEOPLE_IDS,
+    Org,
+    case_safe_id,
+    salesforce_id,
+)
 from ledgerlink_salesforce.sandbox.soql import to_datetime
 
 from ledgerlink.connector.protocol import Sandbox, SandboxOptions
@@ -40,14 +46,15 @@ class Api:
             settings["private_key"],
             algorithm="RS256",
         )
-        token = self.http.post(
+        answer = self.http.post(
             sb.base_url + "/services/oauth2/token",
             data={
                 "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
                 "assertion": assertion,
             },
-        ).json()["access_token"]
-        self.http.headers["Authorization"] = f"Bearer {token}"
+        ).json()
+        self.identity_url = str(answer["id"])
+        self.http.headers["Authorization"] = f"Bearer {answer['access_token']}"
 
     def __call__(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.http.request(method, self.sb.base_url + path, **kwargs)
@@ -210,6 +217,42 @@ def test_upsert_by_external_id_creates_updates_and_answers_300(api: Api) -> None
     assert ambiguous.status_code == 300
     assert len(ambiguous.json()) == 2
     assert all(u.startswith(f"{V}/sobjects/Account/001") for u in ambiguous.json())
+
+
+def test_writes_are_stamped_with_the_session_user_and_audit_fields_are_read_only(
+    api: Api,
+) -> None:
+    """An API write sets LastModifiedById to the user of the token's identity URL; people's
+    edits keep theirs; the audit fields cannot be written."""
+    user = api.identity_url.rsplit("/", 1)[1]
+    assert user == API_USER_ID
+    assert user not in PEOPLE_IDS
+    org = api.sb.org
+    account = org.tables["Account"].id_for(3)
+    assert org.tables["Account"].get(account)["LastModifiedById"] in PEOPLE_IDS
+    assert api("PATCH", f"{V}/sobjects/Account/{account}", json={"Phone": "1"}).status_code == 204
+    created = api("POST", f"{V}/sobjects/Account", json={"Name": "New Co"}).json()["id"]
+
+    def audit(record_id: str) -> tuple[str, str]:
+        row = api("GET", f"{V}/query", params={"q": _audit_query(record_id)}).json()
+        return row["records"][0]["CreatedById"], row["records"][0]["LastModifiedById"]
+
+    assert audit(account)[1] == user
+    assert audit(account)[0] in PEOPLE_IDS
+    assert audit(created) == (user, user)
+    org.touch("Account", created, Phone="2")
+    assert audit(created) == (user, PEOPLE_IDS[0])
+    refused = api("PATCH", f"{V}/sobjects/Account/{account}", json={"LastModifiedById": user})
+    assert refused.status_code == 400
+    assert refused.json()[0]["errorCode"] == "INVALID_FIELD"
+    fields = {f["name"]: f for f in api("GET", f"{V}/sobjects/Account/describe").json()["fields"]}
+    assert fields["LastModifiedById"]["type"] == "reference"
+    assert not fields["LastModifiedById"]["updateable"]
+    assert not fields["CreatedById"]["createable"]
+
+
+def _audit_query(record_id: str) -> str:
+    return f"SELECT Id, CreatedById, LastModifiedById FROM Account WHERE Id = '{record_id}'"
 
 
 def test_collections_refuse_more_than_200_records(api: Api) -> None:

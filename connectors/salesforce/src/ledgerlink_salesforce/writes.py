@@ -43,7 +43,16 @@ from ledgerlink_salesforce.settings import SalesforceSettings
 __all__ = ["COLLECTION_LIMIT", "Writer"]
 
 COLLECTION_LIMIT = 200
-_READ_ONLY = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp", "attributes"}
+_READ_ONLY = {
+    "Id",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+    "attributes",
+}
 _STOP = (QuotaExhaustedError, AuthenticationError, ConfigurationError)
 _PATH_SAFE = re.compile(r"[A-Za-z0-9_-]+")
 """External-id values that can travel in a URL path as they are."""

@@ -34,7 +34,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ledgerlink_salesforce.sandbox.data import (
+    API_USER_ID,
     FIELD_TYPES,
+    ORG_ID,
     ObjectSpec,
     Org,
     Table,
@@ -54,6 +56,18 @@ COMPOSITE_QUERY_LIMIT = 5
 """Of those, how many may be queries (query, queryAll, query more) or sObject Collections."""
 _VERSION = re.compile(r"^v(\d{2})\.0$")
 _SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
+_READ_ONLY = frozenset(
+    {
+        "Id",
+        "IsDeleted",
+        "CreatedDate",
+        "CreatedById",
+        "LastModifiedDate",
+        "LastModifiedById",
+        "SystemModstamp",
+    }
+)
+"""System fields: set by the org, refused in a write (``INVALID_FIELD``)."""
 _INDEXED_ORDER = [("SystemModstamp", False, False), ("Id", False, False)]
 
 
@@ -229,7 +243,7 @@ class SalesforceApi:
             {
                 "access_token": token,
                 "instance_url": self.base_url,
-                "id": f"{self.base_url}/id/00DHs0000000001AAA/005Hs0000000001AAA",
+                "id": f"{self.base_url}/id/{ORG_ID}/{API_USER_ID}",
                 "token_type": "Bearer",
                 "scope": "api",
                 "issued_at": "0",
@@ -539,13 +553,7 @@ class SalesforceApi:
         for name in fields:
             if name == "attributes":
                 continue
-            if name.lower() not in known or name in {
-                "Id",
-                "IsDeleted",
-                "CreatedDate",
-                "LastModifiedDate",
-                "SystemModstamp",
-            }:
+            if name.lower() not in known or name in _READ_ONLY:
                 return {
                     "statusCode": "INVALID_FIELD",
                     "fields": [name],
@@ -586,9 +594,9 @@ class SalesforceApi:
         known = {f.lower(): f for f in table.spec.field_set}
         clean = {known[k.lower()]: v for k, v in clean.items()}
         if record_id is None:
-            record = self.org.insert(table.spec.name, clean)
+            record = self.org.insert(table.spec.name, clean, by=API_USER_ID)
             return str(record["Id"]), True
-        self.org.touch(table.spec.name, record_id, **clean)
+        self.org.touch(table.spec.name, record_id, by=API_USER_ID, **clean)
         return record_id, False
 
     def _write_one(
@@ -683,7 +691,7 @@ class SalesforceApi:
                     return self._error_list(result["errors"])
                 return Response(status_code=204)
             if method == "DELETE":
-                self.org.delete(table.spec.name, str(record["Id"]))
+                self.org.delete(table.spec.name, str(record["Id"]), by=API_USER_ID)
                 return Response(status_code=204)
         if len(rest) == 3 and method == "PATCH":
             status, body = self._upsert_one(version, table, rest[1], rest[2], dict(payload or {}))
@@ -754,7 +762,7 @@ class SalesforceApi:
                         }
                     )
                 else:
-                    self.org.delete(table.spec.name, record_id)
+                    self.org.delete(table.spec.name, record_id, by=API_USER_ID)
                     deleted.append({"id": str(record["Id"]), "success": True, "errors": []})
             return JSONResponse(deleted)
         if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
@@ -902,7 +910,7 @@ class SalesforceApi:
             "id": job.job_id,
             "operation": job.operation,
             "object": job.cursor.query.object,
-            "createdById": "005Hs0000000001AAA",
+            "createdById": API_USER_ID,
             "createdDate": job.created,
             "systemModstamp": job.created,
             "state": job.state,
@@ -955,11 +963,10 @@ def describe(spec: ObjectSpec) -> dict[str, Any]:
     field's ``name``, ``type``, ``custom``, ``createable``/``updateable``, ``nillable``,
     ``externalId`` and ``unique``.
     """
-    read_only = {"Id", "IsDeleted", "CreatedDate", "LastModifiedDate", "SystemModstamp"}
     fields = []
     for name in ["Id", *sorted(spec.field_set - {"Id"})]:
         kind = FIELD_TYPES.get(name, "string")
-        writable = name not in read_only
+        writable = name not in _READ_ONLY
         fields.append(
             {
                 "name": name,

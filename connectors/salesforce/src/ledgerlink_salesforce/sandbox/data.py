@@ -24,10 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 __all__ = [
+    "API_USER_ID",
     "FIELD_TYPES",
     "HUB_ACCOUNT_FIELDS",
     "HUB_DEAL_FIELDS",
     "OBJECTS",
+    "ORG_ID",
+    "PEOPLE_IDS",
     "ObjectSpec",
     "Org",
     "Table",
@@ -47,7 +50,9 @@ _COMMON = (
     "Id",
     "IsDeleted",
     "CreatedDate",
+    "CreatedById",
     "LastModifiedDate",
+    "LastModifiedById",
     "SystemModstamp",
     "Ledgerlink_Id__c",
 )
@@ -105,6 +110,15 @@ def index_of(record_id: str) -> int | None:
     return n
 
 
+API_USER_ID = salesforce_id("005", 1)
+"""The org's integration user: every session the sandbox issues is this user's, so every
+write through the API is stamped ``LastModifiedById`` = this Id (the token answer's identity
+URL ends with it)."""
+ORG_ID = salesforce_id("00D", 1)
+PEOPLE_IDS: tuple[str, ...] = tuple(salesforce_id("005", n) for n in (2, 3, 4))
+"""The org's people: the base records' creators and last editors, and who the test hooks
+(:meth:`Org.touch`, :meth:`Org.insert`) edit as unless told otherwise."""
+
 HUB_ACCOUNT_FIELDS: tuple[str, ...] = (
     "QuickBooks_Customer_Id__c",
     "Billing_Status__c",
@@ -126,6 +140,8 @@ FIELD_TYPES: dict[str, str] = {
     "CreatedDate": "datetime",
     "LastModifiedDate": "datetime",
     "SystemModstamp": "datetime",
+    "CreatedById": "reference",
+    "LastModifiedById": "reference",
     "AccountId": "reference",
     "OpportunityId": "reference",
     "QuoteId": "reference",
@@ -483,6 +499,8 @@ class Table:
         record["CreatedDate"] = _format_epoch(created)
         record["LastModifiedDate"] = _format_epoch(modstamp - rnd.choice((0, 0, 0, 2, 40)))
         record["SystemModstamp"] = _format_epoch(modstamp)
+        record["CreatedById"] = PEOPLE_IDS[index % len(PEOPLE_IDS)]
+        record["LastModifiedById"] = PEOPLE_IDS[(index // 2) % len(PEOPLE_IDS)]
         record.setdefault("Ledgerlink_Id__c", None)
         return record
 
@@ -621,7 +639,7 @@ def _account(table: Table, index: int, rnd: Draw) -> dict[str, Any]:
         "CurrencyIsoCode": rnd.choice(["USD", "USD", "EUR", "GBP"]),
         "Description": None,
         "Stripe_Customer_Id__c": None,
-        "OwnerId": "005Hs0000000001AAA",
+        "OwnerId": PEOPLE_IDS[0],
     }
 
 
@@ -792,9 +810,16 @@ class Org:
 
     # ----- test hooks -------------------------------------------------------------------
     def touch(
-        self, object_name: str, record_id: str, at: datetime | None = None, **changes: Any
+        self,
+        object_name: str,
+        record_id: str,
+        at: datetime | None = None,
+        *,
+        by: str = PEOPLE_IDS[0],
+        **changes: Any,
     ) -> dict[str, Any]:
-        """Change a record as if a user edited it, stamping ``at`` (default now).
+        """Change a record as user ``by`` (default one of the org's people), stamping ``at``
+        (default now) as its ``LastModifiedDate`` and ``SystemModstamp``.
 
         Raises:
             KeyError: no such record.
@@ -805,22 +830,41 @@ class Org:
             if record is None:
                 raise KeyError(record_id)
             stamp = format_sf_datetime(at or self.now())
-            updated = {**record, **changes, "LastModifiedDate": stamp, "SystemModstamp": stamp}
+            updated = {
+                **record,
+                **changes,
+                "LastModifiedDate": stamp,
+                "LastModifiedById": by,
+                "SystemModstamp": stamp,
+            }
             table.store(updated)
             return updated
 
-    def delete(self, object_name: str, record_id: str, at: datetime | None = None) -> None:
-        """Move a record to the recycle bin (``IsDeleted = true``) stamped ``at``.
+    def delete(
+        self,
+        object_name: str,
+        record_id: str,
+        at: datetime | None = None,
+        *,
+        by: str = PEOPLE_IDS[0],
+    ) -> None:
+        """Move a record to the recycle bin (``IsDeleted = true``) as user ``by``, stamped
+        ``at``.
 
         Raises:
             KeyError: no such record.
         """
-        self.touch(object_name, record_id, at=at, IsDeleted=True)
+        self.touch(object_name, record_id, at=at, by=by, IsDeleted=True)
 
     def insert(
-        self, object_name: str, fields: dict[str, Any], at: datetime | None = None
+        self,
+        object_name: str,
+        fields: dict[str, Any],
+        at: datetime | None = None,
+        *,
+        by: str = PEOPLE_IDS[0],
     ) -> dict[str, Any]:
-        """Create a record directly (no validation) and return it."""
+        """Create a record directly as user ``by`` (no validation) and return it."""
         with self.lock:
             table = self._table(object_name)
             stamp = format_sf_datetime(at or self.now())
@@ -831,7 +875,9 @@ class Org:
                     "Id": table.new_id(),
                     "IsDeleted": False,
                     "CreatedDate": stamp,
+                    "CreatedById": by,
                     "LastModifiedDate": stamp,
+                    "LastModifiedById": by,
                     "SystemModstamp": stamp,
                 }
             )
