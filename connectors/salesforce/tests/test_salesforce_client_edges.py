@@ -13,6 +13,8 @@ import requests
 import respx
 from ledgerlink_salesforce.auth import JWT_GRANT, Authenticator, Credentials
 from ledgerlink_salesforce.client import SalesforceClient, SalesforceRetryPolicy
+from ledgerlink_salesforce.settings import SalesforceSettings
+from ledgerlink_salesforce.streams import StreamReader
 from requests.adapters import BaseAdapter
 
 from ledgerlink.connector.errors import (
@@ -23,6 +25,7 @@ from ledgerlink.connector.errors import (
     RateLimitedError,
     RetryableError,
 )
+from ledgerlink.connector.protocol import Cursor
 from ledgerlink.metrics import VENDOR_LIMIT_MAX, VENDOR_LIMIT_USED
 
 LOGIN = "https://login.example.test"
@@ -300,3 +303,49 @@ def test_rotated_refresh_token_is_persisted_and_used_next() -> None:
     auth.refresh(first)
     assert stored == ["rt-2"]
     assert "refresh_token=rt-2" in route.calls[1].request.content.decode()
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("identity", "user"),
+    [
+        (f"{LOGIN}/id/00Dx0000000BV7zEAG/005x00000012Q9PAAU", "005x00000012Q9PAAU"),
+        (f"{LOGIN}/id/00Dx0000000BV7z/005x00000012Q9P", "005x00000012Q9P"),
+        (None, None),
+        (f"{LOGIN}/id/00Dx0000000BV7z/", None),
+        (f"{LOGIN}/id/00Dx0000000BV7z/005x00000012Q9P' OR Name != 'x", None),
+    ],
+)
+def test_incremental_reads_leave_out_settled_writes_of_the_identity_urls_user(
+    identity: str | None, user: str | None
+) -> None:
+    """The session's user is the identity URL's last part; an incremental read leaves out
+    that user's writes stamped more than the timeout before the cursor, and filters nothing
+    when the token answer does not say who the session is."""
+    body = {"access_token": "tok", "instance_url": INSTANCE}
+    if identity is not None:
+        body["id"] = identity
+    respx.post(f"{LOGIN}/services/oauth2/token").mock(return_value=httpx.Response(200, json=body))
+    auth = Authenticator(
+        Credentials(flow="refresh_token", login_url=LOGIN, client_id="cid", refresh_token="rt")
+    )
+    assert auth.session().user_id == user
+    settings = SalesforceSettings(
+        instance_url=INSTANCE,
+        client_id="cid",
+        auth="refresh_token",
+        refresh_token="rt",
+        timeout_seconds=59.5,
+    )
+    client = SalesforceClient(auth, instance_url=INSTANCE, api_version="64.0")
+    reader = StreamReader(client, settings, "Account")
+    statement = reader.incremental_statement(Cursor(value="2026-01-01T00:10:00.000Z"))
+    assert statement is not None
+    where = statement.split(" WHERE ", 1)[1].split(" ORDER BY ")[0]
+    if user is None:
+        assert where == "SystemModstamp >= 2026-01-01T00:05:00Z"
+    else:
+        assert where == (
+            "SystemModstamp >= 2026-01-01T00:05:00Z AND (SystemModstamp >= 2026-01-01T00:09:00Z"
+            f" OR LastModifiedById != '{user}' OR LastModifiedDate < 2026-01-01T00:05:00Z)"
+        )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from ledgerlink_salesforce import plugin
 from ledgerlink_salesforce.sandbox import SalesforceSandbox
+from ledgerlink_salesforce.sandbox.data import API_USER_ID, format_sf_datetime
 
 from ledgerlink.connector.errors import (
     ConfigurationError,
@@ -117,6 +118,57 @@ def test_incremental_sees_changes_and_deletes_in_the_overlap_second(
     assert sandbox.faults.request_count == 1
     pages, _ = drain(conn, "Account", after)
     assert ids(pages) == []
+
+
+def _moment(cursor: Cursor) -> datetime:
+    assert cursor.value is not None
+    return datetime.strptime(cursor.value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def test_the_hubs_settled_writes_leave_the_overlap_window(sandbox: SalesforceSandbox) -> None:
+    """The hub's own writes stamped more than the timeout before the cursor are not paged
+    through again; everything else in the window still is: people's late edits, the hub's
+    writes within the timeout, a system process's stamp on a record the hub wrote long ago."""
+    org = sandbox.org
+    accounts = org.tables["Account"]
+    accounts.base_count = 450
+    conn = connect(sandbox, query_batch_size=200, timeout_seconds=60)
+    _, cursor = drain(conn, "Account", Cursor())
+    written = [accounts.id_for(i) for i in range(250)]
+    ops = [WriteOp(f"k-{i}", "Account", WriteAction.UPDATE, {"Phone": "1"}, i) for i in written]
+    assert all(r.error is None for r in conn.write(ops))
+    echo, cursor = drain(conn, "Account", cursor)
+    assert set(ids(echo)) == set(written)
+    wrote_at = _moment(cursor)
+    person = org.touch("Account", accounts.id_for(300), at=wrote_at + timedelta(seconds=120))
+    _, cursor = drain(conn, "Account", cursor)  # the window still holds the writes: 2 pages
+    assert _moment(cursor) == wrote_at + timedelta(seconds=120)
+
+    # Two minutes on, the writes are settled: only the people's edit is left in the window.
+    later = org.touch("Account", accounts.id_for(301), at=wrote_at + timedelta(seconds=121))
+    sandbox.faults.reset_counts()
+    pages, after = drain(conn, "Account", cursor)
+    assert ids(pages) == [later["Id"]]
+    assert sandbox.faults.request_count == 1
+    unfiltered = connect(sandbox, query_batch_size=200, skip_own_writes=False)
+    unfiltered.client.auth.session()  # logged in before counting
+    sandbox.faults.reset_counts()
+    again, _ = drain(unfiltered, "Account", cursor)
+    assert ids(again) == [later["Id"]]
+    assert sandbox.faults.request_count == 2  # the 250 writes paged through again
+
+    # What the window must still catch.
+    edge = _moment(after)
+    late_own = org.touch(
+        "Account", accounts.id_for(310), at=edge - timedelta(seconds=30), by=API_USER_ID
+    )
+    late_person = org.touch("Account", accounts.id_for(311), at=edge - timedelta(seconds=200))
+    old = org.touch("Account", accounts.id_for(312), at=edge - timedelta(days=3), by=API_USER_ID)
+    bumped = {**old, "SystemModstamp": format_sf_datetime(edge - timedelta(seconds=100))}
+    accounts.store(bumped)  # a system process (a roll-up recalculation) moved only its stamp
+    pages, _ = drain(conn, "Account", after)
+    assert sorted(ids(pages)) == sorted([late_own["Id"], late_person["Id"], old["Id"]])
+    assert person["Id"] not in ids(pages)
 
 
 def test_upsert_batches_of_200_with_partial_failures(sandbox: SalesforceSandbox) -> None:

@@ -16,6 +16,7 @@ Flows (Salesforce's OAuth reference, ``POST {login_url}/services/oauth2/token``)
 
 from __future__ import annotations
 
+import re
 import ssl
 import threading
 import time
@@ -33,7 +34,7 @@ from ledgerlink.connector.errors import (
 from ledgerlink.faults import crash_point
 from ledgerlink.log import get_logger, register_secret
 
-__all__ = ["JWT_GRANT", "Authenticator", "Credentials", "Session"]
+__all__ = ["JWT_GRANT", "Authenticator", "Credentials", "Session", "user_id_of"]
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _JWT_LIFETIME = 180
@@ -42,10 +43,25 @@ _log = get_logger(connector="salesforce")
 
 @dataclass(frozen=True)
 class Session:
-    """An access token and the instance it is valid for."""
+    """An access token, the instance it is valid for and the user it acts as.
+
+    ``user_id`` is the Salesforce user every write of this session is stamped with
+    (``LastModifiedById``), from the token answer's identity URL
+    (``https://login.salesforce.com/id/<org id>/<user id>``); None when the answer has none.
+    """
 
     access_token: str = field(repr=False)
     instance_url: str
+    user_id: str | None = None
+
+
+_USER_ID = re.compile(r"/id/[A-Za-z0-9]{15,18}/(005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)/?$")
+
+
+def user_id_of(identity_url: object) -> str | None:
+    """The user Id at the end of an identity URL, or None when it is not one."""
+    match = _USER_ID.search(str(identity_url or ""))
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -190,7 +206,11 @@ class Authenticator:
             if self._on_refresh_token is not None:
                 self._on_refresh_token(str(rotated))
         _log.info("salesforce.session", flow=self.credentials.flow)
-        return Session(access_token=token, instance_url=str(body.get("instance_url") or ""))
+        return Session(
+            access_token=token,
+            instance_url=str(body.get("instance_url") or ""),
+            user_id=user_id_of(body.get("id")),
+        )
 
     def close(self) -> None:
         """Close the HTTP client."""

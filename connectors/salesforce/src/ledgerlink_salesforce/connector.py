@@ -102,14 +102,18 @@ class SalesforceConnector:
         """
         self._prefetched.clear()
         wanted: list[tuple[str, str]] = []
-        for stream in self._streams:
-            cursor = cursors.get(stream.name)
-            if cursor is None:
-                continue
-            reader = StreamReader(self.client, self.settings, stream.name)
-            statement = reader.incremental_statement(cursor)
-            if statement is not None:
-                wanted.append((stream.name, statement))
+        try:
+            for stream in self._streams:
+                cursor = cursors.get(stream.name)
+                if cursor is None:
+                    continue
+                reader = StreamReader(self.client, self.settings, stream.name)
+                statement = reader.incremental_statement(cursor)
+                if statement is not None:
+                    wanted.append((stream.name, statement))
+        except ConnectorError as exc:  # no session: each read asks, and reports, on its own
+            _log.info("salesforce.prefetch_failed", error=str(exc)[:200])
+            return
         if len(wanted) < 2:  # one query costs one call either way
             return
         path = f"/services/data/v{self.settings.api_version}/queryAll/?"

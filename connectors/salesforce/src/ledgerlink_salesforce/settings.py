@@ -43,6 +43,10 @@ class SalesforceSettings(BaseModel):
             pages are alive at most while the engine stores one).
         query_batch_size: ``Sforce-Query-Options: batchSize`` for REST queries (200..2000).
         overlap_seconds: how far before the cursor an incremental read starts again.
+        skip_own_writes: leave out of that overlap the records this connection's user changed
+            last and that are stamped more than ``timeout_seconds`` before the cursor: such a
+            write had committed before the read that moved the cursor began, so it was read
+            already. Turn it off when other tools write to Salesforce as the same user.
         api_budget_share: the share of the daily API budget this hub may use (0..1].
         timeout_seconds: per-request timeout.
         max_attempts: attempts per call for transient errors.
@@ -70,6 +74,7 @@ class SalesforceSettings(BaseModel):
     bulk_page_size: int = Field(default=20_000, ge=1, le=1_000_000)
     query_batch_size: int = Field(default=2000, ge=200, le=2000)
     overlap_seconds: int = Field(default=300, ge=0, le=86_400)
+    skip_own_writes: bool = True
     api_budget_share: float = Field(default=0.8, gt=0, le=1)
     timeout_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=5, ge=1, le=20)

@@ -14,6 +14,16 @@ included). Reading from a :class:`~ledgerlink.connector.protocol.Cursor`:
   overlap window, their SystemModstamp and a digest of their content, and drops exactly those
   versions on re-read: a cycle with nothing new yields no records, while a second edit within
   the same second (same stamp, new content) is still landed.
+* **The hub's own writes** are left out of the overlap once settled (``skip_own_writes``):
+  ``AND (SystemModstamp >= cursor - timeout OR LastModifiedById != <session user> OR
+  LastModifiedDate < cursor - overlap)``. A write of the hub commits before its answer comes
+  back, within the client's timeout of its stamp (a write that times out is sent again and
+  stamped anew); one stamped more than the timeout before the cursor had therefore committed
+  before the read that moved the cursor there began, and the first read to begin after it
+  committed had it in its window. Without this, after the hub writes thousands of Accounts
+  every read for the next five minutes would page through them again. The last clause keeps
+  in the window a record the hub wrote long ago whose stamp a system process moved since
+  (``SystemModstamp`` moves, ``LastModifiedById`` stays).
 
 Each page's cursor is valid once the page's records are stored.
 """
@@ -24,6 +34,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -242,6 +253,7 @@ class StreamReader:
                 names.append(name)
         self.fields = names
         self.overlap = timedelta(seconds=settings.overlap_seconds)
+        self.settle = timedelta(seconds=math.ceil(settings.timeout_seconds))
 
     # ----- records ------------------------------------------------------------------------
     def _record(self, row: Mapping[str, Any]) -> Record:
@@ -310,13 +322,29 @@ class StreamReader:
         when ``cursor`` is a first load (or a Bulk job in progress)."""
         if cursor.value is None or cursor.state.get("mode") == "bulk":
             return None
-        since = soql.parse_datetime(cursor.value) - self.overlap
+        moved = soql.parse_datetime(cursor.value)
+        since = soql.format_datetime(moved - self.overlap)
+        where = f"SystemModstamp >= {since}"
+        user = self._own_user()
+        if user is not None:
+            settled = soql.format_datetime(moved - self.settle)
+            where += (
+                f" AND (SystemModstamp >= {settled} OR LastModifiedById != {soql.quote(user)}"
+                f" OR LastModifiedDate < {since})"
+            )
         return soql.select(
-            self.object,
-            self.fields,
-            where=f"SystemModstamp >= {soql.format_datetime(since)}",
-            order_by="SystemModstamp ASC, Id ASC",
+            self.object, self.fields, where=where, order_by="SystemModstamp ASC, Id ASC"
         )
+
+    def _own_user(self) -> str | None:
+        """The user whose settled writes an incremental read leaves out, or None for none.
+
+        None when ``skip_own_writes`` is off, when the timeout is not shorter than the overlap
+        (nothing to leave out) or when the session does not say who it is.
+        """
+        if not self.settings.skip_own_writes or self.settle >= self.overlap:
+            return None
+        return self.client.auth.session().user_id
 
     def read(self, cursor: Cursor, first: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Yield the pages of this stream after ``cursor`` (see the module docstring).
