@@ -37,6 +37,7 @@ from ledgerlink_salesforce.sandbox.data import (
     API_USER_ID,
     FIELD_TYPES,
     ORG_ID,
+    SYSTEM_FIELDS,
     ObjectSpec,
     Org,
     Table,
@@ -56,18 +57,6 @@ COMPOSITE_QUERY_LIMIT = 5
 """Of those, how many may be queries (query, queryAll, query more) or sObject Collections."""
 _VERSION = re.compile(r"^v(\d{2})\.0$")
 _SF_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+0000$")
-_READ_ONLY = frozenset(
-    {
-        "Id",
-        "IsDeleted",
-        "CreatedDate",
-        "CreatedById",
-        "LastModifiedDate",
-        "LastModifiedById",
-        "SystemModstamp",
-    }
-)
-"""System fields: set by the org, refused in a write (``INVALID_FIELD``)."""
 _INDEXED_ORDER = [("SystemModstamp", False, False), ("Id", False, False)]
 
 
@@ -553,7 +542,7 @@ class SalesforceApi:
         for name in fields:
             if name == "attributes":
                 continue
-            if name.lower() not in known or name in _READ_ONLY:
+            if name.lower() not in known or name in SYSTEM_FIELDS:
                 return {
                     "statusCode": "INVALID_FIELD",
                     "fields": [name],
@@ -966,7 +955,7 @@ def describe(spec: ObjectSpec) -> dict[str, Any]:
     fields = []
     for name in ["Id", *sorted(spec.field_set - {"Id"})]:
         kind = FIELD_TYPES.get(name, "string")
-        writable = name not in _READ_ONLY
+        writable = name not in SYSTEM_FIELDS
         fields.append(
             {
                 "name": name,

@@ -31,6 +31,7 @@ __all__ = [
     "OBJECTS",
     "ORG_ID",
     "PEOPLE_IDS",
+    "SYSTEM_FIELDS",
     "ObjectSpec",
     "Org",
     "Table",
@@ -46,16 +47,20 @@ _CHECKSUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE_START = datetime(2025, 1, 1, tzinfo=UTC)
 _BASE_EPOCH = int(_BASE_START.timestamp())
 _BASE_SPAN = int(timedelta(days=300).total_seconds())
-_COMMON = (
-    "Id",
-    "IsDeleted",
-    "CreatedDate",
-    "CreatedById",
-    "LastModifiedDate",
-    "LastModifiedById",
-    "SystemModstamp",
-    "Ledgerlink_Id__c",
+SYSTEM_FIELDS: frozenset[str] = frozenset(
+    {
+        "Id",
+        "IsDeleted",
+        "CreatedDate",
+        "CreatedById",
+        "LastModifiedDate",
+        "LastModifiedById",
+        "SystemModstamp",
+    }
 )
+"""Fields every record has that the org sets: a write naming one is refused, ``describe``
+marks them neither createable nor updateable."""
+_COMMON = (*sorted(SYSTEM_FIELDS), "Ledgerlink_Id__c")
 
 
 def format_sf_datetime(moment: datetime) -> str:
