@@ -823,6 +823,14 @@ def run_cycle_until_quiet(
             ),
             flush=True,
         )
+        by_connector: dict[str, float] = {}
+        for r in report.pulls:
+            by_connector[r.connector] = by_connector.get(r.connector, 0.0) + r.seconds
+        print(
+            "  pull by connector (its streams one after the other): "
+            + ", ".join(f"{name} {sum_:.2f}s" for name, sum_ in sorted(by_connector.items())),
+            flush=True,
+        )
         if not report.ok:
             errors = [f"{r.connector}/{r.stream}: {r.error}" for r in report.pulls if not r.ok]
             failed = {p.target: p.failed for p in report.pushes if p.failed}
