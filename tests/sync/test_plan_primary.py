@@ -21,6 +21,7 @@ from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.matching.persist import run_matching
 from ledgerlink.store import DbSecretStore, Store, generate_key
 from ledgerlink.store.models import Customer, CustomerLink, Outbox
+from ledgerlink.sync._landed import MappedRecords
 from ledgerlink.sync.cycle import run_cycle
 from ledgerlink.sync.plan import PlanReport, plan
 from ledgerlink.sync.runtime import connect
@@ -249,6 +250,65 @@ def test_an_id_the_vendor_refused_does_not_keep_its_account_primary(
     written = _ids_written(plan(store, mappings, now=later, dry_run=True))
     assert "Stripe_Customer_Id__c" not in written.get(SECOND, {})
     assert written.get("cus_horizon", {}).get("salesforce_account_id") == FIRST
+
+
+def test_an_id_a_record_under_review_holds_is_not_sent_to_another(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The Account holding the Stripe id leaves its customer for a while (matching put it
+    under review): the customer's other Account, now its only one, gets the customer's values
+    but not the Stripe id, which Salesforce would refuse (``DUPLICATE_VALUE``) with the whole
+    write; once no landed Account holds the id, the next plan sends it."""
+    _land_first_holding_the_stripe_id(store, mappings)
+    with store.engine.begin() as conn:
+        conn.execute(
+            CustomerLink.__table__.update()  # type: ignore[attr-defined]
+            .where(CustomerLink.__table__.c.external_id == FIRST)  # type: ignore[attr-defined]
+            .values(status="review")
+        )
+
+    report = plan(store, mappings, now=NOW, dry_run=True)
+    second = [op for op in report.ops if op.remote_id == SECOND]
+    assert second  # the customer's shared values still go out
+    assert all("Stripe_Customer_Id__c" not in op.payload for op in second)
+    assert any(FIRST in note and "Stripe_Customer_Id__c" in note for note in report.notes)
+
+    # Someone empties the field on the first Account: the id is free.
+    later = NOW + timedelta(minutes=5)
+    store.land(
+        "salesforce",
+        [_account(FIRST, "Horizon Farms AG", "2026-03-01T12:04:00.000+0000")],
+        now=later,
+    )
+    written = _ids_written(plan(store, mappings, now=later, dry_run=True))
+    assert written[SECOND]["Stripe_Customer_Id__c"] == "cus_horizon"
+
+
+def test_a_kept_plan_sends_a_held_id_once_the_holder_lets_it_go(
+    store: Store, mappings: MappingSet
+) -> None:
+    """As above, with the records kept between plans (the daemon): the customer's inputs do
+    not move when the other Account lets the id go, yet the next plan sends it."""
+    _land_first_holding_the_stripe_id(store, mappings)
+    with store.engine.begin() as conn:
+        conn.execute(
+            CustomerLink.__table__.update()  # type: ignore[attr-defined]
+            .where(CustomerLink.__table__.c.external_id == FIRST)  # type: ignore[attr-defined]
+            .values(status="review")
+        )
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    assert "Stripe_Customer_Id__c" not in _ids_written(first).get(SECOND, {})
+
+    later = NOW + timedelta(minutes=5)
+    assert _ids_written(plan(store, mappings, now=later, mapped=kept)) == {}  # still held
+    store.land(
+        "salesforce",
+        [_account(FIRST, "Horizon Farms AG", "2026-03-01T12:09:00.000+0000")],
+        now=later + timedelta(minutes=5),
+    )
+    written = _ids_written(plan(store, mappings, now=later + timedelta(minutes=5), mapped=kept))
+    assert written[SECOND]["Stripe_Customer_Id__c"] == "cus_horizon"
 
 
 # -- in whole cycles against the sandboxes -----------------------------------------------------

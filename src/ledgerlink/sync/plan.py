@@ -121,6 +121,14 @@ CREATE_RULES: Mapping[str, tuple[str, ...]] = {"quickbooks": BILLING_SYSTEMS}
 """Target system -> systems whose invoices make the hub create the customer there."""
 UNIQUE_NAMES: Mapping[tuple[str, str], str] = {("quickbooks", "Customer"): "DisplayName"}
 """Objects whose name field the vendor keeps unique, and that field."""
+UNIQUE_IDS: Mapping[tuple[str, str], tuple[str, ...]] = {
+    ("salesforce", "Account"): ("Stripe_Customer_Id__c",)
+}
+"""Objects whose hub-id fields the vendor keeps unique (the Salesforce org's external id field,
+``DUPLICATE_VALUE`` on a second Account): an id is never sent to a record while another landed
+record holds it."""
+_ID_KEY = "\x00id:"
+"""Marks, in a plan's ``blocked`` names, an id (``<marker><field>=<id>``) rather than a name."""
 DUPLICATE_NAME_CODE = "6240"
 
 _PARTY = "party"
@@ -352,6 +360,9 @@ class _World:
     records: dict[str, list[_Record]] = field(default_factory=lambda: defaultdict(list))
     billing: dict[str, Billing] = field(default_factory=dict)
     names: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    ids: dict[tuple[str, str, str], dict[str, set[str]]] = field(default_factory=dict)
+    """(system, object, field) of :data:`UNIQUE_IDS` -> id -> the live landed records holding
+    it there."""
     created: dict[tuple[str, str, str], str] = field(default_factory=dict)
     open_creates: set[tuple[str, str, str]] = field(default_factory=set)
     refused_names: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -683,10 +694,17 @@ def _freed(
         customer_id
         for customer_id, names in blocked.items()
         if customer_id in world.customers
-        and any(
-            world.names.get(kind, {}).get(key) != holder for (kind, key), holder in names.items()
-        )
+        and any(_holder(world, kind, key) != holder for (kind, key), holder in names.items())
     }
+
+
+def _holder(world: _World, kind: tuple[str, str], key: str) -> str | None:
+    """The landed record holding name ``key`` of ``kind`` (or an id, :data:`_ID_KEY`)."""
+    if not key.startswith(_ID_KEY):
+        return world.names.get(kind, {}).get(key)
+    path, _, value = key.removeprefix(_ID_KEY).partition("=")
+    holders = world.ids.get((*kind, path), {}).get(value)
+    return min(holders) if holders else None
 
 
 def _gather(
@@ -762,6 +780,7 @@ def _load_unique_names(
         for key, records in holders.items():
             if key not in taken:
                 taken[key] = min(records)
+    world.ids = taken_names.ids
 
 
 @dataclass
@@ -772,6 +791,10 @@ class _TakenNames:
 
     holders: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     keys_of: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
+    ids: dict[tuple[str, str, str], dict[str, set[str]]] = field(default_factory=dict)
+    """The same for the unique id fields (:data:`UNIQUE_IDS`), of live records only: id ->
+    the records holding it."""
+    id_of: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
     newest: datetime | None = None
 
     def refresh(self, conn: Connection) -> None:
@@ -809,6 +832,45 @@ class _TakenNames:
                 for key in keys:
                     holders.setdefault(key, set()).add(record_id)
                 keys_of[record_id] = keys
+        for (system, obj), fields in UNIQUE_IDS.items():
+            for id_field in fields:
+                self._refresh_ids(conn, (system, obj, id_field), since)
+
+    def _refresh_ids(
+        self, conn: Connection, kind: tuple[str, str, str], since: datetime | None
+    ) -> None:
+        system, obj, id_field = kind
+        where = [_SOURCE.c.system == system, _SOURCE.c.object == obj]
+        if since is not None:
+            where.append(_SOURCE.c.changed_at >= since)
+        rows = conn.execute(
+            select(
+                _SOURCE.c.external_id,
+                _SOURCE.c.payload[id_field].as_string(),
+                _SOURCE.c.deleted_at,
+                _SOURCE.c.changed_at,
+            ).where(*where)
+        )
+        holders = self.ids.setdefault(kind, {})
+        id_of = self.id_of.setdefault(kind, {})
+        for record_id, value, deleted_at, changed_at in rows:
+            if self.newest is None or changed_at > self.newest:
+                self.newest = changed_at
+            held = (
+                None if deleted_at is not None or not value or not value.strip() else value.strip()
+            )
+            before = id_of.get(record_id)
+            if held == before:
+                continue
+            if before is not None:
+                holding = holders[before]
+                holding.discard(record_id)
+                if not holding:
+                    del holders[before]
+                del id_of[record_id]
+            if held is not None:
+                holders.setdefault(held, set()).add(record_id)
+                id_of[record_id] = held
 
 
 def _load_outbox(conn: Connection, world: _World) -> None:
@@ -1287,7 +1349,9 @@ class _Planner:
             groups[_group(want.path)].append((want, current))
             if _blank(want.value):
                 continue  # the source has nothing: never erase the target's value
-            if self._name_taken(customer_id, record, want):
+            if self._name_taken(customer_id, record, want) or self._id_held(
+                customer_id, record, want
+            ):
                 continue
             if _same(want.value, current):
                 agreed[base_key] = want.value
@@ -1345,6 +1409,27 @@ class _Planner:
                 op_key,
             )
         )
+
+    def _id_held(self, customer_id: str, record: _Record, want: _Wanted) -> bool:
+        """An update must not send a unique id (:data:`UNIQUE_IDS`) another landed record
+        holds: the vendor would refuse the whole write. Such a holder may be a record matching
+        has just put under review, for a pass, or one of another customer; the customer's other
+        values go out without the id, which waits until that record lets it go (a kept plan plans
+        the customer again then, as for a name, :func:`_freed`)."""
+        if want.path not in UNIQUE_IDS.get((record.system, record.object), ()):
+            return False
+        value = str(want.value).strip()
+        holders = self.world.ids.get((record.system, record.object, want.path), {}).get(value)
+        others = sorted(holders - {record.id}) if holders else []
+        if not others:
+            return False
+        kind = (record.system, record.object)
+        self.blocked[customer_id][kind, f"{_ID_KEY}{want.path}={value}"] = min(holders or ())
+        self.report.notes.append(
+            f"{customer_id}: {record.ref} is not sent {want.path} {value!r}: "
+            f"{record.system} record {others[0]} holds it"
+        )
+        return True
 
     def _name_taken(self, customer_id: str, record: _Record, want: _Wanted) -> bool:
         """An update must not rename a record onto a name another record of its system holds.
