@@ -801,19 +801,11 @@ class _TakenNames:
         """Read the names of the records landed since the last refresh (all the first time)."""
         since = None if self.newest is None else self.newest - LOOKBACK
         for kind, name_field in UNIQUE_NAMES.items():
-            where = [_SOURCE.c.system == kind[0], _SOURCE.c.object == kind[1]]
-            if since is not None:
-                where.append(_SOURCE.c.changed_at >= since)
-            rows = conn.execute(
-                select(
-                    _SOURCE.c.external_id,
-                    _SOURCE.c.payload[name_field].as_string(),
-                    _SOURCE.c.changed_at,
-                ).where(*where)
-            )
             holders = self.holders.setdefault(kind, {})
             keys_of = self.keys_of.setdefault(kind, {})
-            for record_id, name, changed_at in rows:
+            for record_id, name, _deleted_at, changed_at in _field_since(
+                conn, kind, name_field, since
+            ):
                 if self.newest is None or changed_at > self.newest:
                     self.newest = changed_at
                 keys = (
@@ -839,21 +831,11 @@ class _TakenNames:
     def _refresh_ids(
         self, conn: Connection, kind: tuple[str, str, str], since: datetime | None
     ) -> None:
-        system, obj, id_field = kind
-        where = [_SOURCE.c.system == system, _SOURCE.c.object == obj]
-        if since is not None:
-            where.append(_SOURCE.c.changed_at >= since)
-        rows = conn.execute(
-            select(
-                _SOURCE.c.external_id,
-                _SOURCE.c.payload[id_field].as_string(),
-                _SOURCE.c.deleted_at,
-                _SOURCE.c.changed_at,
-            ).where(*where)
-        )
         holders = self.ids.setdefault(kind, {})
         id_of = self.id_of.setdefault(kind, {})
-        for record_id, value, deleted_at, changed_at in rows:
+        for record_id, value, deleted_at, changed_at in _field_since(
+            conn, kind[:2], kind[2], since
+        ):
             if self.newest is None or changed_at > self.newest:
                 self.newest = changed_at
             held = (
@@ -871,6 +853,24 @@ class _TakenNames:
             if held is not None:
                 holders.setdefault(held, set()).add(record_id)
                 id_of[record_id] = held
+
+
+def _field_since(
+    conn: Connection, kind: tuple[str, ...], path: str, since: datetime | None
+) -> Iterable[Any]:
+    """(external id, top-level field ``path`` as text, deleted at, changed at) of the landed
+    records of ``kind`` (system, object) changed since ``since`` (all when None)."""
+    where = [_SOURCE.c.system == kind[0], _SOURCE.c.object == kind[1]]
+    if since is not None:
+        where.append(_SOURCE.c.changed_at >= since)
+    return conn.execute(
+        select(
+            _SOURCE.c.external_id,
+            _SOURCE.c.payload[path].as_string(),
+            _SOURCE.c.deleted_at,
+            _SOURCE.c.changed_at,
+        ).where(*where)
+    )
 
 
 def _load_outbox(conn: Connection, world: _World) -> None:
