@@ -794,7 +794,7 @@ class _TakenNames:
     ids: dict[tuple[str, str, str], dict[str, set[str]]] = field(default_factory=dict)
     """The same for the unique id fields (:data:`UNIQUE_IDS`), of live records only: id ->
     the records holding it."""
-    id_of: dict[tuple[str, str, str], dict[str, str]] = field(default_factory=dict)
+    id_of: dict[tuple[str, str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
     newest: datetime | None = None
 
     def refresh(self, conn: Connection) -> None:
@@ -813,17 +813,7 @@ class _TakenNames:
                     if name is not None and name.strip()
                     else ()
                 )
-                before = keys_of.get(record_id, ())
-                if keys == before:
-                    continue
-                for key in before:
-                    holding = holders[key]
-                    holding.discard(record_id)
-                    if not holding:
-                        del holders[key]
-                for key in keys:
-                    holders.setdefault(key, set()).add(record_id)
-                keys_of[record_id] = keys
+                _reindex(holders, keys_of, record_id, keys)
         for (system, obj), fields in UNIQUE_IDS.items():
             for id_field in fields:
                 self._refresh_ids(conn, (system, obj, id_field), since)
@@ -839,20 +829,33 @@ class _TakenNames:
             if self.newest is None or changed_at > self.newest:
                 self.newest = changed_at
             held = (
-                None if deleted_at is not None or not value or not value.strip() else value.strip()
+                () if deleted_at is not None or not value or not value.strip() else (value.strip(),)
             )
-            before = id_of.get(record_id)
-            if held == before:
-                continue
-            if before is not None:
-                holding = holders[before]
-                holding.discard(record_id)
-                if not holding:
-                    del holders[before]
-                del id_of[record_id]
-            if held is not None:
-                holders.setdefault(held, set()).add(record_id)
-                id_of[record_id] = held
+            _reindex(holders, id_of, record_id, held)
+
+
+def _reindex(
+    holders: dict[str, set[str]],
+    keys_of: dict[str, tuple[str, ...]],
+    record_id: str,
+    keys: tuple[str, ...],
+) -> None:
+    """Record that ``record_id`` now holds ``keys`` (none: it holds nothing) in ``holders``
+    (key -> the records holding it) and ``keys_of`` (record -> its keys)."""
+    before = keys_of.get(record_id, ())
+    if keys == before:
+        return
+    for key in before:
+        holding = holders[key]
+        holding.discard(record_id)
+        if not holding:
+            del holders[key]
+    for key in keys:
+        holders.setdefault(key, set()).add(record_id)
+    if keys:
+        keys_of[record_id] = keys
+    else:
+        keys_of.pop(record_id, None)
 
 
 def _field_since(
