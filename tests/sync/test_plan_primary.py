@@ -311,6 +311,103 @@ def test_a_kept_plan_sends_a_held_id_once_the_holder_lets_it_go(
     assert written[SECOND]["Stripe_Customer_Id__c"] == "cus_horizon"
 
 
+def _quickbooks_customer(record_id: str, name: str) -> Record:
+    """A Horizon Farms QuickBooks customer, with the company fields the Accounts have."""
+    return Record(
+        "Customer",
+        record_id,
+        {
+            "Id": record_id,
+            "DisplayName": name,
+            "PrimaryEmailAddr": {"Address": "billing@horizonfarms.de"},
+            "PrimaryPhone": {"FreeFormNumber": "+49 30 5550 1234"},
+            "WebAddr": {"URI": "horizonfarms.de"},
+            "BillAddr": {"Line1": "Feldweg 3", "City": "Berlin", "PostalCode": "10115"},
+            "MetaData": {"LastUpdatedTime": "2026-02-02T10:00:00-08:00"},
+        },
+    )
+
+
+def _land_with_a_currency_copy(store: Store, mappings: MappingSet, *, copy_done: bool) -> None:
+    """Horizon Farms in the three systems (QuickBooks customer 5204), then the customer the
+    ledger created for its JPY invoices (11021, linked ``created`` as the push links it),
+    landed; ``copy_done``: its outbox create is done (else that row is missing)."""
+    _land_first_holding_the_stripe_id(store, mappings)
+    store.land("quickbooks", [_quickbooks_customer("5204", "Horizon Farms AG")], now=NOW)
+    run_matching(store.engine, mappings, now=NOW)
+    with store.engine.connect() as conn:
+        customer_id = conn.execute(
+            select(CustomerLink.customer_id).where(CustomerLink.external_id == FIRST)  # type: ignore[call-overload]
+        ).scalar_one()
+    with store.engine.begin() as conn:
+        conn.execute(
+            CustomerLink.__table__.insert().values(  # type: ignore[attr-defined]
+                system="quickbooks",
+                object="Customer",
+                external_id="11021",
+                customer_id=customer_id,
+                score=1.0,
+                method="created",
+                status="linked",
+                reasons=[{"kind": "created"}],
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        if copy_done:
+            conn.execute(
+                Outbox.__table__.insert().values(  # type: ignore[attr-defined]
+                    target="quickbooks",
+                    object="Customer",
+                    action="create",
+                    payload={"DisplayName": "Horizon Farms AG (JPY)"},
+                    idempotency_key="ledger-customer-jpy-horizon",
+                    entity_kind="ledger_customer",
+                    entity_id=f"JPY:{customer_id}",
+                    status="done",
+                    attempts=1,
+                    next_attempt_at=NOW,
+                    remote_id="11021",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+    later = NOW + timedelta(minutes=5)
+    store.land("quickbooks", [_quickbooks_customer("11021", "Horizon Farms AG (JPY)")], now=later)
+    run_matching(store.engine, mappings, now=later)
+    assert len(set(_lineage(store).values())) >= 1  # one customer holds all five records
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["cold", "kept"])
+def test_the_ledgers_currency_customer_never_becomes_the_primary(
+    store: Store, mappings: MappingSet, kept: bool
+) -> None:
+    """The ledger created QuickBooks customer 11021 for the customer's JPY invoices; it comes
+    before the customer's own (5204) in text order, yet the customer's own stays its primary:
+    the Account is sent 5204, and the JPY customer keeps its name."""
+    _land_with_a_currency_copy(store, mappings, copy_done=True)
+    report = plan(
+        store,
+        mappings,
+        now=NOW + timedelta(minutes=10),
+        dry_run=True,
+        mapped=MappedRecords() if kept else None,
+    )
+    assert _ids_written(report)[FIRST]["QuickBooks_Customer_Id__c"] == "5204"
+    renames = [op for op in report.ops if op.remote_id == "11021" and "DisplayName" in op.payload]
+    assert renames == []
+
+
+def test_without_the_ledgers_create_the_lower_id_is_the_primary(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The same two QuickBooks customers, neither made by the ledger for another currency:
+    the first id in text order (11021) is the primary, as for any two duplicates."""
+    _land_with_a_currency_copy(store, mappings, copy_done=False)
+    report = plan(store, mappings, now=NOW + timedelta(minutes=10), dry_run=True)
+    assert _ids_written(report)[FIRST]["QuickBooks_Customer_Id__c"] == "11021"
+
+
 # -- in whole cycles against the sandboxes -----------------------------------------------------
 
 

@@ -369,6 +369,11 @@ class _World:
     refused: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     """Record ref (``system:object:id``) -> the payloads of its failed updates: values the
     vendor refused (a Stripe id another Account holds) are not held by the record."""
+    copies: set[tuple[str, str, str]] = field(default_factory=set)
+    """(system, object, id) of the customers the ledger created in another currency than the
+    customer's own (``Acme (JPY)``): never a customer's primary record while it has another.
+    Each is linked to its customer in the push that created it, so a kept plan looks at that
+    customer again."""
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     freed: set[str] = field(default_factory=set)
     """Customers whose last plan kept a record's name because another record held it, and
@@ -879,6 +884,7 @@ def _field_since(
 def _load_outbox(conn: Connection, world: _World) -> None:
     rows = conn.execute(
         select(
+            _OUTBOX.c.entity_kind,
             _OUTBOX.c.target,
             _OUTBOX.c.object,
             _OUTBOX.c.entity_id,
@@ -886,11 +892,16 @@ def _load_outbox(conn: Connection, world: _World) -> None:
             _OUTBOX.c.remote_id,
             _OUTBOX.c.last_error,
         ).where(
-            _OUTBOX.c.entity_kind == PLAN_ENTITY,
+            _OUTBOX.c.entity_kind.in_((PLAN_ENTITY, CUSTOMER_ENTITY)),
             _OUTBOX.c.action == WriteAction.CREATE.value,
         )
     )
     for row in rows:
+        if row.entity_kind == CUSTOMER_ENTITY:
+            # The ledger's customer in another currency (``JPY:<customer id>``).
+            if row.status == OutboxStatus.DONE.value and row.remote_id:
+                world.copies.add((row.target, row.object, row.remote_id))
+            continue
         key = (row.entity_id, row.target, row.object)
         if row.status == OutboxStatus.DONE.value and row.remote_id:
             world.created[key] = row.remote_id
@@ -1221,8 +1232,10 @@ class _Planner:
     def _linked_id(self, customer_id: str, system: str, records: Sequence[_Record]) -> str | None:
         """The customer's primary record in ``system``, the one that takes the hub's ids.
 
-        Among the customer's records there, the first of: the record that already holds, in
-        its id fields, the primaries of the systems chosen before (:data:`_PRIMARY_ORDER`);
+        Among the customer's records there other than the customers the ledger made for its
+        other currencies (:attr:`_World.copies`: last, whatever they hold), the first of: the
+        record that already holds, in its id fields, the primaries of the systems chosen before
+        (:data:`_PRIMARY_ORDER`);
         one that holds an id of any of the customer's records; the record the hub created
         there (the one chosen before it landed, so a customer created in QuickBooks keeps it
         over the customers the ledger makes for its other currencies); the record the golden
@@ -1245,7 +1258,9 @@ class _Planner:
             agreed = self.world.baselines.get(customer_id, {})
             created = self._created_by.get(key)
 
-            def order(record: _Record) -> tuple[tuple[bool, ...], bool, bool, bool, str]:
+            copies = self.world.copies
+
+            def order(record: _Record) -> tuple[bool, tuple[bool, ...], bool, bool, bool, str]:
                 held = [
                     (_held_id(record, path, agreed, self.world.refused), other)
                     for path, other in self._id_fields.get((record.system, record.object), ())
@@ -1260,6 +1275,7 @@ class _Planner:
                     for value, other in held
                 )
                 return (
+                    (record.system, record.object, record.id) in copies,
                     chosen,
                     not known,
                     record.id != created,
