@@ -388,3 +388,55 @@ def test_thresholds_are_validated() -> None:
         MatchConfig(link_threshold=0.5, review_threshold=0.9)
     with pytest.raises(ValueError, match="neighbourhood"):
         MatchConfig(neighbourhood=-1)
+
+
+def _xonono(party: PartyMaker) -> list[PartyRecord]:
+    """Xonono in three systems, and the QuickBooks customer the hub created for its JPY
+    invoices (``qb:11021``: the company fields of ``qb:5204``, a name of its own, and the
+    cross-references the store gives a created record: its customer's other records). The
+    Account carries only its name and the ids the hub wrote to it."""
+    company = {
+        "country": "US",
+        "emails": "lenarossi69@gmx.de",
+        "phones": "+12015555228",
+        "website": "xononopartners6.com",
+        "street": "2 Beacon Street",
+        "postal_code": "60630",
+    }
+    return [
+        party("sf:1", name="Xonono Partners Corp", xrefs=("qb:5204", "st:1")),
+        party("qb:5204", name="Xonono Partners Corp", **company),
+        party(
+            "qb:11021",
+            name="Xonono, Partners Corporation (JPY)",
+            xrefs=("sf:1", "qb:5204", "st:1"),
+            **company,
+        ),
+        party("st:1", name="Xonono Partners Corp", emails="lenarossi69@gmx.de", xrefs=("sf:1",)),
+    ]
+
+
+def test_a_record_the_hub_created_keeps_none_of_its_customers_records_apart(
+    party: PartyMaker, model: MatchModel
+) -> None:
+    """The JPY customer's name is not the Account's, and the Account shares nothing else
+    with it: among records that merely matched, linking the Account would join two that
+    clearly differ. The hub made that customer for this company, so it vouches like a record
+    a person linked: the Account stays with its customer, in a full run and in an
+    incremental one that learns of the created record."""
+    records = _xonono(party)
+    plain = match_all(records, model=model)
+    assert not together(plain, "sf:1", "qb:5204")
+    assert [r.reason for r in plain.review_queue] == [ReviewReason.TRANSITIVE_CONFLICT]
+
+    created = [ref("qb:11021")]
+    vouched = match_all(records, model=model, created=created)
+    assert together(vouched, "sf:1", "qb:5204")
+    assert together(vouched, "sf:1", "qb:11021")
+    assert vouched.review_queue == []
+
+    match_new(plain, created=created)
+    assert [c.members for c in plain.customers()] == [c.members for c in vouched.customers()]
+    assert plain.review_queue == []
+    match_new(plain, created=[])
+    assert not together(plain, "sf:1", "qb:5204")

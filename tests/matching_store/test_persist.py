@@ -350,6 +350,80 @@ def test_a_record_the_hub_created_stays_with_its_customer(
     assert _customers(engine)["quickbooks:Customer:90"] == acme
 
 
+def test_the_ids_the_hub_writes_do_not_send_an_account_to_review(
+    engine: Engine, store: Store, mappings: MappingSet
+) -> None:
+    """Xonono's Account holds only its name; the hub created a QuickBooks customer for the
+    company's JPY invoices (the company fields of its own, another name) and wrote the ids to
+    the Account. Landing that write, the Account stays with its customer: the created record
+    vouches for the link (it does not veto it), in a kept matcher's run and a cold one."""
+    company = {
+        "PrimaryEmailAddr": {"Address": "lenarossi69@gmx.de"},
+        "PrimaryPhone": {"FreeFormNumber": "+12015555228"},
+        "WebAddr": {"URI": "https://www.xononopartners6.com"},
+        "BillAddr": {"Line1": "2 Beacon Street", "City": "Chicago", "PostalCode": "60630"},
+    }
+    account = "001Hs000000027BIAQ"
+    store.land("salesforce", [salesforce_account(account, "Xonono Partners Corp")], now=NOW)
+    store.land(
+        "quickbooks", [quickbooks_customer("5204", "Xonono Partners Corp", **company)], now=NOW
+    )
+    store.land(
+        "stripe",
+        [
+            stripe_customer(
+                "cus_xonono",
+                "Xonono Partners Corp",
+                email="lenarossi69@gmx.de",
+                metadata={"salesforce_account_id": account},
+            )
+        ],
+        now=NOW,
+    )
+    matcher = Matcher(engine, mappings)
+    matcher.run(now=NOW)
+    xonono = _customers(engine)[f"salesforce:Account:{account}"]
+    assert _customers(engine)["quickbooks:Customer:5204"] == xonono
+    table = CustomerLink.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(
+            insert(table).values(
+                system="quickbooks",
+                object="Customer",
+                external_id="11021",
+                customer_id=xonono,
+                score=1.0,
+                method="created",
+                status="linked",
+                reasons=[{"kind": "created"}],
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    later = NOW + timedelta(minutes=30)
+    jpy = quickbooks_customer("11021", "Xonono, Partners Corporation (JPY)", **company)
+    store.land("quickbooks", [jpy], now=later)
+    matcher.run(now=later)
+    written = salesforce_account(
+        account,
+        "Xonono Partners Corp",
+        QuickBooks_Customer_Id__c="5204",
+        Stripe_Customer_Id__c="cus_xonono",
+        LastModifiedDate="2026-02-01T11:00:00.000+0000",
+        SystemModstamp="2026-02-01T11:00:00.000+0000",
+    )
+    store.land("salesforce", [written], now=later + timedelta(minutes=5))
+    for run in (matcher.run, lambda now: run_matching(engine, mappings, now=now)):
+        run(now=later + timedelta(hours=1))
+        owner = _customers(engine)
+        assert (
+            owner[f"salesforce:Account:{account}"] == owner["quickbooks:Customer:11021"] == xonono
+        )
+        with engine.connect() as conn:
+            statuses = set(conn.execute(select(table.c.status)).scalars())
+        assert statuses == {"linked"}
+
+
 def test_a_kept_matcher_reads_again_only_the_customers_whose_links_changed(
     engine: Engine, store: Store, mappings: MappingSet
 ) -> None:

@@ -19,7 +19,10 @@ Evidence is applied in a fixed order, strongest first:
 Every automatic link is checked transitively: joining two customers must not put together two
 parties that clearly differ (a human cannot-link, a hard negative, or dissimilar names with a
 match probability below the review threshold). Such a link goes to review instead. Parties a
-person linked are vouched for: their differences do not block further links.
+person linked are vouched for: their differences do not block further links. So are the records
+the hub itself created for a customer (``created``): they belong to it by construction, and a
+name they had to take (a QuickBooks customer for another currency, ``Acme (JPY)``) does not keep
+the customer's other records apart.
 
 Clustering depends only on the pairs inside a connected component of the "linkable" graph
 (pairs at or above the review threshold, cross-references, human links). :func:`match_new`
@@ -244,6 +247,8 @@ class MatchState:
         self.cluster_of: dict[PartyRef, str] = {}
         self.review: dict[tuple[PartyRef, PartyRef], ReviewItem] = {}
         self.compared_pairs = 0
+        self.created: frozenset[PartyRef] = frozenset()
+        """Records the hub created for a customer: vouched for, like records a person linked."""
 
     @property
     def review_queue(self) -> list[ReviewItem]:
@@ -479,9 +484,9 @@ class _ClusterBuilder:
 
     def _transitive_conflict(self, a: PartyRef, b: PartyRef) -> tuple[PartyRef, PartyRef] | None:
         members_a, members_b = self.members[self.find(a)], self.members[self.find(b)]
-        vouched = self.constraints.vouched
-        for x in sorted(members_a - vouched):
-            for y in sorted(members_b - vouched):
+        vouched, created = self.constraints.vouched, self.state.created
+        for x in sorted(members_a - vouched - created):
+            for y in sorted(members_b - vouched - created):
                 if (x, y) != (a, b) and (x, y) != (b, a) and self._clearly_differ(x, y):
                     return x, y
         return None
@@ -642,6 +647,7 @@ def match_all(
     config: MatchConfig | None = None,
     decisions: Sequence[HumanDecision] = (),
     model: MatchModel | None = None,
+    created: Iterable[PartyRef] = (),
 ) -> MatchState:
     """Match every party from scratch.
 
@@ -650,6 +656,8 @@ def match_all(
         config: thresholds and limits (defaults when None).
         decisions: human decisions, applied as constraints.
         model: a fitted model; when None it is fitted on these records' candidate pairs.
+        created: the records the hub created for a customer (they cross-reference its
+            other records): vouched for, so their differences block no link.
 
     Returns:
         The state holding the customers, the review queue and everything needed to match
@@ -658,6 +666,7 @@ def match_all(
     config = config or MatchConfig()
     placeholder = model or MatchModel(0.5, {})
     state = MatchState(config, placeholder)
+    state.created = frozenset(created)
     for record in records:
         state._put(record)
     pairs = list(state.index.pairs())
@@ -703,6 +712,7 @@ def match_new(
     *,
     removed: Iterable[PartyRef] = (),
     decisions: Sequence[HumanDecision] = (),
+    created: Iterable[PartyRef] | None = None,
 ) -> MatchState:
     """Match new or changed records (and new decisions) against the existing customers.
 
@@ -714,12 +724,20 @@ def match_new(
         records: new or changed parties.
         removed: parties deleted in their system.
         decisions: decisions made since the earlier run.
+        created: the records the hub created for a customer, all of them (see
+            :func:`match_all`); None keeps the state's. Those that join or leave the set are
+            matched again with their customers.
 
     Returns:
         The same state, updated.
     """
     state.compared_pairs = 0
     seeds: set[PartyRef] = set()
+    if created is not None:
+        now_created = frozenset(created)
+        for ref in now_created ^ state.created:
+            seeds |= _with_cluster_mates(state, ref)
+        state.created = now_created
     for ref in removed:
         seeds |= _detach(state, ref)
         seeds |= state._drop(ref)

@@ -911,7 +911,11 @@ class Matcher:
             elif model is None:
                 source = "fitted"
             state = match_all(
-                loaded.records.values(), config=self.config, decisions=decisions, model=model
+                loaded.records.values(),
+                config=self.config,
+                decisions=decisions,
+                model=model,
+                created=self._created,
             )
             changed, removed, mode = len(loaded.records), 0, "full"
         else:
@@ -930,7 +934,7 @@ class Matcher:
             gone = [r for r in loaded.removed if r in state.records]
             clusters_before = dict(state.clusters)
             review_before = dict(state.review)
-            match_new(state, records, removed=gone, decisions=new_decisions)
+            match_new(state, records, removed=gone, decisions=new_decisions, created=self._created)
             scope = _touched(state, clusters_before, review_before, [r.ref for r in records])
             changed, removed, mode = len(records), len(gone), "incremental"
         if progress is not None:
