@@ -607,6 +607,8 @@ class GcClock:
 
 
 GC_CLOCK = GcClock()
+_DAYS: list[Any] = []
+"""The UTC date each pass began on (a kept plan plans everything again on a new day)."""
 
 
 def _total(passes: list[PassFigures]) -> dict[str, StageFigures]:
@@ -779,6 +781,14 @@ def run_cycle_until_quiet(
     passes: list[PassFigures] = []
     while len(passes) < passes_max:
         since = _last_outbox_id(store.engine)
+        day = datetime.now(UTC).date()
+        if _DAYS and _DAYS[-1] != day and cache is not None:
+            print(
+                f"  a new day (UTC) began before {name} pass {len(passes) + 1}: a kept plan "
+                "plans every customer again once a day, so this pass does",
+                flush=True,
+            )
+        _DAYS.append(day)
         profiler = None if profiles is None else cProfile.Profile()
         figures, report = run_pass(
             store, connectors, mappings, ledger, vendors, sampler, profiler, cache
