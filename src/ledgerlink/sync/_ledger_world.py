@@ -20,6 +20,7 @@ from ledgerlink.sync._packed import PackedPayloads, pack, unpack
 
 __all__ = [
     "CUSTOMER_ENTITY",
+    "CUSTOMER_FIELDS",
     "DOCUMENT_ENTITY",
     "ITEM_ENTITY",
     "PLAN_ENTITY",
@@ -55,7 +56,7 @@ STRIPE_OBJECTS = (
 PAYOUT_TIES = "payout_transactions"
 """Landed object (system ``stripe``) tying a payout to the balance transactions it paid out."""
 _QB_DOCUMENTS = ("Invoice", "Payment", "RefundReceipt", "CreditMemo", "Deposit", "JournalEntry")
-_CUSTOMER_FIELDS = ("CompanyName", "PrimaryEmailAddr", "PrimaryPhone", "WebAddr", "BillAddr")
+CUSTOMER_FIELDS = ("CompanyName", "PrimaryEmailAddr", "PrimaryPhone", "WebAddr", "BillAddr")
 """What a customer the ledger makes in another currency copies from the customer's own, so that
 matching sees the same company (a name alone would not vouch for it)."""
 _NOTE = re.compile(r"\bstripe:([A-Za-z0-9_]+)")
@@ -414,7 +415,7 @@ class KeptLedgerWorld:
             world.customer_currency[remote_id] = str(currency).upper()
         world.customer_name[remote_id] = str(payload.get("DisplayName") or "")
         world.customer_fields[remote_id] = {
-            k: payload[k] for k in _CUSTOMER_FIELDS if payload.get(k)
+            k: payload[k] for k in CUSTOMER_FIELDS if payload.get(k)
         }
 
     def _land_quickbooks(self, obj: str, remote_id: str, payload: Mapping[str, Any] | None) -> bool:
@@ -669,7 +670,7 @@ def _made_customer(payload: Mapping[str, Any]) -> MadeCustomer:
         if isinstance(currency, Mapping) and currency.get("value")
         else None,
         name=str(payload.get("DisplayName") or ""),
-        fields={k: payload[k] for k in _CUSTOMER_FIELDS if payload.get(k)},
+        fields={k: payload[k] for k in CUSTOMER_FIELDS if payload.get(k)},
     )
 
 

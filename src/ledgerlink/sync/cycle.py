@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -47,6 +48,7 @@ __all__ = [
     "SystemSummary",
     "ledger_options",
     "plan_all",
+    "quickbooks_customer_updates",
     "run_cycle",
 ]
 
@@ -271,8 +273,9 @@ def plan_all(
     """
     with store.engine.connect() as conn:
         links = read_links(conn)
+    customers = plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped, links=links)
     return PlanReports(
-        plan=plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped, links=links),
+        plan=customers,
         quotes=plan_quotes(
             store, mappings, now=now, dry_run=dry_run, kept=kept_quotes, links=links
         ),
@@ -284,8 +287,24 @@ def plan_all(
             options=ledger,
             kept=kept_ledger,
             links=links,
+            sending=quickbooks_customer_updates(customers),
         ),
     )
+
+
+def quickbooks_customer_updates(report: PlanReport | None) -> dict[str, Mapping[str, Any]]:
+    """QuickBooks customer id -> what ``report`` (a customer plan) updates it with: a
+    customer the ledger makes in another currency in the same pass copies those values."""
+    if report is None:
+        return {}
+    return {
+        op.remote_id: op.payload
+        for op in report.ops
+        if op.target == "quickbooks"
+        and op.object == "Customer"
+        and op.action is WriteAction.UPDATE
+        and op.remote_id is not None
+    }
 
 
 def _worker_id() -> str:
@@ -515,6 +534,7 @@ def _follow_up_ledger(
             kept=None if cache is None else cache.ledger,
             links=links,
             landed=False,
+            sending=quickbooks_customer_updates(report.plan),
         )
         report.ledger_follow_ups.append(last)
         clock.start("push")

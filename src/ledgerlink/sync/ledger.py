@@ -68,6 +68,7 @@ from ledgerlink.sync._landed import LinkRow
 from ledgerlink.sync._ledger_reconcile import PayoutReconciliation, reconcile, tie_payout
 from ledgerlink.sync._ledger_world import (
     CUSTOMER_ENTITY,
+    CUSTOMER_FIELDS,
     DOCUMENT_ENTITY,
     ITEM_ENTITY,
     KeptLedgerWorld,
@@ -266,10 +267,18 @@ def _day(unix: Any) -> date:
 class _Planner:
     """Builds the documents of one plan from a loaded :class:`LedgerWorld`."""
 
-    def __init__(self, world: LedgerWorld, mappings: MappingSet, options: LedgerOptions) -> None:
+    def __init__(
+        self,
+        world: LedgerWorld,
+        mappings: MappingSet,
+        options: LedgerOptions,
+        sending: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self.world = world
         self.mappings = mappings
         self.options = options
+        self.sending = sending or {}
+        """QuickBooks customer id -> the fields the customer planner sends it in this pass."""
         self.posting = _posting()
         self.report = LedgerPlanReport()
         self.quarantine: list[tuple[str, str, str, Mapping[str, Any]]] = []
@@ -381,12 +390,15 @@ class _Planner:
         raise _Wait(f"customer in {currency} being created in QuickBooks")
 
     def _name_of(self, remote_id: str) -> tuple[str | None, Mapping[str, Any]]:
-        """The name and company fields of QuickBooks customer ``remote_id``: as landed, else
-        as the customer planner sent it."""
+        """The name and company fields of QuickBooks customer ``remote_id``: as landed (with
+        the fields the customer planner sends it in this pass over them), else as the
+        customer planner sent it to create it."""
+        sent = {k: v for k, v in self.sending.get(remote_id, {}).items() if k in CUSTOMER_FIELDS}
         if remote_id in self.world.customer_name:  # landed
-            return self.world.customer_name[remote_id], self.world.customer_fields.get(
-                remote_id, {}
-            )
+            fields = self.world.customer_fields.get(remote_id, {})
+            # An update of this pass, not landed yet: the new customer takes its values, not
+            # the ones it replaces (else the next plan updates the new customer to them).
+            return self.world.customer_name[remote_id], {**fields, **sent} if sent else fields
         made = self.world.made_customers.get(remote_id)
         return (None, {}) if made is None else (made.name, made.fields)
 
@@ -1276,6 +1288,7 @@ def plan_ledger(
     kept: KeptLedgerWorld | None = None,
     links: Sequence[LinkRow] | None = None,
     landed: bool = True,
+    sending: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> LedgerPlanReport:
     """Queue the QuickBooks documents that post what Stripe landed, each exactly once.
 
@@ -1293,6 +1306,9 @@ def plan_ledger(
         landed: with ``kept``, False plans from the landed records as the last plan read
             them, with the links and outbox read again (a cycle's follow-up right after its
             push, which lands nothing: what landed meanwhile waits for the next plan).
+        sending: QuickBooks customer id -> the payload of the customer planner's update of it
+            in this pass (sent or about to be, not landed yet): a customer the ledger makes in
+            another currency copies the company fields from it over the landed ones.
 
     Returns:
         The documents wanted, what waits and why, and what was quarantined.
@@ -1319,7 +1335,7 @@ def plan_ledger(
         world.final.clear()  # amendable documents are compared again with new accounts or items
         world.waits.clear()
         world.final_references = world.references
-    planner = _Planner(world, mappings, options)
+    planner = _Planner(world, mappings, options, sending)
     planner.run()
     if not dry_run:
         with for_writing(engine).begin() as conn:
