@@ -15,17 +15,40 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
 from ledgerlink.connector import SandboxOptions
 from ledgerlink.connector.protocol import Connector, Record, Sandbox, WriteAction, WriteOp
 from ledgerlink.connector.registry import load_plugin
 from ledgerlink.mapping import MappingSet, load_mappings
-from ledgerlink.store import DbSecretStore, Store, generate_key
+from ledgerlink.store import CustomerLink, DbSecretStore, Store, generate_key
 from ledgerlink.sync.engine import pull
 from ledgerlink.sync.runtime import connect
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def link_created(engine: Engine, external_id: str, customer_id: str, at: datetime = NOW) -> None:
+    """Link QuickBooks customer ``external_id`` to ``customer_id`` as one the hub created (a
+    ``created`` link, as the push writes it once the create is done)."""
+    with engine.begin() as conn:
+        conn.execute(
+            insert(CustomerLink.__table__).values(  # type: ignore[attr-defined]
+                system="quickbooks",
+                object="Customer",
+                external_id=external_id,
+                customer_id=customer_id,
+                score=1.0,
+                method="created",
+                status="linked",
+                reasons=[{"kind": "created"}],
+                created_at=at,
+                updated_at=at,
+            )
+        )
+
+
 PARTY_STREAMS = {"salesforce": "Account", "stripe": "customers", "quickbooks": "Customer"}
 
 SF_ACME = "salesforce:Account:001Hs00000ACME1AAA"

@@ -33,6 +33,7 @@ from .conftest import (
     STRIPE_ACME,
     STRIPE_UMBRA,
     land_parties,
+    link_created,
     quickbooks_customer,
     salesforce_account,
     stripe_customer,
@@ -323,22 +324,7 @@ def test_a_record_the_hub_created_stays_with_its_customer(
     matcher = Matcher(engine, mappings)
     matcher.run(now=NOW)
     acme = _customers(engine)[SF_ACME]
-    table = CustomerLink.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        conn.execute(
-            insert(table).values(
-                system="quickbooks",
-                object="Customer",
-                external_id="90",
-                customer_id=acme,
-                score=1.0,
-                method="created",
-                status="linked",
-                reasons=[{"kind": "created"}],
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
+    link_created(engine, "90", acme)
     store.land(
         "quickbooks",
         [quickbooks_customer("90", "Acme Analytics Inc (2)")],
@@ -384,22 +370,7 @@ def test_the_ids_the_hub_writes_do_not_send_an_account_to_review(
     matcher.run(now=NOW)
     xonono = _customers(engine)[f"salesforce:Account:{account}"]
     assert _customers(engine)["quickbooks:Customer:5204"] == xonono
-    table = CustomerLink.__table__  # type: ignore[attr-defined]
-    with engine.begin() as conn:
-        conn.execute(
-            insert(table).values(
-                system="quickbooks",
-                object="Customer",
-                external_id="11021",
-                customer_id=xonono,
-                score=1.0,
-                method="created",
-                status="linked",
-                reasons=[{"kind": "created"}],
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
+    link_created(engine, "11021", xonono)
     later = NOW + timedelta(minutes=30)
     jpy = quickbooks_customer("11021", "Xonono, Partners Corporation (JPY)", **company)
     store.land("quickbooks", [jpy], now=later)
@@ -420,7 +391,7 @@ def test_the_ids_the_hub_writes_do_not_send_an_account_to_review(
             owner[f"salesforce:Account:{account}"] == owner["quickbooks:Customer:11021"] == xonono
         )
         with engine.connect() as conn:
-            statuses = set(conn.execute(select(table.c.status)).scalars())
+            statuses = set(conn.execute(select(CustomerLink.status)).scalars())
         assert statuses == {"linked"}
 
 

@@ -25,6 +25,7 @@ from ledgerlink.sync._landed import MappedRecords
 from ledgerlink.sync.cycle import run_cycle
 from ledgerlink.sync.plan import PlanReport, plan
 from ledgerlink.sync.runtime import connect
+from tests.matching_store.conftest import link_created
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIRST = "001Hs00000000AAAAA"
@@ -339,21 +340,8 @@ def _land_with_a_currency_copy(store: Store, mappings: MappingSet, *, copy_done:
         customer_id = conn.execute(
             select(CustomerLink.customer_id).where(CustomerLink.external_id == FIRST)  # type: ignore[call-overload]
         ).scalar_one()
+    link_created(store.engine, "11021", customer_id, NOW)
     with store.engine.begin() as conn:
-        conn.execute(
-            CustomerLink.__table__.insert().values(  # type: ignore[attr-defined]
-                system="quickbooks",
-                object="Customer",
-                external_id="11021",
-                customer_id=customer_id,
-                score=1.0,
-                method="created",
-                status="linked",
-                reasons=[{"kind": "created"}],
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
         if copy_done:
             conn.execute(
                 Outbox.__table__.insert().values(  # type: ignore[attr-defined]
