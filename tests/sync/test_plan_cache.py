@@ -517,6 +517,55 @@ def test_records_landing_back_as_written_do_not_plan_their_customer_again(
     assert _of(replanned, acme) == _of(full, acme)
 
 
+def test_a_record_landing_again_changed_only_where_no_plan_reads_plans_nothing(
+    store: Store, mappings: MappingSet
+) -> None:
+    """A vendor moves fields of a record no plan reads (a Stripe customer's ``balance`` once
+    an invoice is paid), whether the last plan wrote the record or only read it: its customer
+    is not planned again, as a full read would write nothing. A later edit of a field plans
+    read is planned again."""
+    _land_world(store, mappings)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    acme = _acme(store)
+    to_stripe = _written(first, "stripe", "cus_acme")
+    to_account = _written(first, "salesforce", ACCOUNT)
+    stripe = _landed_back(_stripe_customer("ACME Analytics"), to_stripe)
+    account = _landed_back(_account(ACCOUNT, "Acme Analytics Inc"), to_account)
+    store.land("stripe", [stripe], now=LATER)
+    store.land("salesforce", [account], now=LATER)
+    assert plan(store, mappings, now=LATER, mapped=kept).customers == 0
+
+    # Someone types over the Account's MRR: the next plan writes it back to the Account
+    # alone, and reads the Stripe customer without writing it.
+    at = LATER + timedelta(minutes=1)
+    store.land("salesforce", [_landed_back(account, {"MRR__c": 999})], now=at)
+    rewrite = plan(store, mappings, now=at, mapped=kept)
+    assert rewrite.customers == 1
+    assert [op.remote_id for op in rewrite.ops] == [ACCOUNT]
+    account = _landed_back(account, _written(rewrite, "salesforce", ACCOUNT))
+    at = LATER + timedelta(minutes=2)
+    store.land("salesforce", [account], now=at)
+    assert plan(store, mappings, now=at, mapped=kept).customers == 0
+
+    # Stripe moves the customer's balance twice: nothing a plan reads.
+    for step, balance in enumerate((-1200, 0), start=3):
+        at = LATER + timedelta(minutes=step)
+        store.land("stripe", [_landed_back(stripe, {}, balance=balance)], now=at)
+        quiet = plan(store, mappings, now=at, mapped=kept)
+        assert (quiet.echoes, quiet.customers, quiet.ops) == (1, 0, [])
+        assert not _of(plan(store, mappings, now=at, dry_run=True), acme)
+
+    # Then someone edits its e-mail: planned again, as a full read plans it.
+    at = LATER + timedelta(minutes=5)
+    edited = _landed_back(stripe, {"email": "ap@acme-analytics.com"}, balance=0)
+    store.land("stripe", [edited], now=at)
+    full = plan(store, mappings, now=at, dry_run=True)
+    replanned = plan(store, mappings, now=at, mapped=kept)
+    assert (replanned.echoes, replanned.customers) == (0, 1)
+    assert _of(replanned, acme) == _of(full, acme)
+
+
 def test_a_record_landing_back_unlike_what_was_written_plans_its_customer_again(
     store: Store, mappings: MappingSet
 ) -> None:

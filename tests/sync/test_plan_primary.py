@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledgerlink.connector import SandboxOptions
 from ledgerlink.connector.protocol import Connector, Record, WriteAction, WriteOp
@@ -394,6 +394,62 @@ def test_without_the_ledgers_create_the_lower_id_is_the_primary(
     _land_with_a_currency_copy(store, mappings, copy_done=False)
     report = plan(store, mappings, now=NOW + timedelta(minutes=10), dry_run=True)
     assert _ids_written(report)[FIRST]["QuickBooks_Customer_Id__c"] == "11021"
+
+
+def _landed_again(record: Record, report: PlanReport, **vendor: Any) -> Record:
+    """``record`` as its vendor gives it once the plan's write to it landed (flat fields, or
+    QuickBooks' nested ones merged), with fields no plan reads moved (``vendor``)."""
+    payload = dict(record.payload)
+    for op in report.ops:
+        if op.remote_id == record.id:
+            for name, value in op.payload.items():
+                current = payload.get(name)
+                merged = {**current, **value} if isinstance(current, dict) else value
+                payload[name] = merged
+    return Record(record.object, record.id, {**payload, **vendor})
+
+
+def test_a_newer_landing_of_the_older_account_plans_its_customer_again(
+    store: Store, mappings: MappingSet
+) -> None:
+    """Of a customer's two Accounts, the latest changed gives the values the golden record
+    does not name a source for. The older one landing again, changed only where no plan
+    reads, makes it the latest: a kept plan plans the customer again and sends Stripe its
+    name, as a full read does."""
+    _land_bare_accounts(store, mappings, newer=FIRST)
+    with store.engine.begin() as conn:
+        conn.execute(update(Customer.__table__).values(lineage={}))  # type: ignore[attr-defined]
+    kept = MappedRecords()
+    first = plan(store, mappings, now=NOW, mapped=kept)
+    assert [op.payload.get("name") for op in first.ops if op.target == "stripe"] == [None]
+    second = _account(SECOND, "Horizon Farms", "2026-02-01T10:00:00.000+0000")
+    later = NOW + timedelta(minutes=5)
+    store.land("salesforce", [_landed_again(second, first, NumberOfEmployees=40)], now=later)
+
+    def names(report: PlanReport) -> list[Any]:
+        return [op.payload.get("name") for op in report.ops if op.target == "stripe"]
+
+    assert names(plan(store, mappings, now=later, dry_run=True)) == ["Horizon Farms"]
+    again = plan(store, mappings, now=later, dry_run=True, mapped=kept)
+    assert again.customers == 1
+    assert names(again) == ["Horizon Farms"]
+
+
+def test_the_customers_own_record_landing_again_leaves_the_currency_copy_last(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The customer's own QuickBooks customer lands again after the ledger's JPY copy of it,
+    changed only where no plan reads (its balance, once the ledger posted to it): the copy
+    stays the last source of the customer's values, so a kept plan does not plan it again."""
+    _land_with_a_currency_copy(store, mappings, copy_done=True)
+    at = NOW + timedelta(minutes=10)
+    kept = MappedRecords()
+    first = plan(store, mappings, now=at, mapped=kept)
+    own = _quickbooks_customer("5204", "Horizon Farms AG")
+    later = at + timedelta(minutes=5)
+    store.land("quickbooks", [_landed_again(own, first, Balance=1250.0)], now=later)
+    again = plan(store, mappings, now=later, mapped=kept)
+    assert (again.echoes, again.customers, again.ops) == (1, 0, [])
 
 
 # -- in whole cycles against the sandboxes -----------------------------------------------------

@@ -553,17 +553,21 @@ def _load_kept(
 
 
 class _Echoes:
-    """What the party records a plan updates should hold when they land back (their echo).
+    """What the party records a plan looked at should hold when they land again.
 
     Planned again once its write lands, a customer plans nothing new: the written fields
     hold what the plan wanted and the rest is as the plan read it. So a record that lands
     back holding, in every field a plan reads of it, exactly what it held when planned with
     the written values over it is an echo (:meth:`MappedRecords.settle`): its customer is
-    not planned again for it. Kept only for a record alone of its system among its
-    customer's records (of several, the latest changed is preferred as a source, and landing
-    back makes it the latest); values compared as the planner compares them, numbers by
-    their decimal value, a missing field apart from a null one. A record that lands back any
-    other way (a person's edit, a value the vendor reformatted) is planned as before.
+    not planned again for it. The same holds for a record the plan read and did not write
+    that lands again changed only in fields no plan reads (a QuickBooks customer's
+    ``Balance`` after the ledger posted to it). Values are compared as the planner compares
+    them, numbers by their decimal value, a missing field apart from a null one. Of several
+    records of one system, the latest changed is preferred as a source, and landing again
+    makes a record the latest: only the record that already comes first of its kind there
+    (:meth:`_Planner._stays_first`) is expected so, and the order is part of what a plan is
+    made from (:class:`_Inputs`). A record that lands any other way (a person's edit, a
+    value the vendor reformatted) is planned as before.
     """
 
     def __init__(self, mappings: MappingSet) -> None:
@@ -615,16 +619,20 @@ class _Echoes:
         return self.fingerprint(record.system, record.object, payload)
 
     def __call__(self, key: tuple[str, str, str], record: MappedRecord | None) -> bool:
-        """Whether ``record``, landed again, is the echo the last plan of it expected (the
-        expectation is used up either way)."""
-        expected = self.expected.pop(key, None)
+        """Whether ``record``, landed again, holds what the last plan of it read or wrote in
+        every field a plan reads (the expectation stays for its next landing; any other
+        landing uses it up)."""
+        expected = self.expected.get(key)
         payload = None if record is None else record.payload
-        return (
+        if (
             expected is not None
             and record is not None
             and payload is not None
             and self.fingerprint(record.system, record.object, payload) == expected
-        )
+        ):
+            return True
+        self.expected.pop(key, None)
+        return False
 
 
 def _comparable(value: Any) -> Any:
@@ -649,6 +657,17 @@ def _comparable(value: Any) -> Any:
 
 def _first(pair: tuple[str, Any]) -> str:
     return pair[0]
+
+
+def _source_rank(record: _Record, copies: set[tuple[str, str, str]]) -> tuple[bool, float, str]:
+    """Where ``record`` comes among its customer's records of one system as a source of their
+    values (after the one the golden record took them from): the customers the ledger made for
+    other currencies (copies of the customer's own) last, then the latest changed first."""
+    return (
+        (record.system, record.object, record.id) in copies,
+        -record.changed_at.timestamp(),
+        record.id,
+    )
 
 
 def _load_golden(conn: Connection, world: _World, customers: set[str]) -> None:
@@ -1295,14 +1314,42 @@ class _Planner:
             ids.add(created)
         return ids
 
+    def _expect(
+        self,
+        key: tuple[str, str, str],
+        record: _Record,
+        records: Sequence[_Record],
+        writes: Sequence[tuple[_Wanted, Any]],
+    ) -> None:
+        """Keep what ``record`` holds, in the fields plans read, once ``writes`` land on it
+        (:class:`_Echoes`), when landing again cannot reorder its customer's sources."""
+        if self.echoes is not None and self._stays_first(record, records):
+            self.expected[key] = self.echoes.after(record, ((w.path, w.value) for w, _c in writes))
+
+    def _stays_first(self, record: _Record, records: Sequence[_Record]) -> bool:
+        """Whether ``record`` comes first of its kind (the ledger's copies or the others) among
+        the customer's records of its system as a source (:func:`_source_rank`): landing again
+        keeps it there, so only what it holds can change a plan of its customer. Any other
+        record landing again reorders the sources: not an echo (:class:`_Echoes`)."""
+        copies = self.world.copies
+        rank = _source_rank(record, copies)
+        return all(
+            rank <= _source_rank(other, copies)
+            for other in records
+            if other.system == record.system
+            and other is not record
+            and ((other.system, other.object, other.id) in copies) == rank[0]
+        )
+
     def _sources(
         self, customer_id: str, canonical: str, systems: Sequence[str], records: Sequence[_Record]
     ) -> Iterator[_Record]:
         lineage = self.world.customers[customer_id].lineage or {}
         preferred = str(lineage.get(_LINEAGE_KEY.get(top_field(canonical), ""), ""))
+        copies = self.world.copies
         for system in systems:
             mine = [r for r in records if r.system == system]
-            mine.sort(key=lambda r: (r.ref != preferred, -r.changed_at.timestamp(), r.id))
+            mine.sort(key=lambda r: (r.ref != preferred, *_source_rank(r, copies)))
             yield from mine
 
     def _wanted(
@@ -1391,6 +1438,7 @@ class _Planner:
             pair for group in sorted(changed - held) for pair in groups[group]
         ]
         writes = [(w, c) for w, c in writes if not _blank(w.value)]
+        self._expect(key, record, records, writes)
         if not writes:
             return
         name_field = UNIQUE_NAMES.get((record.system, record.object))
@@ -1403,8 +1451,6 @@ class _Planner:
                 self.world.names.setdefault(kind, {})[name] = record.id
                 self.reserved.add((kind, name))
         payload = _nest((w.path, w.value) for w, _c in writes)
-        if self.echoes is not None and sum(r.system == record.system for r in records) == 1:
-            self.expected[key] = self.echoes.after(record, ((w.path, w.value) for w, _c in writes))
         changes = tuple(
             FieldChange(w.path, None if _blank(c) else c, w.value, w.source)
             for w, c in writes
@@ -1898,6 +1944,17 @@ class _Inputs:
         for key, count in world.refused_names.items():
             self.creates[key[0]].append((key, count))
 
+    def _order(self, records: Sequence[_Record]) -> tuple[str, ...] | None:
+        """The order the plan takes values from the customer's records of one system in
+        (:meth:`_Planner._sources`), when a system has several: a record landing again moves
+        it, whatever it holds."""
+        systems = [r.system for r in records]
+        if len(set(systems)) == len(systems):
+            return None
+        copies = self.world.copies
+        ranked = sorted(records, key=lambda r: (r.system, *_source_rank(r, copies)))
+        return tuple(r.ref for r in ranked)
+
     def of(self, customer_id: str) -> _Made:
         row = self.world.customers[customer_id]
         billing = self.world.billing.get(customer_id) or Billing()
@@ -1913,6 +1970,7 @@ class _Inputs:
             row.version,
             repr(row.lineage),
             tuple((r.ref, version((r.system, r.object, r.id))) for r in records),
+            self._order(records),
             sorted(self.creates.get(customer_id, ()), key=repr),
             [
                 repr(self.world.refused[r.ref])
