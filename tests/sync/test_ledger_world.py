@@ -26,7 +26,13 @@ from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
 from ledgerlink.mapping import MappingSet, load_mappings
 from ledgerlink.store import Store
 from ledgerlink.store.models import Outbox
-from ledgerlink.sync._ledger_world import FinalIds, KeptLedgerWorld, LedgerWorld, load_world
+from ledgerlink.sync._ledger_world import (
+    ITEM_ENTITY,
+    FinalIds,
+    KeptLedgerWorld,
+    LedgerWorld,
+    load_world,
+)
 from ledgerlink.sync.ledger import plan_ledger
 from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
 
@@ -202,6 +208,62 @@ def test_the_kept_world_follows_every_change(store: Store) -> None:
     store.land("quickbooks", [Record("Invoice", "102", {}, deleted=True)], now=at)
     _same_as_fresh(store, kept)
     assert ("Invoice", "in_0006") not in kept.world.in_quickbooks
+
+
+def test_only_a_name_resolving_to_another_id_compares_posted_documents_again(
+    store: Store,
+) -> None:
+    """Posted documents are compared again when an account or item name they may use
+    resolves to another id. A name resolving for the first time (an item the ledger created,
+    once done and once landed; a new account) moves nothing: no posted document used it, so
+    a kept plan does not walk every document again for it (it did, pass after pass, while
+    the first cycle's items and accounts came in)."""
+    at = NOW
+    store.land("stripe", [_invoice(n) for n in range(3)], now=at)
+    store.land(
+        "quickbooks",
+        [
+            _quickbooks("Account", "1", {"Name": "Stripe Clearing"}),
+            _quickbooks("Item", "7", {"Name": "Plan"}),
+        ],
+        now=at,
+    )
+    kept = KeptLedgerWorld()
+    _same_as_fresh(store, kept)
+    references = kept.world.references
+
+    # The ledger creates the item "Setup Fee"; the create is done, then the item lands.
+    op = WriteOp(
+        idempotency_key="test:item:setup-fee",
+        object="Item",
+        action=WriteAction.CREATE,
+        payload={"Name": "Setup Fee"},
+    )
+    _queue(store, PlannedWrite("quickbooks", op, entity_kind=ITEM_ENTITY, entity_id="Setup Fee"))
+    _same_as_fresh(store, kept)
+    _set(store, "Setup Fee", status="done", remote_id="12")
+    _same_as_fresh(store, kept)
+    assert kept.world.created[(ITEM_ENTITY, "Setup Fee", "Item")] == "12"
+    at += timedelta(minutes=5)
+    store.land("quickbooks", [_quickbooks("Item", "12", {"Name": "Setup Fee"})], now=at)
+    store.land("quickbooks", [_quickbooks("Account", "2", {"Name": "Stripe Fees"})], now=at)
+    _same_as_fresh(store, kept)
+    assert kept.world.items["setup fee"] == "12"
+    assert kept.world.references == references
+
+    # Someone adds an older item of the same name: "Setup Fee" now means item 3.
+    at += timedelta(minutes=5)
+    store.land("quickbooks", [_quickbooks("Item", "3", {"Name": "Setup Fee"})], now=at)
+    _same_as_fresh(store, kept)
+    assert kept.world.items["setup fee"] == "3"
+    assert kept.world.references > references
+    references = kept.world.references
+
+    # And renames the account: "Stripe Clearing" no longer resolves.
+    at += timedelta(minutes=5)
+    store.land("quickbooks", [_quickbooks("Account", "1", {"Name": "Clearing"})], now=at)
+    _same_as_fresh(store, kept)
+    assert kept.world.references > references
 
 
 def test_a_kept_plan_queues_what_a_full_plan_queues(

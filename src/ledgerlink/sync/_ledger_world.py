@@ -197,7 +197,9 @@ class LedgerWorld:
     """QuickBooks customer id -> the currency the ledger created it in (its customers in
     another currency than their first, from :attr:`created`)."""
     references: int = 0
-    """Moves when the QuickBooks accounts or items (what documents refer to) change."""
+    """Moves when a QuickBooks account or item name that documents refer to resolves to
+    another id (or to none); not when a name resolves for the first time (an account or
+    item created or landed), which no posted document can use yet."""
     settled: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = field(default_factory=dict)
     """(QuickBooks object, Stripe id) of an amendable document found equal to its sent row ->
     (that row's id, the ``changed_at`` of the Stripe object and of those it is built from,
@@ -363,11 +365,27 @@ class KeptLedgerWorld:
         self._changes.end()
         self.reread += self._changes.read
         if references or not self._loaded:
-            self.world.accounts = _by_name(self._accounts)
-            self.world.items = _by_name(self._items)
-            self.world.references += 1
+            world = self.world
+            accounts, items = _by_name(self._accounts), _by_name(self._items)
+            if (
+                not self._loaded
+                or _moved(world.accounts, accounts)
+                or _moved(self._items_resolved(world.items), self._items_resolved(items))
+            ):
+                world.references += 1
+            world.accounts, world.items = accounts, items
         if documents:
             self._rebuild_documents()
+
+    def _items_resolved(self, items: Mapping[str, str]) -> dict[str, str]:
+        """Item name -> the id documents refer to for it, as the planner resolves it: the
+        landed item of that name, else the one the ledger created."""
+        created = {
+            key[1].strip().lower(): remote
+            for key, remote in self.world.created.items()
+            if key[0] == ITEM_ENTITY
+        }
+        return {**created, **items}
 
     def _land_reference(self, obj: str, remote_id: str, payload: Mapping[str, Any] | None) -> bool:
         """Note a landed account or item; True when its name changed."""
@@ -604,8 +622,9 @@ class KeptLedgerWorld:
             if key[0] == CUSTOMER_ENTITY:
                 world.made_in[out.remote_id] = key[1].split(":", 1)[0]
             world.touched.add(out.entity_id)
-            if key[0] == ITEM_ENTITY:
-                world.references += 1  # an item documents refer to is in QuickBooks now
+            # An item the ledger created (ITEM_ENTITY) now resolves its name: no document
+            # used it yet (one that needs it waits, and is looked at again each plan), so
+            # nothing is compared again for it (see _moved).
 
     def _refresh_open(self, conn: Connection) -> None:
         """Bring the rows not done at the last refresh up to date."""
@@ -672,6 +691,13 @@ def _made_customer(payload: Mapping[str, Any]) -> MadeCustomer:
         name=str(payload.get("DisplayName") or ""),
         fields={k: payload[k] for k in CUSTOMER_FIELDS if payload.get(k)},
     )
+
+
+def _moved(before: Mapping[str, str], after: Mapping[str, str]) -> bool:
+    """Whether a name that resolved to an id now resolves to another or to none: the
+    documents posted with it must be compared again. A name resolving for the first time
+    moves nothing, as no document could use it before."""
+    return any(after.get(name) != remote for name, remote in before.items())
 
 
 def _by_name(names: Mapping[str, str]) -> dict[str, str]:
