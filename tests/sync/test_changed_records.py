@@ -1,7 +1,7 @@
 """What a kept reader of landed records is given on each read (``ChangedRecords``).
 
 The daemon's planners keep the records they mapped and read again only what changed: each read
-looks at the records landed within :data:`~ledgerlink.sync._landed.LOOKBACK` of the newest
+looks at the records landed within :data:`~ledgerlink.sync._landed.LANDING_LOOKBACK` of the newest
 change seen and fetches the payloads of those whose content or tombstone is not what it gave.
 A record that lands late (its landing took its time before a newer one, then committed after
 the read) must still be given; an unchanged record in the window must not be fetched again.
@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from ledgerlink.connector.protocol import Record
 from ledgerlink.store import Store
-from ledgerlink.sync._landed import LOOKBACK, ChangedRecords
+from ledgerlink.sync._landed import LANDING_LOOKBACK, ChangedRecords
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 KINDS = (("stripe", "customers"), ("stripe", "invoices"))
@@ -65,9 +65,10 @@ def test_each_read_gives_what_changed_and_nothing_else(store: Store) -> None:
     }
     assert reader.read == 3
 
-    # A landing that took its time before the newest change and committed after the read.
-    store.land("stripe", [_invoice(3)], now=at - timedelta(seconds=5))
-    store.land("stripe", [_customer(0, "Acme Ltd")], now=at - LOOKBACK / 2)
+    # A landing stamped a little before the newest change (the clock stepped back) and
+    # committed after the read.
+    store.land("stripe", [_invoice(3)], now=at - LANDING_LOOKBACK)
+    store.land("stripe", [_customer(0, "Acme Ltd")], now=at - LANDING_LOOKBACK / 2)
     assert _read(store, reader) == {
         "cus_0": {"id": "cus_0", "name": "Acme Ltd"},
         "in_3": {"id": "in_3", "total": 100},
@@ -75,7 +76,7 @@ def test_each_read_gives_what_changed_and_nothing_else(store: Store) -> None:
     assert _read(store, reader) == {}
 
     # Much later: the window moves on; a change within it is still given after a quiet read.
-    later = at + LOOKBACK * 3
+    later = at + LANDING_LOOKBACK * 3
     store.land("stripe", [_invoice(2, total=250)], now=later)
     assert _read(store, reader) == {"in_2": {"id": "in_2", "total": 250}}
     store.land("stripe", [_customer(4, "Bolt")], now=later - timedelta(seconds=1))
@@ -94,5 +95,5 @@ def test_a_reader_started_at_the_newest_change_gives_only_what_lands_after(store
     # Within the lookback, records are fetched once (the reader has given nothing yet) ...
     assert set(_read(store, reader)) == {"cus_0", "cus_1", "cus_2"}
     # ... then only what changes.
-    store.land("stripe", [_customer(1, "Acme Inc")], now=NOW + LOOKBACK * 2)
+    store.land("stripe", [_customer(1, "Acme Inc")], now=NOW + LANDING_LOOKBACK * 2)
     assert _read(store, reader) == {"cus_1": {"id": "cus_1", "name": "Acme Inc"}}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
@@ -83,7 +83,8 @@ def import_file(
         system: ``salesforce``, ``stripe`` or ``quickbooks``.
         object_name: the object the rows are (``customers``, ``Account``, ``Customer``).
         overrides: ``{header: api_field}`` for headers ledgerlink does not recognise.
-        now: the landing time (timezone-aware); the current time by default.
+        now: the landing time (timezone-aware); by default the time the file's transaction
+            took the store's landing lock (see :meth:`Store.landing_time`).
         progress: called with (bytes read, file size) after each batch.
 
     Returns:
@@ -96,7 +97,6 @@ def import_file(
         OSError: the file cannot be read.
         sqlalchemy.exc.SQLAlchemyError: the database refused the write; nothing is landed.
     """
-    moment = now or datetime.now(UTC)
     source = CsvSource(path, system, object_name, dict(overrides or {}))
     summary = ImportSummary(path=path, system=source.system, object=source.spec.name)
     result = LandResult()
@@ -104,6 +104,7 @@ def import_file(
     # (Store.land opens a transaction per call; a file must commit once.)
     analyzed_at = _ANALYZE_MIN_ROWS
     with store._write_engine.begin() as conn:
+        moment = store.landing_time(conn, now)
         for batch in _batches(source.records(), store.batch_size):
             result += store._land(conn, source.system, batch, moment)
             if store.dialect == "postgresql" and result.inserted >= analyzed_at:

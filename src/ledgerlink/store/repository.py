@@ -32,6 +32,13 @@ Counts are per distinct (object, id): when a call holds the same record twice, t
 
 Timestamps (see :mod:`ledgerlink.store.models`): a change sets ``changed_at``; a live record
 also sets ``last_seen_at``; a tombstone sets ``deleted_at`` and keeps the last payload and hash.
+Landing transactions run one at a time (on SQLite the database's write lock, which
+``BEGIN IMMEDIATE`` takes; on PostgreSQL a transaction-level advisory lock), and unless the
+caller gives a time, their records are stamped once the transaction holds that lock (on
+PostgreSQL with the server's clock, one clock for every process that lands): a landing that
+commits later never carries an earlier ``changed_at`` than one already visible. A reader that keeps what it read and asks for what changed since the newest change it saw
+(:class:`ledgerlink.sync._landed.ChangedRecords`) then needs to look back only a few
+seconds, for the clock's own adjustments, not the length of the longest landing.
 
 :meth:`Store.land_page` lands a page and saves its cursor in one transaction: a crash or an
 error leaves both as they were, so a page is never skipped nor half applied.
@@ -44,7 +51,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -360,6 +367,10 @@ def _require_aware(now: datetime) -> None:
         raise ValueError("now must be a timezone-aware datetime")
 
 
+_LANDING_LOCK = 0x6C656467_65726C6B
+"""The PostgreSQL advisory lock key that landing transactions take, one at a time."""
+
+
 _COLUMNS = [
     "system",
     "object",
@@ -548,13 +559,16 @@ class Store:
 
     # -- landing ----------------------------------------------------------------------------
 
-    def land(self, system: str, records: Sequence[Record], *, now: datetime) -> LandResult:
+    def land(
+        self, system: str, records: Sequence[Record], *, now: datetime | None = None
+    ) -> LandResult:
         """Upsert ``records`` of ``system`` into ``source_record`` in one transaction.
 
         Args:
             system: the system the records come from (``salesforce``, ``stripe``, ...).
             records: records and tombstones, any objects, in source order.
-            now: the landing time, timezone-aware.
+            now: the landing time, timezone-aware; None (what the sync paths pass): the time
+                the transaction took the landing lock (see :meth:`landing_time`).
 
         Returns:
             How many records were inserted, updated, unchanged and newly deleted.
@@ -563,20 +577,24 @@ class Store:
             TypeError, ValueError: a payload is not JSON, or ``now`` is naive.
             sqlalchemy.exc.SQLAlchemyError: the database refused the write (nothing is kept).
         """
-        _require_aware(now)
+        if now is not None:
+            _require_aware(now)
         with self._write_engine.begin() as conn:
-            result = self._land(conn, system, records, now)
+            result = self._land(conn, system, records, self.landing_time(conn, now))
         self._refresh_statistics(result.inserted)
         return result
 
-    def land_page(self, system: str, page: Page, *, connector: str, now: datetime) -> LandResult:
+    def land_page(
+        self, system: str, page: Page, *, connector: str, now: datetime | None = None
+    ) -> LandResult:
         """Land a page's records and save its cursor for (``connector``, ``page.stream``) together.
 
         Args:
             system: the system the records come from.
             page: the records and the cursor valid once they are stored.
             connector: the connector whose cursor is saved (usually the system's name).
-            now: the landing time, timezone-aware.
+            now: the landing time, timezone-aware; None (what the sync engine passes): the time
+                the transaction took the landing lock (see :meth:`landing_time`).
 
         Returns:
             The landing counts.
@@ -586,11 +604,13 @@ class Store:
                 neither records nor cursor are kept.
             sqlalchemy.exc.SQLAlchemyError: the database refused a write; nothing is kept.
         """
-        _require_aware(now)
+        if now is not None:
+            _require_aware(now)
         with self._write_engine.begin() as conn:
-            result = self._land(conn, system, page.records, now)
+            stamp = self.landing_time(conn, now)
+            result = self._land(conn, system, page.records, stamp)
             crash_point("land.before_cursor")
-            self._save_cursor(conn, connector, page.stream, page.cursor, now)
+            self._save_cursor(conn, connector, page.stream, page.cursor, stamp)
             if self.dialect == "postgresql" and result.written == 0:
                 # Only the cursor moved: no need to wait for the WAL flush (a few ms a page,
                 # a quarter of a re-list of unchanged records). If the server crashes before
@@ -600,6 +620,31 @@ class Store:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         self._refresh_statistics(result.inserted)
         return result
+
+    def landing_time(self, conn: Connection, now: datetime | None = None) -> datetime:
+        """Take the landing lock for ``conn``'s transaction; the time its records carry.
+
+        Landing transactions hold the lock until they commit, so they commit in the order
+        they took it. SQLite's ``BEGIN IMMEDIATE`` (how :attr:`_write_engine` begins) took the
+        database's write lock already; PostgreSQL takes a transaction-level advisory lock and
+        reads its own clock, one clock for every process that lands. Must be the first thing a
+        landing transaction does, before it writes.
+
+        Args:
+            conn: a connection of :attr:`_write_engine`, in the landing transaction.
+            now: a time given by the caller (tests, replays) is returned as it is, after the
+                lock is taken.
+
+        Returns:
+            ``now``, or the time the lock was taken (timezone-aware UTC).
+        """
+        if self.dialect == "postgresql":
+            taken = conn.execute(
+                text("SELECT pg_advisory_xact_lock(:key), clock_timestamp()"),
+                {"key": _LANDING_LOCK},
+            ).one()[1]
+            return now if now is not None else taken.astimezone(UTC)
+        return now if now is not None else datetime.now(UTC)
 
     def _refresh_statistics(self, inserted: int) -> None:
         """Analyze ``source_record`` on PostgreSQL each time its size about doubled.

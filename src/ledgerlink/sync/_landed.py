@@ -5,7 +5,7 @@ a plan costs: with a million invoices and payments landed, reading and mapping t
 minutes, on every plan, even when a handful changed. :class:`MappedRecords` keeps the mapped
 records of one store between plans of a long-running process (the daemon, a benchmark's
 cycles) and reads again only the records whose ``changed_at`` moved since the newest change it
-has seen (less a lookback for transactions that committed late), using the
+has seen (less :data:`LANDING_LOOKBACK`, for the clock's adjustments), using the
 ``(system, object, changed_at)`` index; :class:`ChangedRecords` fetches the payloads of only
 those whose content or tombstone differs from what it gave before. A tombstone moves
 ``changed_at`` too, so deletions are seen. Without it (``ledgerlink sync run``, tests) every
@@ -40,6 +40,7 @@ from ledgerlink.store.models import CustomerLink, LinkStatus, SourceRecord
 from ledgerlink.sync._packed import pack, unpack
 
 __all__ = [
+    "LANDING_LOOKBACK",
     "LOOKBACK",
     "ChangedRecords",
     "InvoiceFacts",
@@ -60,10 +61,19 @@ LinkRow = tuple[str, str, str, str]
 """(system, object, external id, customer id) of a linked record."""
 
 LOOKBACK = timedelta(seconds=60)
-"""How far before the newest change seen a re-read starts: a landing transaction takes its
-``changed_at`` before it commits (and on SQLite may wait up to the 10 s busy timeout for the
-write lock), so a change may become visible after a newer one. Every refresh re-reads what
-landed within this window, so it is kept to a few times the longest landing transaction."""
+"""How far back a reader of outbox rows by id looks (see
+:class:`~ledgerlink.sync._ledger_world.KeptLedgerWorld`): a plan takes its rows' ids before it
+commits, so a row may become visible after a higher one; kept to a few times the longest
+write of a plan."""
+
+LANDING_LOOKBACK = timedelta(seconds=5)
+"""How far before the newest change seen a re-read of landed records starts. Landing
+transactions run one at a time and stamp their records once they hold the landing lock (see
+:meth:`ledgerlink.store.Store.landing_time`), so a landing that commits after a read carries a
+``changed_at`` no earlier than the newest that read saw: the window is only for the clock's
+own adjustments (NTP slewing it, a step back). Every refresh re-reads what landed within it:
+a minute, as it was when landings took their time before waiting for the lock, made each
+pass after a big landing compare hundreds of thousands of rows again."""
 
 
 _WINDOW_CHUNK = 500
@@ -73,7 +83,7 @@ class ChangedRecords:
     """Reads, for a reader that keeps landed records between reads, what changed since.
 
     Each read asks the ``(system, object, changed_at)`` index for the records whose
-    ``changed_at`` is at most :data:`LOOKBACK` before the newest change seen, compares their
+    ``changed_at`` is at most :data:`LANDING_LOOKBACK` before the newest change seen, compares their
     content hash and tombstone with what it already gave for the same rows, and fetches the
     payloads of the others only: a quiet read costs one index range per object, not the
     window's payloads decoded again. The first read gives every live record.
@@ -102,7 +112,7 @@ class ChangedRecords:
 
     def start_at_newest(self, conn: Connection, kinds: Iterable[tuple[str, str]]) -> None:
         """Begin without a first read: the next read gives what changed within
-        :data:`LOOKBACK` of the newest change of ``kinds`` now (for a reader that loaded
+        :data:`LANDING_LOOKBACK` of the newest change of ``kinds`` now (for a reader that loaded
         those records another way)."""
         for system, obj in kinds:
             self._newest_of(conn, system, obj)
@@ -118,7 +128,7 @@ class ChangedRecords:
 
     def begin(self) -> None:
         """Start a read."""
-        self._since = None if self.newest is None else self.newest - LOOKBACK
+        self._since = None if self.newest is None else self.newest - LANDING_LOOKBACK
         self._seen = {}
         self.read = 0
 
@@ -139,7 +149,7 @@ class ChangedRecords:
             return  # nothing of this object landed yet
         # Rows from here on are in the next read's window (whatever newer change a later
         # object brings, that window starts no earlier): remembered by :meth:`end`.
-        keep_from = self.newest - LOOKBACK
+        keep_from = self.newest - LANDING_LOOKBACK
         if self._since is None:
             for row in conn.execute(select(*columns).where(*where, _SOURCE.c.deleted_at.is_(None))):
                 if row.changed_at >= keep_from:

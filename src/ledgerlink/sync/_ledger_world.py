@@ -291,8 +291,8 @@ class KeptLedgerWorld:
 
     The first :meth:`refresh` reads everything, as :func:`load_world` does. Later ones read the
     landed records whose ``changed_at`` moved since the newest change seen (less
-    :data:`~ledgerlink.sync._landed.LOOKBACK`, for landings that committed late; a tombstone
-    moves ``changed_at`` too), the ledger's outbox rows inserted since (from an id seen
+    :data:`~ledgerlink.sync._landed.LANDING_LOOKBACK`, for the clock's adjustments; a
+    tombstone moves ``changed_at`` too), the ledger's outbox rows inserted since (from an id seen
     :data:`LOOKBACK` ago, for inserts that committed late) and the state of the rows not done
     yet (a done row never changes; pending, in-flight, failed and cancelled ones may). Links
     are read whole (a few per customer); a Stripe customer whose QuickBooks customer may have

@@ -73,7 +73,8 @@ def pull_stream(
         for page in connector.read(stream, cursor):
             crash_point("pull.page_read")
             try:
-                landed = store.land_page(connector.name, page, connector=connector.name, now=_now())
+                # Stamped by the store once it holds the landing lock (see Store.landing_time).
+                landed = store.land_page(connector.name, page, connector=connector.name)
             except ValueError as exc:
                 # A payload the store cannot hold (a NaN the vendor's JSON smuggled in): the
                 # page stays unlanded with its cursor, this stream reports it, the others go on.

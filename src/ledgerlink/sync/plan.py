@@ -87,7 +87,7 @@ from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
 from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, HubValues, group_billing, hub_values
 from ledgerlink.sync._landed import (
-    LOOKBACK,
+    LANDING_LOOKBACK,
     InvoiceFacts,
     LinkRow,
     MappedRecord,
@@ -811,7 +811,7 @@ def _load_unique_names(
 class _TakenNames:
     """Per vendor object with unique names: each name key -> the landed records holding it,
     read whole the first time, then from the records landed since (less
-    :data:`~ledgerlink.sync._landed.LOOKBACK`, for landings that committed late)."""
+    :data:`~ledgerlink.sync._landed.LANDING_LOOKBACK`, for the clock's adjustments)."""
 
     holders: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)
     keys_of: dict[tuple[str, str], dict[str, tuple[str, ...]]] = field(default_factory=dict)
@@ -823,7 +823,7 @@ class _TakenNames:
 
     def refresh(self, conn: Connection) -> None:
         """Read the names of the records landed since the last refresh (all the first time)."""
-        since = None if self.newest is None else self.newest - LOOKBACK
+        since = None if self.newest is None else self.newest - LANDING_LOOKBACK
         for kind, name_field in UNIQUE_NAMES.items():
             holders = self.holders.setdefault(kind, {})
             keys_of = self.keys_of.setdefault(kind, {})

@@ -51,7 +51,7 @@ class StoreEventSink:
             payload=dict(event.payload),
             cursor_value=created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
-        self.store.land("stripe", [record], now=datetime.now(UTC))
+        self.store.land("stripe", [record])
 
 
 class StripePlugin:
