@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -120,11 +119,17 @@ def test_ctrl_c_stops_every_pull_after_its_page(store: Store, mappings: MappingS
     """Ctrl-C during the pull stops the cycle without waiting for the other pulls to finish:
     each stops after the page it lands, and the next cycle lands the rest, each record once."""
     pressed: list[str] = []
+    main = threading.main_thread().ident
+    assert main is not None
 
     def progress(stage: str, detail: str, count: int) -> None:
         if stage == "pull" and detail.startswith("slow") and not pressed:
             pressed.append(detail)  # the user presses Ctrl-C once the first page landed
-            os.kill(os.getpid(), signal.SIGINT)
+            # Sent to the main thread (waiting on the pulls), as a terminal's Ctrl-C reaches
+            # it: os.kill lets the kernel pick any thread of the test process (the worker of
+            # pytest-xdist has several), and the main thread did not always see the signal
+            # before the cycle was over.
+            signal.pthread_kill(main, signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         run_cycle(
