@@ -146,3 +146,32 @@ def test_unknown_stream_is_a_configuration_error(connector: Any) -> None:
 
     with pytest.raises(ConfigurationError):
         connector.read("leads", Cursor())
+
+
+def test_a_paid_invoice_is_read_from_three_events(
+    sandbox: StripeSandbox, connector: Any, st: Any
+) -> None:
+    """Paid invoices land paid from their created, finalized and paid events: the payment
+    succeeded event that comes with each paid one (the same invoice) is not listed."""
+    _, cursor = st.drain(connector, "invoices", Cursor())
+    customer = sandbox.state.catalog.id("customer", 0)
+    paid = []
+    for n in range(30):
+        sandbox.billing.create_invoice_item(
+            {"customer": customer, "currency": "usd", "unit_amount": 1_000 + n, "quantity": 1}
+        )
+        invoice = sandbox.billing.create_invoice(
+            {"customer": customer, "currency": "usd", "pending_invoice_items_behavior": "include"}
+        )
+        sandbox.billing.pay_invoice(invoice["id"], {"payment_method": "pm_card_visa"})
+        paid.append(invoice["id"])
+    with _http(sandbox) as http:
+        listed = http.get("/v1/events", params={"type": "invoice.*", "limit": 100}).json()
+    assert {e["type"] for e in listed["data"]} >= {"invoice.paid", "invoice.payment_succeeded"}
+    sandbox.faults.reset_counts()
+    pages, _ = st.drain(connector, "invoices", cursor)
+    landed = {r.id: r.payload for p in pages for r in p.records}
+    assert set(landed) == set(paid)
+    assert {payload["status"] for payload in landed.values()} == {"paid"}
+    # 90 events in one page; with the payment succeeded ones, 120 in two.
+    assert sandbox.faults.request_count == 1
