@@ -175,3 +175,33 @@ def test_a_paid_invoice_is_read_from_three_events(
     assert {payload["status"] for payload in landed.values()} == {"paid"}
     # 90 events in one page; with the payment succeeded ones, 120 in two.
     assert sandbox.faults.request_count == 1
+
+
+def test_an_object_with_several_events_in_a_read_lands_once(
+    sandbox: StripeSandbox, connector: Any, st: Any
+) -> None:
+    """120 invoices paid since the last read (360 events): each lands once, paid, in two pages
+    of 100 and 20; a read resumed from the first page's cursor (a crash after it) lands the
+    other 20, nothing lost."""
+    _, cursor = st.drain(connector, "invoices", Cursor())
+    customer = sandbox.state.catalog.id("customer", 1)
+    paid = set()
+    for n in range(120):
+        sandbox.billing.create_invoice_item(
+            {"customer": customer, "currency": "usd", "unit_amount": 2_000 + n, "quantity": 1}
+        )
+        invoice = sandbox.billing.create_invoice(
+            {"customer": customer, "currency": "usd", "pending_invoice_items_behavior": "include"}
+        )
+        sandbox.billing.pay_invoice(invoice["id"], {"payment_method": "pm_card_visa"})
+        paid.add(invoice["id"])
+    pages, _ = st.drain(connector, "invoices", cursor)
+    assert [len(p.records) for p in pages] == [100, 20]
+    landed = [r for p in pages for r in p.records]
+    assert {r.id for r in landed} == paid
+    assert {r.payload["status"] for r in landed} == {"paid"}
+
+    resumed, _ = st.drain(connector, "invoices", pages[0].cursor)
+    rest = [r for p in resumed for r in p.records]
+    assert {r.id for r in rest} | {r.id for r in pages[0].records} == paid
+    assert {r.payload["status"] for r in rest} == {"paid"}

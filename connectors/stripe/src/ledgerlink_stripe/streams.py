@@ -6,7 +6,8 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
             ``limit=100`` and ``starting_after``; the time the list began is kept so that the
             following ``events`` mode replays every change made while listing.
 ``events``  ``GET /v1/events`` with ``created[gte]`` (closed start), the stream's event types,
-            oldest event first; event ids already landed at the boundary second are dropped.
+            oldest event first; event ids already landed at the boundary second are dropped,
+            and an object with several events in the read lands once, as its newest.
             Once that second is older than ``_SETTLED`` seconds, the read starts at the next
             one: a burst of events in one second is listed once, not by every read after it.
 ``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
@@ -349,11 +350,8 @@ class StripeStreamReader:
                 Cursor(cursor.value, cursor.boundary_ids, kept).with_state(),
             )
             return
-        for start in range(0, len(fresh), self.page_size):
-            chunk = fresh[start : start + self.page_size]
-            records = self._records(
-                spec, [(obj, created, deleted) for obj, created, deleted, _ in chunk], pending
-            )
+        for chunk, snapshots in self._chunks(fresh):
+            records = self._records(spec, snapshots, pending)
             fresher = {record.id for record in records}
             records = [r for r in rechecked if r.id not in fresher] + records
             rechecked = []
@@ -369,6 +367,34 @@ class StripeStreamReader:
             if pending:
                 state[key] = sorted(pending)
             yield Page(spec.stream.name, records, Cursor(value=iso(since), state=state))
+
+    def _chunks(
+        self, entries: list[tuple[JSON, int, bool, str]]
+    ) -> Iterator[tuple[list[tuple[JSON, int, bool, str]], list[tuple[JSON, int, bool]]]]:
+        """Cut a read's entries (oldest first) into pages of at most ``page_size`` objects,
+        each object only at its newest entry of the read.
+
+        An invoice paid since the last read comes as three events (created, finalized,
+        paid), each with the whole invoice: landing only the last snapshot writes it once
+        instead of three times, in a third of the pages. Each page's cursor still covers every
+        entry before it: after a crash, the read goes on from there and meets the newer entry
+        of an object whose older one it passed over.
+
+        Yields:
+            (the entries a page covers, the newest snapshots among them as
+            ``(object, created, deleted)``).
+        """
+        newest: dict[tuple[str, str], int] = {}
+        for index, (obj, _created, _deleted, _key) in enumerate(entries):
+            newest[str(obj.get("object")), str(obj.get("id"))] = index
+        start = 0
+        kept: list[tuple[JSON, int, bool]] = []
+        for index, (obj, created, deleted, _key) in enumerate(entries):
+            if newest[str(obj.get("object")), str(obj.get("id"))] == index:
+                kept.append((obj, created, deleted))
+            if len(kept) == self.page_size or index == len(entries) - 1:
+                yield entries[start : index + 1], kept
+                start, kept = index + 1, []
 
     def _recheck_pending(self, spec: StreamSpec, pending: set[str]) -> list[Record]:
         """Fetch charges still waiting for their balance transaction; land the settled ones."""
