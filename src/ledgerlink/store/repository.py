@@ -34,11 +34,14 @@ Timestamps (see :mod:`ledgerlink.store.models`): a change sets ``changed_at``; a
 also sets ``last_seen_at``; a tombstone sets ``deleted_at`` and keeps the last payload and hash.
 Landing transactions run one at a time (on SQLite the database's write lock, which
 ``BEGIN IMMEDIATE`` takes; on PostgreSQL a transaction-level advisory lock), and unless the
-caller gives a time, their records are stamped once the transaction holds that lock (on
-PostgreSQL with the server's clock, one clock for every process that lands): a landing that
-commits later never carries an earlier ``changed_at`` than one already visible. A reader that keeps what it read and asks for what changed since the newest change it saw
+caller gives a time, their records are stamped once the transaction holds that lock: a
+landing that commits later never carries an earlier ``changed_at`` than one already visible.
+A reader that keeps what it read and asks for what changed since the newest change it saw
 (:class:`ledgerlink.sync._landed.ChangedRecords`) then needs to look back only a few
-seconds, for the clock's own adjustments, not the length of the longest landing.
+seconds, for the clock's own adjustments (and, with processes on several hosts landing into
+one PostgreSQL store, the difference between their clocks), not the length of the longest
+landing. The stamp is the process's own clock, as the cycle's ``now`` that matching compares
+it with.
 
 :meth:`Store.land_page` lands a page and saves its cursor in one transaction: a crash or an
 error leaves both as they were, so a page is never skipped nor half applied.
@@ -626,9 +629,8 @@ class Store:
 
         Landing transactions hold the lock until they commit, so they commit in the order
         they took it. SQLite's ``BEGIN IMMEDIATE`` (how :attr:`_write_engine` begins) took the
-        database's write lock already; PostgreSQL takes a transaction-level advisory lock and
-        reads its own clock, one clock for every process that lands. Must be the first thing a
-        landing transaction does, before it writes.
+        database's write lock already; PostgreSQL takes a transaction-level advisory lock. Must
+        be the first thing a landing transaction does, before it writes.
 
         Args:
             conn: a connection of :attr:`_write_engine`, in the landing transaction.
@@ -639,11 +641,7 @@ class Store:
             ``now``, or the time the lock was taken (timezone-aware UTC).
         """
         if self.dialect == "postgresql":
-            taken = conn.execute(
-                text("SELECT pg_advisory_xact_lock(:key), clock_timestamp()"),
-                {"key": _LANDING_LOCK},
-            ).one()[1]
-            return now if now is not None else taken.astimezone(UTC)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LANDING_LOCK})
         return now if now is not None else datetime.now(UTC)
 
     def _refresh_statistics(self, inserted: int) -> None:
