@@ -148,15 +148,12 @@ def test_unknown_stream_is_a_configuration_error(connector: Any) -> None:
         connector.read("leads", Cursor())
 
 
-def test_a_paid_invoice_is_read_from_three_events(
-    sandbox: StripeSandbox, connector: Any, st: Any
-) -> None:
-    """Paid invoices land paid from their created, finalized and paid events: the payment
-    succeeded event that comes with each paid one (the same invoice) is not listed."""
-    _, cursor = st.drain(connector, "invoices", Cursor())
-    customer = sandbox.state.catalog.id("customer", 0)
-    paid = []
-    for n in range(30):
+def _pay_new_invoices(sandbox: StripeSandbox, count: int) -> set[str]:
+    """Invoice a customer ``count`` times and pay each invoice, as Stripe's billing would;
+    the invoices' ids."""
+    customer = sandbox.state.catalog.id("customer", 1)
+    paid = set()
+    for n in range(count):
         sandbox.billing.create_invoice_item(
             {"customer": customer, "currency": "usd", "unit_amount": 1_000 + n, "quantity": 1}
         )
@@ -164,7 +161,17 @@ def test_a_paid_invoice_is_read_from_three_events(
             {"customer": customer, "currency": "usd", "pending_invoice_items_behavior": "include"}
         )
         sandbox.billing.pay_invoice(invoice["id"], {"payment_method": "pm_card_visa"})
-        paid.append(invoice["id"])
+        paid.add(invoice["id"])
+    return paid
+
+
+def test_a_paid_invoice_is_read_from_three_events(
+    sandbox: StripeSandbox, connector: Any, st: Any
+) -> None:
+    """Paid invoices land paid from their created, finalized and paid events: the payment
+    succeeded event that comes with each paid one (the same invoice) is not listed."""
+    _, cursor = st.drain(connector, "invoices", Cursor())
+    paid = _pay_new_invoices(sandbox, 30)
     with _http(sandbox) as http:
         listed = http.get("/v1/events", params={"type": "invoice.*", "limit": 100}).json()
     assert {e["type"] for e in listed["data"]} >= {"invoice.paid", "invoice.payment_succeeded"}
@@ -184,17 +191,7 @@ def test_an_object_with_several_events_in_a_read_lands_once(
     of 100 and 20; a read resumed from the first page's cursor (a crash after it) lands the
     other 20, nothing lost."""
     _, cursor = st.drain(connector, "invoices", Cursor())
-    customer = sandbox.state.catalog.id("customer", 1)
-    paid = set()
-    for n in range(120):
-        sandbox.billing.create_invoice_item(
-            {"customer": customer, "currency": "usd", "unit_amount": 2_000 + n, "quantity": 1}
-        )
-        invoice = sandbox.billing.create_invoice(
-            {"customer": customer, "currency": "usd", "pending_invoice_items_behavior": "include"}
-        )
-        sandbox.billing.pay_invoice(invoice["id"], {"payment_method": "pm_card_visa"})
-        paid.add(invoice["id"])
+    paid = _pay_new_invoices(sandbox, 120)
     pages, _ = st.drain(connector, "invoices", cursor)
     assert [len(p.records) for p in pages] == [100, 20]
     landed = [r for p in pages for r in p.records]
