@@ -128,18 +128,28 @@ def _same_as_fresh(store: Store, kept: KeptLedgerWorld) -> int:
     return kept.reread
 
 
-def test_the_kept_world_follows_every_change(store: Store) -> None:
-    """After each kind of change the kept world equals a fresh read, reading only the change."""
-    at = NOW
-    store.land("stripe", [_invoice(n) for n in range(30)], now=at)
+def _land_books(store: Store, invoices: int, *records: Record) -> None:
+    """Land ``invoices`` Stripe invoices and the QuickBooks clearing account and item they
+    post with (and ``records``), at :data:`NOW`."""
+    store.land("stripe", [_invoice(n) for n in range(invoices)], now=NOW)
     store.land(
         "quickbooks",
         [
             _quickbooks("Account", "1", {"Name": "Stripe Clearing"}),
             _quickbooks("Item", "7", {"Name": "Plan"}),
-            _quickbooks("Customer", "58", {"DisplayName": "Acme", "CurrencyRef": {"value": "USD"}}),
+            *records,
         ],
-        now=at,
+        now=NOW,
+    )
+
+
+def test_the_kept_world_follows_every_change(store: Store) -> None:
+    """After each kind of change the kept world equals a fresh read, reading only the change."""
+    at = NOW
+    _land_books(
+        store,
+        30,
+        _quickbooks("Customer", "58", {"DisplayName": "Acme", "CurrencyRef": {"value": "USD"}}),
     )
     _queue(store, *(_row(f"in_{n:04d}") for n in range(30)))
     kept = KeptLedgerWorld()
@@ -219,15 +229,7 @@ def test_only_a_name_resolving_to_another_id_compares_posted_documents_again(
     a kept plan does not walk every document again for it (it did, pass after pass, while
     the first cycle's items and accounts came in)."""
     at = NOW
-    store.land("stripe", [_invoice(n) for n in range(3)], now=at)
-    store.land(
-        "quickbooks",
-        [
-            _quickbooks("Account", "1", {"Name": "Stripe Clearing"}),
-            _quickbooks("Item", "7", {"Name": "Plan"}),
-        ],
-        now=at,
-    )
+    _land_books(store, 3)
     kept = KeptLedgerWorld()
     _same_as_fresh(store, kept)
     references = kept.world.references
