@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from ledgerlink.store import Store
 from ledgerlink.store.models import CustomerLink
-from ledgerlink.sync._landed import read_links
+from ledgerlink.sync._landed import PassLinks, read_links
 
 LINK = CustomerLink.__table__  # type: ignore[attr-defined]
 
@@ -57,3 +57,24 @@ def test_links_are_read_in_the_callers_transaction(store: Store, link_customer: 
         assert [r[2] for r in read_links(conn)] == ["001A", "cus_1"]  # its own write, unsaved
         conn.rollback()
         assert [r[2] for r in read_links(conn)] == ["001A"]
+
+
+def test_the_plans_after_a_push_read_the_links_it_made(store: Store, link_customer: Any) -> None:
+    link_customer(("salesforce", "Account", "001A"))
+    link_customer(("quickbooks", "Customer", "58"), customer="cust-2", name="Globex")
+    with store.engine.connect() as conn:
+        before = PassLinks.read(conn)
+    with store.engine.connect() as conn:
+        assert before.since(conn) == before  # nothing linked since: the same rows
+    # The push links the records it created (method ``created``), one of them pending review.
+    link_customer(("stripe", "customers", "cus_new"), customer="cust-2", name="Globex")
+    link_customer(("quickbooks", "Customer", "59"), customer="cust-1", name="Acme")
+    with store.engine.begin() as conn:
+        conn.execute(update(LINK).where(LINK.c.external_id == "59").values(status="review"))
+    with store.engine.connect() as conn:
+        after = before.since(conn)
+        fresh = PassLinks.read(conn)
+        assert after.rows == fresh.rows  # as a read of every link would give
+        assert after.highest == fresh.highest
+        assert [r[2] for r in after.rows] == ["001A", "58", "cus_new"]
+        assert after.since(conn) == after

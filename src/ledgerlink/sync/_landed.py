@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
@@ -47,6 +47,7 @@ __all__ = [
     "LinkRow",
     "MappedRecord",
     "MappedRecords",
+    "PassLinks",
     "PaymentFacts",
     "read_links",
     "read_mapped",
@@ -564,19 +565,58 @@ class MappedRecords:
         return self._names
 
 
+_LINK = CustomerLink.__table__  # type: ignore[attr-defined]
+
+
+def _linked(conn: Connection, *where: Any) -> list[tuple[Any, ...]]:
+    """(system, object, external id, customer id, link id) of the linked records matching
+    ``where``, in the order the links were made."""
+    columns = (_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
+    statement = (
+        select(*columns, _LINK.c.id)
+        .where(_LINK.c.status == LinkStatus.LINKED.value, *where)
+        .order_by(_LINK.c.id)
+    )
+    return driver_rows(conn, statement)
+
+
 def read_links(conn: Connection) -> list[LinkRow]:
     """Every linked record and its customer, in the order the links were made.
 
     The customer, quotes and ledger planners each need them; one plan reads them once
     (:func:`ledgerlink.sync.cycle.plan_all`) and hands the same rows to each.
     """
-    link = CustomerLink.__table__  # type: ignore[attr-defined]
-    statement = (
-        select(link.c.system, link.c.object, link.c.external_id, link.c.customer_id)
-        .where(link.c.status == LinkStatus.LINKED.value)
-        .order_by(link.c.id)
-    )
-    return cast("list[LinkRow]", driver_rows(conn, statement))
+    return PassLinks.read(conn).rows
+
+
+@dataclass(frozen=True)
+class PassLinks:
+    """The links one pass's plans read: every linked record (:func:`read_links`) and the
+    highest link id among them, so that the plans made after the pass's push read only the
+    links made since (:meth:`since`)."""
+
+    rows: list[LinkRow]
+    highest: int
+
+    @classmethod
+    def read(cls, conn: Connection) -> PassLinks:
+        """Every linked record, in the order the links were made."""
+        found = _linked(conn)
+        return cls([row[:4] for row in found], found[-1][4] if found else 0)
+
+    def since(self, conn: Connection) -> PassLinks:
+        """These links and the links made after them (a read of the links above
+        :attr:`highest`, not of every link).
+
+        For the plans that follow a pass's push: the push links the records it created (it
+        only ever adds links), and matching, the other writer of links, does not run in
+        between. A person's change to an existing link meanwhile (``ledgerlink conflicts``)
+        is read by the next pass's plan, as the records landed meanwhile are.
+        """
+        found = _linked(conn, _LINK.c.id > self.highest)
+        if not found:
+            return self
+        return PassLinks([*self.rows, *(row[:4] for row in found)], found[-1][4])
 
 
 def read_mapped(

@@ -30,7 +30,7 @@ from ledgerlink.mapping.loader import MappingSet
 from ledgerlink.matching.persist import Matcher, MatchSummary, run_matching
 from ledgerlink.store.models import CustomerLink, LinkStatus, Quarantine
 from ledgerlink.store.repository import Store
-from ledgerlink.sync._landed import read_links
+from ledgerlink.sync._landed import PassLinks
 from ledgerlink.sync._ledger_world import KeptLedgerWorld
 from ledgerlink.sync.engine import StreamResult, pull
 from ledgerlink.sync.ledger import TARGET as LEDGER_TARGET
@@ -239,6 +239,8 @@ class PlanReports:
     plan: PlanReport
     quotes: QuotePlanReport
     ledger: LedgerPlanReport
+    links: PassLinks = field(default_factory=lambda: PassLinks([], 0))
+    """The links the three plans read (the plans after the push read the ones made since)."""
 
 
 def ledger_options(config: LedgerlinkConfig | None) -> LedgerOptions:
@@ -272,7 +274,8 @@ def plan_all(
     handed to the three (matching, which changes them, does not run in between).
     """
     with store.engine.connect() as conn:
-        links = read_links(conn)
+        read = PassLinks.read(conn)
+    links = read.rows
     customers = plan(store, mappings, now=now, dry_run=dry_run, mapped=mapped, links=links)
     return PlanReports(
         plan=customers,
@@ -289,6 +292,7 @@ def plan_all(
             links=links,
             sending=quickbooks_customer_updates(customers),
         ),
+        links=read,
     )
 
 
@@ -404,11 +408,12 @@ def _run_cycle(
     if not dry_run:
         for name, connector in connectors.items():
             _push(store, connector, report, progress, name)
-        _follow_up_ledger(
+        links = _follow_up_ledger(
             store,
             connectors,
             mappings,
             report,
+            planned.links,
             clock=clock,
             now=now,
             ledger=ledger,
@@ -420,6 +425,7 @@ def _run_cycle(
             connectors,
             mappings,
             report,
+            links,
             clock=clock,
             now=now,
             cache=cache,
@@ -495,13 +501,14 @@ def _follow_up_ledger(
     connectors: Mapping[str, Connector],
     mappings: MappingSet,
     report: CycleReport,
+    links: PassLinks,
     *,
     clock: _StageClock,
     now: datetime,
     ledger: LedgerOptions | None,
     cache: CycleCache | None,
     progress: CycleProgress | None,
-) -> None:
+) -> PassLinks:
     """Plan and push the ledger again while the push settled documents that waited on it.
 
     A document waits for its customer's QuickBooks customer (the customer planner creates it),
@@ -510,11 +517,12 @@ def _follow_up_ledger(
     the links: a ledger plan right after it posts the waiting documents in this cycle instead
     of the next, and what they settle in turn (an invoice's payment) in the next round, up to
     :data:`FOLLOW_UP_ROUNDS` (with a kept world each looks only at the documents the sends
-    woke).
+    woke). Each round reads the links the pushes made since ``links`` (the pass's plans'),
+    and returns the links the last round read.
     """
     connector = connectors.get(LEDGER_TARGET)
     if connector is None or report.ledger is None:
-        return
+        return links
     sent = any(p.target == LEDGER_TARGET and p.done for p in report.pushes)
     created = report.plan is not None and any(
         op.target == LEDGER_TARGET and op.object == "Customer" and op.action == WriteAction.CREATE
@@ -525,14 +533,14 @@ def _follow_up_ledger(
     while sent and waiting and len(report.ledger_follow_ups) < FOLLOW_UP_ROUNDS:
         clock.start("plan")
         with store.engine.connect() as conn:
-            links = read_links(conn)
+            links = links.since(conn)
         last = plan_ledger(
             store,
             mappings,
             now=now,
             options=ledger,
             kept=None if cache is None else cache.ledger,
-            links=links,
+            links=links.rows,
             landed=False,
             sending=quickbooks_customer_updates(report.plan),
         )
@@ -541,7 +549,7 @@ def _follow_up_ledger(
         if progress is not None:
             progress("plan", "ledger follow-up", last.queued)
         if not last.queued:
-            return
+            return links
         pushed = _push(store, connector, report, progress, f"{LEDGER_TARGET} (follow-up)")
         # Another round only when this one created what documents wait on (a payment on an
         # invoice, a document on an item or a customer in its currency): what still waits on
@@ -550,6 +558,7 @@ def _follow_up_ledger(
             d.action == WriteAction.CREATE and d.object in _SETTLING_OBJECTS for d in last.documents
         )
         sent, waiting = bool(pushed.done), last.waiting_on_sends if settling else 0
+    return links
 
 
 def _follow_up_customers(
@@ -557,6 +566,7 @@ def _follow_up_customers(
     connectors: Mapping[str, Connector],
     mappings: MappingSet,
     report: CycleReport,
+    links: PassLinks,
     *,
     clock: _StageClock,
     now: datetime,
@@ -579,13 +589,13 @@ def _follow_up_customers(
         return
     clock.start("plan")
     with store.engine.connect() as conn:
-        links = read_links(conn)
+        links = links.since(conn)
     follow_up = plan(
         store,
         mappings,
         now=now,
         mapped=None if cache is None else cache.mapped,
-        links=links,
+        links=links.rows,
         landed=False,
     )
     report.customer_follow_up = follow_up
