@@ -1328,11 +1328,12 @@ def _currency_copies(conn: Connection) -> set[PartyRef]:
     # The status is checked here, not in the query: SQLite, without statistics, would take
     # the status index and walk every done row of the outbox (every document the ledger ever
     # posted) rather than the few rows of this entity kind.
-    rows = conn.execute(
+    rows = driver_rows(
+        conn,
         select(_OUTBOX.c.object, _OUTBOX.c.remote_id, _OUTBOX.c.status).where(
             _OUTBOX.c.entity_kind == CUSTOMER_ENTITY,
             _OUTBOX.c.remote_id.is_not(None),
-        )
+        ),
     )
     return {
         PartyRef("quickbooks", obj, str(remote)) for obj, remote, status in rows if status == "done"

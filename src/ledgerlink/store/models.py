@@ -272,6 +272,10 @@ class Outbox(SQLModel, table=True):
         UniqueConstraint("idempotency_key", name="uq_outbox_idempotency_key"),
         Index("ix_outbox_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_outbox_entity", "entity_kind", "entity_id"),
+        # A plan's read of every create of its kind, and of the updates a target refused,
+        # without walking every update ever sent (they grow with each cycle, the creates
+        # with the customers).
+        Index("ix_outbox_kind_action", "entity_kind", "action", "status"),
         # The rows still to push, by target: what the push worker scans.
         Index(
             "ix_outbox_open",

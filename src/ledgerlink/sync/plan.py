@@ -900,43 +900,48 @@ def _field_since(
     )
 
 
+_CREATES = select(
+    _OUTBOX.c.entity_kind,
+    _OUTBOX.c.target,
+    _OUTBOX.c.object,
+    _OUTBOX.c.entity_id,
+    _OUTBOX.c.status,
+    _OUTBOX.c.remote_id,
+    _OUTBOX.c.last_error,
+).where(
+    _OUTBOX.c.entity_kind.in_((PLAN_ENTITY, CUSTOMER_ENTITY)),
+    _OUTBOX.c.action == WriteAction.CREATE.value,
+)
+"""Every create of the customer planner and of the ledger's customers, each plan (the
+``ix_outbox_kind_action`` index holds them apart from the updates, which grow each cycle)."""
+
+_REFUSED = select(_OUTBOX.c.target, _OUTBOX.c.object, _OUTBOX.c.remote_id, _OUTBOX.c.payload).where(
+    _OUTBOX.c.entity_kind == PLAN_ENTITY,
+    _OUTBOX.c.action == WriteAction.UPDATE.value,
+    _OUTBOX.c.status == OutboxStatus.FAILED.value,
+)
+"""The customer updates a target refused."""
+
+
 def _load_outbox(conn: Connection, world: _World) -> None:
-    rows = conn.execute(
-        select(
-            _OUTBOX.c.entity_kind,
-            _OUTBOX.c.target,
-            _OUTBOX.c.object,
-            _OUTBOX.c.entity_id,
-            _OUTBOX.c.status,
-            _OUTBOX.c.remote_id,
-            _OUTBOX.c.last_error,
-        ).where(
-            _OUTBOX.c.entity_kind.in_((PLAN_ENTITY, CUSTOMER_ENTITY)),
-            _OUTBOX.c.action == WriteAction.CREATE.value,
-        )
-    )
-    for row in rows:
-        if row.entity_kind == CUSTOMER_ENTITY:
+    done = OutboxStatus.DONE.value
+    open_ = (OutboxStatus.PENDING.value, OutboxStatus.IN_FLIGHT.value)
+    failed = OutboxStatus.FAILED.value
+    # As the driver gives the rows (text only): thousands a plan.
+    for kind, target, obj, entity_id, status, remote_id, last_error in driver_rows(conn, _CREATES):
+        if kind == CUSTOMER_ENTITY:
             # The ledger's customer in another currency (``JPY:<customer id>``).
-            if row.status == OutboxStatus.DONE.value and row.remote_id:
-                world.copies.add((row.target, row.object, row.remote_id))
+            if status == done and remote_id:
+                world.copies.add((target, obj, remote_id))
             continue
-        key = (row.entity_id, row.target, row.object)
-        if row.status == OutboxStatus.DONE.value and row.remote_id:
-            world.created[key] = row.remote_id
-        elif row.status in (OutboxStatus.PENDING.value, OutboxStatus.IN_FLIGHT.value):
+        key = (entity_id, target, obj)
+        if status == done and remote_id:
+            world.created[key] = remote_id
+        elif status in open_:
             world.open_creates.add(key)
-        elif row.status == OutboxStatus.FAILED.value and DUPLICATE_NAME_CODE in (
-            row.last_error or ""
-        ):
+        elif status == failed and DUPLICATE_NAME_CODE in (last_error or ""):
             world.refused_names[key] += 1
-    for row in conn.execute(
-        select(_OUTBOX.c.target, _OUTBOX.c.object, _OUTBOX.c.remote_id, _OUTBOX.c.payload).where(
-            _OUTBOX.c.entity_kind == PLAN_ENTITY,
-            _OUTBOX.c.action == WriteAction.UPDATE.value,
-            _OUTBOX.c.status == OutboxStatus.FAILED.value,
-        )
-    ):
+    for row in conn.execute(_REFUSED):
         ref = f"{row.target}:{row.object}:{row.remote_id}"
         world.refused.setdefault(ref, []).append(row.payload or {})
 
