@@ -20,7 +20,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import update
+from sqlalchemy import func, insert, select, update
 
 from ledgerlink.connector.protocol import Record, WriteAction, WriteOp
 from ledgerlink.mapping import MappingSet, load_mappings
@@ -478,3 +478,43 @@ def test_the_open_ids_a_kept_plan_walks_are_every_landed_object_not_final(
             every = (k.keys() for k in landed.values())
             assert final.open_in(kind.keys(), every) == {i for i in kind if i not in final}
         assert len(final) == len(set(final))
+
+
+def test_a_row_that_commits_after_a_higher_one_is_read(store: Store) -> None:
+    """A plan takes its rows' ids before it commits: a row with a lower id than one the kept
+    world read can become visible later. Within the lookback it is read, once; the rows of the
+    window it read already are not read again."""
+    _land_books(store, 6)
+    _queue(store, *(_row(f"in_{n:04d}") for n in range(4)))
+    kept = KeptLedgerWorld()
+    _same_as_fresh(store, kept)
+    # Another plan's rows: one holding a high id commits first, a lower one after it.
+    with store.engine.begin() as conn:
+        low = int(conn.execute(select(func.max(OUTBOX.c.id))).scalar_one()) + 1
+        conn.execute(insert(OUTBOX), [_raw(_row("in_0005"), low + 50)])
+    _same_as_fresh(store, kept)
+    with store.engine.begin() as conn:
+        conn.execute(insert(OUTBOX), [_raw(_row("in_0004"), low)])
+    assert _same_as_fresh(store, kept) == 1  # the late row alone
+    assert ("ledger", "in_0004", "Invoice") in kept.world.rows
+    assert _same_as_fresh(store, kept) == 0  # and not again
+
+
+def _raw(write: PlannedWrite, row_id: int) -> dict[str, Any]:
+    """``write`` as the outbox row a plan inserts, with the id its transaction took."""
+    op = write.op
+    return {
+        "id": row_id,
+        "target": write.target,
+        "object": op.object,
+        "action": op.action.value,
+        "payload": dict(op.payload),
+        "idempotency_key": op.idempotency_key,
+        "entity_kind": write.entity_kind,
+        "entity_id": write.entity_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": NOW,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
