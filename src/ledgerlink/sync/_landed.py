@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection
@@ -568,16 +568,23 @@ class MappedRecords:
 _LINK = CustomerLink.__table__  # type: ignore[attr-defined]
 
 
-def _linked(conn: Connection, *where: Any) -> list[tuple[Any, ...]]:
-    """(system, object, external id, customer id, link id) of the linked records matching
-    ``where``, in the order the links were made."""
-    columns = (_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
+def _linked(conn: Connection, above: int = 0) -> tuple[list[LinkRow], int]:
+    """The linked records whose link id is above ``above``, in the order the links were made,
+    and the highest link id then (the rows' snapshot: it is read first, and only rows up to it
+    are read, as a statement on PostgreSQL sees the commits made before it began)."""
+    highest = conn.execute(select(func.max(_LINK.c.id))).scalar_one() or 0
+    if highest <= above:
+        return [], above
     statement = (
-        select(*columns, _LINK.c.id)
-        .where(_LINK.c.status == LinkStatus.LINKED.value, *where)
+        select(_LINK.c.system, _LINK.c.object, _LINK.c.external_id, _LINK.c.customer_id)
+        .where(
+            _LINK.c.status == LinkStatus.LINKED.value,
+            _LINK.c.id > above,
+            _LINK.c.id <= highest,
+        )
         .order_by(_LINK.c.id)
     )
-    return driver_rows(conn, statement)
+    return cast("list[LinkRow]", driver_rows(conn, statement)), highest
 
 
 def read_links(conn: Connection) -> list[LinkRow]:
@@ -592,8 +599,8 @@ def read_links(conn: Connection) -> list[LinkRow]:
 @dataclass(frozen=True)
 class PassLinks:
     """The links one pass's plans read: every linked record (:func:`read_links`) and the
-    highest link id among them, so that the plans made after the pass's push read only the
-    links made since (:meth:`since`)."""
+    highest link id then, so that the plans made after the pass's push read only the links
+    made since (:meth:`since`)."""
 
     rows: list[LinkRow]
     highest: int
@@ -601,8 +608,7 @@ class PassLinks:
     @classmethod
     def read(cls, conn: Connection) -> PassLinks:
         """Every linked record, in the order the links were made."""
-        found = _linked(conn)
-        return cls([row[:4] for row in found], found[-1][4] if found else 0)
+        return cls(*_linked(conn))
 
     def since(self, conn: Connection) -> PassLinks:
         """These links and the links made after them (a read of the links above
@@ -613,10 +619,10 @@ class PassLinks:
         between. A person's change to an existing link meanwhile (``ledgerlink conflicts``)
         is read by the next pass's plan, as the records landed meanwhile are.
         """
-        found = _linked(conn, _LINK.c.id > self.highest)
-        if not found:
+        rows, highest = _linked(conn, self.highest)
+        if highest == self.highest:
             return self
-        return PassLinks([*self.rows, *(row[:4] for row in found)], found[-1][4])
+        return PassLinks([*self.rows, *rows], highest)
 
 
 def read_mapped(
