@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from ledgerlink.domain.entities import Payment, PaymentStatus, SourceRef
+import pytest
+
+from ledgerlink.domain.entities import (
+    Interval,
+    Payment,
+    PaymentStatus,
+    SourceRef,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+)
 from ledgerlink.domain.money import Money
-from ledgerlink.sync._hub import Billing, hub_values
+from ledgerlink.sync import _hub
+from ledgerlink.sync._hub import Billing, KeptMrr, hub_values
 from ledgerlink.sync._landed import PaymentFacts
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
@@ -43,3 +55,57 @@ def test_a_failed_payment_is_not_the_last_payment() -> None:
     """Only succeeded payments count."""
     failed = _payment("150", 9_000, 18, status=PaymentStatus.FAILED)
     assert _last_payment(_payment("131", 12_000, 3), failed) == "2026-03-03"
+
+
+def _subscription(amount: int, *, started: datetime) -> Subscription:
+    return Subscription(
+        source=SourceRef(system="stripe", object="subscriptions", id="sub_1"),
+        party=SourceRef(system="stripe", object="customers", id="cus_1"),
+        status=SubscriptionStatus.ACTIVE,
+        currency="USD",
+        items=(SubscriptionItem(unit_price=Money(amount, "USD"), interval=Interval.MONTH),),
+        started_at=started,
+        current_period_start=started,
+    )
+
+
+def _mrr_of(kept: KeptMrr, subscription: Subscription, now: datetime, **billing: Any) -> object:
+    values = hub_values(
+        "cust-1",
+        {},
+        Billing(subscriptions=[subscription], **billing),
+        has_billing_record=True,
+        currency="USD",
+        now=now,
+        kept_mrr=kept,
+    ).values
+    return values["mrr"]
+
+
+def test_a_kept_mrr_is_measured_again_when_a_subscription_or_the_month_moves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    measured: list[str] = []
+    real = _hub._mrr
+
+    def counting(customer_id: str, subscriptions: Any, now: datetime) -> Any:
+        measured.append(now.strftime("%Y-%m"))
+        return real(customer_id, subscriptions, now)
+
+    monkeypatch.setattr(_hub, "_mrr", counting)
+    kept = KeptMrr()
+    start = datetime(2026, 1, 10, tzinfo=UTC)
+    basic = _subscription(5000, started=start)
+    now = datetime(2026, 3, 5, tzinfo=UTC)
+    assert _mrr_of(kept, basic, now) == 50
+    # A new invoice or payment of the customer: the same subscription, measured once.
+    paid = _payment("py_1", 5000, 4)
+    assert _mrr_of(kept, basic, now, payments=[paid]) == 50
+    assert measured == ["2026-03"]
+    # The subscription's record changed (an upgrade): a new object, measured again.
+    upgraded = _subscription(9000, started=start)
+    assert _mrr_of(kept, upgraded, now) == 90
+    assert measured == ["2026-03", "2026-03"]
+    # The same subscription in the next month: measured again.
+    assert _mrr_of(kept, upgraded, datetime(2026, 4, 1, tzinfo=UTC)) == 90
+    assert measured == ["2026-03", "2026-03", "2026-04"]

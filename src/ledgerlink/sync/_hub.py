@@ -47,6 +47,7 @@ __all__ = [
     "LEDGER_SYSTEMS",
     "Billing",
     "HubValues",
+    "KeptMrr",
     "group_billing",
     "hub_values",
     "money_value",
@@ -153,6 +154,40 @@ def _mrr(
     return {currency: amount for (_c, currency), amount in measured.by_customer().items()}
 
 
+class KeptMrr:
+    """Each customer's MRR by currency as last measured, kept while its subscriptions are the
+    same objects in the same month.
+
+    A long-running planner keeps one mapped entity per landed subscription until the record
+    changes (:class:`~ledgerlink.sync._landed.MappedRecords`), so the objects tell whether the
+    subscriptions moved: a customer whose invoices or payments alone changed (a new invoice,
+    the ledger's QuickBooks copy of it landing back) has its hub values computed again without
+    measuring its MRR again. The subscriptions are held here, so no other object can take
+    their identity while they are kept.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[str, tuple[tuple[Subscription, ...], Month, dict[str, Money]]] = {}
+
+    def __call__(
+        self, customer_id: str, subscriptions: Sequence[Subscription], now: datetime
+    ) -> dict[str, Money]:
+        """The customer's MRR by currency in ``now``'s month (see :func:`_mrr`)."""
+        month = Month.of(now)
+        mine = tuple(subscriptions)
+        kept = self._kept.get(customer_id)
+        if (
+            kept is not None
+            and kept[1] == month
+            and len(kept[0]) == len(mine)
+            and all(a is b for a, b in zip(kept[0], mine, strict=True))
+        ):
+            return kept[2]
+        measured = _mrr(customer_id, mine, now)
+        self._kept[customer_id] = (mine, month, measured)
+        return measured
+
+
 def hub_values(
     customer_id: str,
     ids: Mapping[str, str | None],
@@ -161,6 +196,7 @@ def hub_values(
     has_billing_record: bool,
     currency: str | None,
     now: datetime,
+    kept_mrr: KeptMrr | None = None,
 ) -> HubValues:
     """Compute the ``hub.*`` values of one customer.
 
@@ -171,6 +207,8 @@ def hub_values(
         has_billing_record: the customer has a record in a billing system (Stripe).
         currency: the currency of the customer's CRM account, to choose among several.
         now: the time of the plan (MRR of its month).
+        kept_mrr: the MRR measured before, kept by a long-running planner (None measures
+            it).
 
     Returns:
         The values (None where there is nothing to say) and notes.
@@ -188,7 +226,7 @@ def hub_values(
     values["open_balance"] = None if balance is None else money_value(balance)
     if has_billing_record:
         values["billing_status"] = _billing_status(billing.subscriptions)
-        totals = _mrr(customer_id, billing.subscriptions, now)
+        totals = (kept_mrr or _mrr)(customer_id, billing.subscriptions, now)
         if not totals:
             values["mrr"] = values["arr"] = 0
         else:

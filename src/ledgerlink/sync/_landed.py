@@ -393,6 +393,8 @@ class MappedRecords:
         """What the last stored plan read besides the records (the planner's own snapshot)."""
         self.taken: Any = None
         """The names landed records hold, kept by the planner between plans."""
+        self.mrr: Any = None
+        """The customers' MRR as last measured (:class:`~ledgerlink.sync._hub.KeptMrr`)."""
         self._lock = threading.Lock()
         self.reread = 0
         """Records read and mapped by the last refresh."""
@@ -431,7 +433,7 @@ class MappedRecords:
                 self.unplanned, self.everything, self.seen = set(), True, None
                 self.rebilled, self.relanded, self._versions = set(), set(), {}
                 self.blocked, self.echoes = {}, None
-                self.taken = None
+                self.taken = self.mrr = None
             self._changes.begin()
             for system, obj in sorted(wanted):
                 for row in self._changes.rows(conn, system, obj):

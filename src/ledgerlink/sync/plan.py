@@ -85,7 +85,14 @@ from ledgerlink.store.models import (
 )
 from ledgerlink.store.repository import Store
 from ledgerlink.store.types import utcnow
-from ledgerlink.sync._hub import BILLING_SYSTEMS, Billing, HubValues, group_billing, hub_values
+from ledgerlink.sync._hub import (
+    BILLING_SYSTEMS,
+    Billing,
+    HubValues,
+    KeptMrr,
+    group_billing,
+    hub_values,
+)
 from ledgerlink.sync._landed import (
     LANDING_LOOKBACK,
     InvoiceFacts,
@@ -1127,6 +1134,8 @@ class _Planner:
         customer's own)."""
         self._computed_for: tuple[str | None, dict[str | None, HubValues]] = (None, {})
         self.echoes: _Echoes | None = None
+        self.mrr: KeptMrr | None = None
+        """The MRR measured by earlier plans (a long-running planner's)."""
         self.expected: dict[tuple[str, str, str], int] = {}
         """Record key -> its echo's fingerprint, for the updates this plan wants (with
         :attr:`echoes`)."""
@@ -1222,6 +1231,7 @@ class _Planner:
             has_billing_record=any(r.system in BILLING_SYSTEMS for r in records),
             currency=currency or self._amount_currency(customer_id, records),
             now=self.now,
+            kept_mrr=self.mrr,
         )
 
     def _shared(
@@ -1866,6 +1876,9 @@ def _plan_changed(
     world = planner.world
     inputs = _Inputs(world, mapped, planner.now)
     planner.echoes = mapped.echoes
+    if not isinstance(mapped.mrr, KeptMrr):
+        mapped.mrr = KeptMrr()
+    planner.mrr = mapped.mrr
     planner.report.echoes = world.echoes
     planned: dict[str, _Made] = {}
     replanned: list[str] = []
