@@ -233,3 +233,40 @@ def test_an_incremental_read_lists_the_cursors_own_second_only_while_it_is_recen
             assert pages[-1].cursor.state["seen"] == ["evt_1"]
     finally:
         connector.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "type_", "expected"),
+    [
+        (401, "authentication_error", AuthenticationError),
+        (404, "invalid_request_error", RecordError),
+        (400, "idempotency_error", FatalError),
+    ],
+)
+@respx.mock
+def test_a_reads_errors_map_as_a_writes_do(
+    conn: StripeConnector, status: int, type_: str, expected: type
+) -> None:
+    """A read's answer is parsed by the connector, its errors still by the SDK: each maps onto
+    the core error naming the next step, with its status."""
+    respx.get(f"{API}/v1/customers").mock(return_value=_error(status, type_))
+    with pytest.raises(expected) as raised:
+        conn.api.get("/v1/customers", {"limit": 1})
+    assert raised.value.status == status
+    assert KEY not in str(raised.value)
+
+
+@respx.mock
+def test_a_read_takes_every_json_number_stripe_may_send(conn: StripeConnector) -> None:
+    """An integer beyond 64 bits is read exactly (orjson would give an inexact float), and a
+    body that is not JSON is the SDK's error, retried."""
+    wide = 2**70 + 1
+    text = (
+        '{"object": "list", "data": [{"id": "cus_1", "n": ' + str(wide) + '}], "has_more": false}'
+    )
+    respx.get(f"{API}/v1/customers").mock(return_value=httpx.Response(200, text=text))
+    body = conn.api.get("/v1/customers")
+    assert body["data"][0]["n"] == wide
+    respx.get(f"{API}/v1/events").mock(return_value=httpx.Response(200, text="<html>oops"))
+    with pytest.raises(RetryableError):  # the SDK's "invalid response body", retried
+        conn.api.get("/v1/events")
