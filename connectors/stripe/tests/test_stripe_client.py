@@ -235,6 +235,53 @@ def test_an_incremental_read_lists_the_cursors_own_second_only_while_it_is_recen
         connector.close()
 
 
+@respx.mock
+def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_late() -> None:
+    """Stripe's lists are eventually consistent: an event can show up in a second after a read
+    listed that second. The read after it lists the second again until a read that began once
+    it settled has listed it, even when that read comes an hour later; then it moves on."""
+    since = 1_700_000_000
+    now = [since + 2]
+
+    def events_of(*ids: str) -> httpx.Response:
+        data = [
+            {
+                "id": event_id,
+                "object": "event",
+                "type": "customer.updated",
+                "created": since,
+                "data": {"object": _customer(f"cus_{event_id}")},
+            }
+            for event_id in reversed(ids)  # newest first, as Stripe lists
+        ]
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
+        )
+
+    route = respx.get(f"{API}/v1/events")
+    connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
+    try:
+        route.mock(return_value=events_of("evt_1"))
+        cursor = Cursor(state={"mode": "events", "since": since - 60, "seen": []})
+        pages = list(connector.read("customers", cursor))
+        cursor = pages[-1].cursor
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_1"]
+        assert cursor.state["since"] == since
+        # An hour later: evt_2 joined the second after that read listed it.
+        now[0] = since + 3_600
+        route.mock(return_value=events_of("evt_1", "evt_2"))
+        pages = list(connector.read("customers", cursor))
+        assert route.calls.last.request.url.params["created[gte]"] == str(since)
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_2"]
+        cursor = pages[-1].cursor
+        # That read began long after the second settled: the next one starts after it.
+        route.mock(return_value=events_of())
+        list(connector.read("customers", cursor))
+        assert route.calls.last.request.url.params["created[gte]"] == str(since + 1)
+    finally:
+        connector.close()
+
+
 @pytest.mark.parametrize(
     ("status", "type_", "expected"),
     [

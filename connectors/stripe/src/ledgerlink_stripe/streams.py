@@ -8,8 +8,10 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
 ``events``  ``GET /v1/events`` with ``created[gte]`` (closed start), the stream's event types,
             oldest event first; event ids already landed at the boundary second are dropped,
             and an object with several events in the read lands once, as its newest.
-            Once that second is older than ``_SETTLED`` seconds, the read starts at the next
-            one: a burst of events in one second is listed once, not by every read after it.
+            Once a read that began more than ``_SETTLED`` seconds after that second listed
+            it, the next read starts at the next one: a burst of events in one second is not
+            listed by every read after it, and an event that joined its second late is read
+            by the first read after it settled, however long after.
 ``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
 
 A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
@@ -45,9 +47,11 @@ _LOOKBACK = 5  # seconds re-read after a full list, for objects committed while 
 _RETENTION_MARGIN = 3600  # re-list an hour before Stripe would actually drop the events
 _SETTLED = 30
 """Seconds after which Stripe lists every object and event of a second: an incremental read
-starts at the cursor's own second (skipping its events seen by id) only while that second is
-this recent; after it, at the next second, so that a burst of events within one second is not
-listed again by every read."""
+starts at the cursor's own second (skipping its events seen by id) until a read that began
+this long after that second listed it (``state["listed"]``: when the read that left the cursor
+there began); then at the next second, so that a burst of events within one second is not
+listed again by every read, and an event that joins its second late (Stripe's lists are
+eventually consistent) is still read once it settled, whenever the next read comes."""
 _TIED_STATUSES = frozenset({"in_transit", "paid"})
 """Payout statuses whose balance transactions are settled: what Stripe paid out is final."""
 
@@ -289,6 +293,7 @@ class StripeStreamReader:
                 "mode": "created" if not spec.event_types else "events",
                 "since": since,
                 "seen": [],
+                "listed": started,
             }
             if pending:
                 final_state[key] = sorted(pending)
@@ -314,28 +319,40 @@ class StripeStreamReader:
 
     def _start(self, cursor: Cursor) -> int:
         """The first second an incremental read lists: the cursor's own (its events seen are
-        skipped by id) while late events may still join it, the next one after that."""
+        skipped by id) until a read that began after it settled listed it, the next one after
+        that. A cursor that does not say when it was listed (written before ``listed`` was
+        kept) counts as listed now."""
         since = int(cursor.state["since"])
-        return since + 1 if self.clock() - since > _SETTLED else since
+        listed = int(cursor.state.get("listed", self.clock()))
+        return since + 1 if listed - since > _SETTLED else since
 
     def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        started = int(self.clock())
         params = {"created": {"gte": self._start(cursor)}, **_event_filter(spec.event_types)}
         events = self._collect("/v1/events", params)
         entries = [
             (event["data"]["object"], int(event["created"]), _is_tombstone(event), event["id"])
             for event in events
         ]
-        yield from self._emit(spec, cursor, entries)
+        yield from self._emit(spec, cursor, entries, started)
 
     def _created(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        started = int(self.clock())
         start = self._start(cursor)
         objects = self._collect(spec.path, {"created": {"gte": start}, **dict(spec.list_params)})
         entries = [(obj, int(obj["created"]), False, obj["id"]) for obj in objects]
-        yield from self._emit(spec, cursor, entries)
+        yield from self._emit(spec, cursor, entries, started)
 
     def _emit(
-        self, spec: StreamSpec, cursor: Cursor, entries: list[tuple[JSON, int, bool, str]]
+        self,
+        spec: StreamSpec,
+        cursor: Cursor,
+        entries: list[tuple[JSON, int, bool, str]],
+        started: int,
     ) -> Iterator[Page]:
+        """Land a read's ``entries`` (oldest first) in pages; each page's cursor says the read
+        began at ``started`` (``listed``: what it listed of its newest second is all there was
+        to list of it then)."""
         since = int(cursor.state["since"])
         seen = set(cursor.state.get("seen") or ())
         key = _held_key(spec)
@@ -343,7 +360,7 @@ class StripeStreamReader:
         fresh = [entry for entry in entries if not (entry[1] == since and entry[3] in seen)]
         rechecked = self._recheck_pending(spec, pending)
         if not fresh:
-            kept = {**dict(cursor.state), key: sorted(pending) or None}
+            kept = {**dict(cursor.state), "listed": started, key: sorted(pending) or None}
             yield Page(
                 spec.stream.name,
                 rechecked,
@@ -363,6 +380,7 @@ class StripeStreamReader:
                 "mode": cursor.state["mode"],
                 "since": since,
                 "seen": sorted(seen),
+                "listed": started,
             }
             if pending:
                 state[key] = sorted(pending)
