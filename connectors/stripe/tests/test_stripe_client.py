@@ -9,6 +9,7 @@ import pytest
 import respx
 from ledgerlink_stripe.connector import StripeConnector
 from ledgerlink_stripe.settings import PINNED_API_VERSION, StripeSettings
+from ledgerlink_stripe.streams import iso
 
 from ledgerlink.connector.errors import (
     AuthenticationError,
@@ -203,13 +204,24 @@ def test_truncated_invoice_lines_are_completed(conn: StripeConnector) -> None:
 
 
 @respx.mock
-@pytest.mark.parametrize(("age", "first"), [(5, 0), (30, 0), (31, 1), (3_600, 1)])
-def test_an_incremental_read_lists_the_cursors_own_second_only_while_it_is_recent(
-    age: int, first: int
+@pytest.mark.parametrize(
+    ("age", "settled", "seen"),
+    [
+        (5, 0, [[0, "evt_1"]]),
+        (30, 0, [[0, "evt_1"]]),
+        (31, 1, []),
+        (3_600, 3_570, []),
+    ],
+)
+@pytest.mark.parametrize("written_before", [False, True])
+def test_an_incremental_read_lists_from_the_first_second_not_settled(
+    age: int, settled: int, seen: list[list[Any]], written_before: bool
 ) -> None:
-    """Events of the cursor's second may still join it for a while: it is listed again (its
-    seen events skipped by id); once it settled, the read starts at the next second, so a
-    burst of events in one second is not listed by every read after it."""
+    """A read lists from the cursor's ``since``, the first second no read begun 30 s after it
+    has listed, skipping what it landed there; then ``since`` moves to 30 s before the read
+    began, so a burst of events in one second is listed again only for those 30 s. A cursor
+    written before the window was kept (``seen``: the ids of its ``since`` second) reads the
+    same."""
     since = 1_700_000_000
     empty = {"object": "list", "data": [], "has_more": False, "url": "/v1/events"}
     events = respx.get(f"{API}/v1/events").mock(return_value=httpx.Response(200, json=empty))
@@ -224,35 +236,37 @@ def test_an_incremental_read_lists_the_cursors_own_second_only_while_it_is_recen
                 state={
                     "mode": "events" if route is events else "created",
                     "since": since,
-                    "seen": ["evt_1"],
+                    "seen": ["evt_1"] if written_before else [[since, "evt_1"]],
                 },
             )
             pages = list(connector.read(stream, cursor))
-            assert route.calls.last.request.url.params["created[gte]"] == str(since + first)
-            assert pages[-1].cursor.state["since"] == since  # nothing new: the cursor stays
-            assert pages[-1].cursor.state["seen"] == ["evt_1"]
+            assert route.calls.last.request.url.params["created[gte]"] == str(since)
+            assert [r for p in pages for r in p.records] == []
+            assert pages[-1].cursor.state["since"] == since + settled
+            assert pages[-1].cursor.state["seen"] == [[since + c, i] for c, i in seen]
     finally:
         connector.close()
 
 
 @respx.mock
 def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_late() -> None:
-    """Stripe's lists are eventually consistent: an event can show up in a second after a read
-    listed that second. The read after it lists the second again until a read that began once
-    it settled has listed it, even when that read comes an hour later; then it moves on."""
+    """Stripe's lists are eventually consistent: an event can show up in its second after a
+    read listed that second, the newest second of the read or an earlier one. The next read
+    lists every second not settled when the last read began, skipping what that read landed,
+    so it lands the late event even an hour later; then it moves on."""
     since = 1_700_000_000
-    now = [since + 2]
+    now = [since + 6]
 
-    def events_of(*ids: str) -> httpx.Response:
+    def events_of(*events: tuple[str, int]) -> httpx.Response:
         data = [
             {
                 "id": event_id,
                 "object": "event",
                 "type": "customer.updated",
-                "created": since,
+                "created": since + second,
                 "data": {"object": _customer(f"cus_{event_id}")},
             }
-            for event_id in reversed(ids)  # newest first, as Stripe lists
+            for event_id, second in sorted(events, key=lambda e: -e[1])  # newest first
         ]
         return httpx.Response(
             200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
@@ -261,23 +275,23 @@ def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_la
     route = respx.get(f"{API}/v1/events")
     connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
     try:
-        route.mock(return_value=events_of("evt_1"))
+        route.mock(return_value=events_of(("evt_1", 0), ("evt_3", 5)))
         cursor = Cursor(state={"mode": "events", "since": since - 60, "seen": []})
         pages = list(connector.read("customers", cursor))
         cursor = pages[-1].cursor
-        assert [r.id for p in pages for r in p.records] == ["cus_evt_1"]
-        assert cursor.state["since"] == since
-        # An hour later: evt_2 joined the second after that read listed it.
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_1", "cus_evt_3"]
+        assert cursor.value == iso(since + 5)
+        # An hour later: evt_2 joined the first second after that read listed it.
         now[0] = since + 3_600
-        route.mock(return_value=events_of("evt_1", "evt_2"))
+        route.mock(return_value=events_of(("evt_1", 0), ("evt_2", 0), ("evt_3", 5)))
         pages = list(connector.read("customers", cursor))
-        assert route.calls.last.request.url.params["created[gte]"] == str(since)
+        assert route.calls.last.request.url.params["created[gte]"] == str(since - 24)
         assert [r.id for p in pages for r in p.records] == ["cus_evt_2"]
         cursor = pages[-1].cursor
-        # That read began long after the second settled: the next one starts after it.
+        # That read began long after those seconds settled: the next one starts after them.
         route.mock(return_value=events_of())
         list(connector.read("customers", cursor))
-        assert route.calls.last.request.url.params["created[gte]"] == str(since + 1)
+        assert route.calls.last.request.url.params["created[gte]"] == str(since + 3_570)
     finally:
         connector.close()
 

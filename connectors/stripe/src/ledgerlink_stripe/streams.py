@@ -8,10 +8,13 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
 ``events``  ``GET /v1/events`` with ``created[gte]`` (closed start), the stream's event types,
             oldest event first; event ids already landed at the boundary second are dropped,
             and an object with several events in the read lands once, as its newest.
-            Once a read that began more than ``_SETTLED`` seconds after that second listed
-            it, the next read starts at the next one: a burst of events in one second is not
-            listed by every read after it, and an event that joined its second late is read
-            by the first read after it settled, however long after.
+            Stripe's lists are eventually consistent (an event can show up in its second a
+            little after a read listed that second), so a read starts at the first second
+            that no read begun ``_SETTLED`` seconds after it has listed yet, and skips the
+            events of the window it landed already (by id): an event that joins its second
+            late is read by the next read, however late that comes, and a burst of events
+            in one second is listed again only by the reads of the next ``_SETTLED``
+            seconds.
 ``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
 
 A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
@@ -46,12 +49,11 @@ JSON = dict[str, Any]
 _LOOKBACK = 5  # seconds re-read after a full list, for objects committed while it ran
 _RETENTION_MARGIN = 3600  # re-list an hour before Stripe would actually drop the events
 _SETTLED = 30
-"""Seconds after which Stripe lists every object and event of a second: an incremental read
-starts at the cursor's own second (skipping its events seen by id) until a read that began
-this long after that second listed it (``state["listed"]``: when the read that left the cursor
-there began); then at the next second, so that a burst of events within one second is not
-listed again by every read, and an event that joins its second late (Stripe's lists are
-eventually consistent) is still read once it settled, whenever the next read comes."""
+"""Seconds after which Stripe lists every object and event of a second. The cursor's
+``since`` is the first second no read begun this long after it has listed (every earlier
+second is complete), its ``seen`` the ids (with their second) of what was landed from
+``since`` on: a read lists from ``since`` and skips those, and its last page moves ``since``
+to this long before the read began."""
 _TIED_STATUSES = frozenset({"in_transit", "paid"})
 """Payout statuses whose balance transactions are settled: what Stripe paid out is final."""
 
@@ -293,7 +295,6 @@ class StripeStreamReader:
                 "mode": "created" if not spec.event_types else "events",
                 "since": since,
                 "seen": [],
-                "listed": started,
             }
             if pending:
                 final_state[key] = sorted(pending)
@@ -318,13 +319,8 @@ class StripeStreamReader:
         return items
 
     def _start(self, cursor: Cursor) -> int:
-        """The first second an incremental read lists: the cursor's own (its events seen are
-        skipped by id) until a read that began after it settled listed it, the next one after
-        that. A cursor that does not say when it was listed (written before ``listed`` was
-        kept) counts as listed now."""
-        since = int(cursor.state["since"])
-        listed = int(cursor.state.get("listed", self.clock()))
-        return since + 1 if listed - since > _SETTLED else since
+        """The first second an incremental read lists: the cursor's ``since``."""
+        return int(cursor.state["since"])
 
     def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
         started = int(self.clock())
@@ -350,41 +346,40 @@ class StripeStreamReader:
         entries: list[tuple[JSON, int, bool, str]],
         started: int,
     ) -> Iterator[Page]:
-        """Land a read's ``entries`` (oldest first) in pages; each page's cursor says the read
-        began at ``started`` (``listed``: what it listed of its newest second is all there was
-        to list of it then)."""
+        """Land a read's ``entries`` (oldest first, from the cursor's ``since``) in pages.
+
+        Entries landed before (``seen``) are skipped. Each page's cursor adds its entries to
+        ``seen``; the last one moves ``since`` to ``_SETTLED`` seconds before the read
+        began (``started``), every second before that being complete now, and keeps of
+        ``seen`` only what is from there on.
+        """
         since = int(cursor.state["since"])
-        seen = set(cursor.state.get("seen") or ())
+        seen = _seen(cursor.state.get("seen"), since)
         key = _held_key(spec)
         pending = set(cursor.state.get(key) or ())
-        fresh = [entry for entry in entries if not (entry[1] == since and entry[3] in seen)]
+        fresh = [entry for entry in entries if entry[3] not in seen]
         rechecked = self._recheck_pending(spec, pending)
-        if not fresh:
-            kept = {**dict(cursor.state), "listed": started, key: sorted(pending) or None}
-            yield Page(
-                spec.stream.name,
-                rechecked,
-                Cursor(cursor.value, cursor.boundary_ids, kept).with_state(),
-            )
-            return
-        for chunk, snapshots in self._chunks(fresh):
-            records = self._records(spec, snapshots, pending)
+        settled = max(since, started - _SETTLED)
+        newest = int(cursor.state.get("newest", since))
+        chunks = list(self._chunks(fresh)) or [([], [])]
+        for index, (chunk, snapshots) in enumerate(chunks):
+            records = self._records(spec, snapshots, pending) if snapshots else []
             fresher = {record.id for record in records}
             records = [r for r in rechecked if r.id not in fresher] + records
             rechecked = []
-            last = chunk[-1][1]
-            if last != since:
-                since, seen = last, set()
-            seen.update(key for _, created, _, key in chunk if created == last)
+            seen.update({entry_id: created for _, created, _, entry_id in chunk})
+            newest = max([newest, *(created for _, created, _, _ in chunk)])
+            last = index == len(chunks) - 1
+            start = settled if last else since
             state: dict[str, Any] = {
                 "mode": cursor.state["mode"],
-                "since": since,
-                "seen": sorted(seen),
-                "listed": started,
+                "since": start,
+                "seen": sorted([c, i] for i, c in seen.items() if c >= start),
+                "newest": newest,
             }
             if pending:
                 state[key] = sorted(pending)
-            yield Page(spec.stream.name, records, Cursor(value=iso(since), state=state))
+            yield Page(spec.stream.name, records, Cursor(value=iso(newest), state=state))
 
     def _chunks(
         self, entries: list[tuple[JSON, int, bool, str]]
@@ -516,6 +511,18 @@ class StripeStreamReader:
                 break
             after = body["data"][-1]["id"]
         return {**invoice, "lines": {**lines, "data": data, "has_more": False}}
+
+
+def _seen(state: Any, since: int) -> dict[str, int]:
+    """A cursor's ``seen`` as id -> second: ``[second, id]`` pairs, or (a cursor written
+    before the window was kept) the ids of its ``since`` second."""
+    seen: dict[str, int] = {}
+    for item in state or ():
+        if isinstance(item, str):
+            seen[item] = since
+        else:
+            seen[str(item[1])] = int(item[0])
+    return seen
 
 
 def _held_key(spec: StreamSpec) -> str:
