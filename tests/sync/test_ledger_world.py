@@ -34,7 +34,7 @@ from ledgerlink.sync._ledger_world import (
     load_world,
 )
 from ledgerlink.sync.ledger import plan_ledger
-from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows
+from ledgerlink.sync.outbox import PlannedWrite, cancel_row, enqueue, retry_rows, row_values
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACCOUNTS = Path(__file__).resolve().parents[2] / "mappings" / "accounts.yaml"
@@ -491,30 +491,10 @@ def test_a_row_that_commits_after_a_higher_one_is_read(store: Store) -> None:
     # Another plan's rows: one holding a high id commits first, a lower one after it.
     with store.engine.begin() as conn:
         low = int(conn.execute(select(func.max(OUTBOX.c.id))).scalar_one()) + 1
-        conn.execute(insert(OUTBOX), [_raw(_row("in_0005"), low + 50)])
+        conn.execute(insert(OUTBOX), [{**row_values(_row("in_0005"), at=NOW), "id": low + 50}])
     _same_as_fresh(store, kept)
     with store.engine.begin() as conn:
-        conn.execute(insert(OUTBOX), [_raw(_row("in_0004"), low)])
+        conn.execute(insert(OUTBOX), [{**row_values(_row("in_0004"), at=NOW), "id": low}])
     assert _same_as_fresh(store, kept) == 1  # the late row alone
     assert ("ledger", "in_0004", "Invoice") in kept.world.rows
     assert _same_as_fresh(store, kept) == 0  # and not again
-
-
-def _raw(write: PlannedWrite, row_id: int) -> dict[str, Any]:
-    """``write`` as the outbox row a plan inserts, with the id its transaction took."""
-    op = write.op
-    return {
-        "id": row_id,
-        "target": write.target,
-        "object": op.object,
-        "action": op.action.value,
-        "payload": dict(op.payload),
-        "idempotency_key": op.idempotency_key,
-        "entity_kind": write.entity_kind,
-        "entity_id": write.entity_id,
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": NOW,
-        "created_at": NOW,
-        "updated_at": NOW,
-    }

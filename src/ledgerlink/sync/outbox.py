@@ -69,6 +69,7 @@ __all__ = [
     "idempotency_key",
     "list_rows",
     "retry_rows",
+    "row_values",
 ]
 
 OUTBOX = Outbox.__table__  # type: ignore[attr-defined]
@@ -177,6 +178,26 @@ def _insert_for(dialect: str) -> Any:
     raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
 
 
+def row_values(write: PlannedWrite, *, at: datetime) -> dict[str, Any]:
+    """The outbox row :func:`enqueue` inserts for ``write`` at ``at`` (pending, no attempt)."""
+    op = write.op
+    return {
+        "target": write.target,
+        "object": op.object,
+        "action": op.action.value,
+        "payload": dict(op.payload),
+        "idempotency_key": op.idempotency_key,
+        "entity_kind": write.entity_kind,
+        "entity_id": write.entity_id,
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": at,
+        "remote_id": op.remote_id,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
 def enqueue(
     conn_or_session: Connection | Session,
     writes: Iterable[PlannedWrite],
@@ -214,24 +235,7 @@ def enqueue(
             raise ValueError(msg)
         if op.action in (WriteAction.UPDATE, WriteAction.DELETE) and not op.remote_id:
             raise ValueError(f"{op.action.value} {op.idempotency_key}: remote_id is required")
-        rows.setdefault(
-            op.idempotency_key,
-            {
-                "target": write.target,
-                "object": op.object,
-                "action": op.action.value,
-                "payload": dict(op.payload),
-                "idempotency_key": op.idempotency_key,
-                "entity_kind": write.entity_kind,
-                "entity_id": write.entity_id,
-                "status": OutboxStatus.PENDING.value,
-                "attempts": 0,
-                "next_attempt_at": at,
-                "remote_id": op.remote_id,
-                "created_at": at,
-                "updated_at": at,
-            },
-        )
+        rows.setdefault(op.idempotency_key, row_values(write, at=at))
         if len(rows) >= _ENQUEUE_CHUNK:
             inserted += _insert_rows(conn, rows)
             rows = {}
