@@ -296,6 +296,46 @@ def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_la
         connector.close()
 
 
+@respx.mock
+def test_a_long_reads_pages_keep_the_ids_of_their_newest_seconds_and_resume_exactly() -> None:
+    """A read of a long backlog lands in pages of 100 objects; a page's cursor keeps the ids of
+    its own last second only (not every id landed so far), and a read resumed from it after
+    a crash lands the rest, each object once."""
+    since = 1_700_000_000
+    events = [(f"evt_{n:03d}", 0 if n < 150 else 1) for n in range(250)]
+
+    def listed(request: httpx.Request) -> httpx.Response:
+        gte = int(request.url.params["created[gte]"])
+        data = [
+            {
+                "id": event_id,
+                "object": "event",
+                "type": "customer.updated",
+                "created": since + second,
+                "data": {"object": _customer(f"cus_{event_id}")},
+            }
+            for event_id, second in reversed(events)  # newest first, as Stripe lists
+            if since + second >= gte
+        ]
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
+        )
+
+    respx.get(f"{API}/v1/events").mock(side_effect=listed)
+    connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: since + 3_600)
+    try:
+        start = Cursor(state={"mode": "events", "since": since - 10, "seen": []})
+        pages = list(connector.read("customers", start))
+        assert [len(p.records) for p in pages] == [100, 100, 50]
+        assert [len(p.cursor.state["seen"]) for p in pages] == [100, 50, 0]
+        assert [p.cursor.state["since"] for p in pages] == [since, since + 1, since + 3_570]
+        resumed = list(connector.read("customers", pages[0].cursor))
+        landed = [r.id for p in [pages[0], *resumed] for r in p.records]
+        assert sorted(landed) == sorted(f"cus_{event_id}" for event_id, _ in events)
+    finally:
+        connector.close()
+
+
 @pytest.mark.parametrize(
     ("status", "type_", "expected"),
     [

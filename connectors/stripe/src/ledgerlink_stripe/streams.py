@@ -351,7 +351,8 @@ class StripeStreamReader:
         Entries landed before (``seen``) are skipped. Each page's cursor adds its entries to
         ``seen``; the last one moves ``since`` to ``_SETTLED`` seconds before the read
         began (``started``), every second before that being complete now, and keeps of
-        ``seen`` only what is from there on.
+        ``seen`` only what is from there on. A page before the last moves ``since`` no
+        further than its own last second.
         """
         since = int(cursor.state["since"])
         seen = _seen(cursor.state.get("seen"), since)
@@ -369,8 +370,11 @@ class StripeStreamReader:
             rechecked = []
             seen.update({entry_id: created for _, created, _, entry_id in chunk})
             newest = max([newest, *(created for _, created, _, _ in chunk)])
+            # A crash after this page resumes from here: the seconds before this page's last
+            # are landed, and those before ``settled`` complete, so a long read's pages keep
+            # only the ids of its newest seconds (not every id it landed so far).
             last = index == len(chunks) - 1
-            start = settled if last else since
+            start = settled if last else max(since, min(chunk[-1][1] if chunk else since, settled))
             state: dict[str, Any] = {
                 "mode": cursor.state["mode"],
                 "since": start,
