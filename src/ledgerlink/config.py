@@ -277,7 +277,9 @@ def load_config(path: Path | None = None, *, required: bool = False) -> Ledgerli
     data: dict[str, Any] | None = None
     if file.exists():
         try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
+            # The bytes as they are (no newline translation): the settings source reads the
+            # file again in binary, where a lone carriage return is not valid TOML.
+            data = tomllib.loads(file.read_bytes().decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(source, None, f"not valid TOML: {exc}") from exc
         except (OSError, UnicodeDecodeError) as exc:

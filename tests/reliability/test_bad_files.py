@@ -182,8 +182,21 @@ def test_config_bytes_load_or_raise_config_error(content: bytes) -> None:
         b"[connectors.stripe]\napi_key = 'file:/nonexistent/\x00secret'\n",
         b"[[database]]\nurl = 1\n",
         b"a = [" * 2000,
+        b"\r",
+        b"[sync]\rinterval_seconds = 5\r",
     ],
-    ids=["utf16", "scheme", "huge-float", "huge-int", "env-missing", "nul-in-path", "aot", "deep"],
+    ids=[
+        "utf16",
+        "scheme",
+        "huge-float",
+        "huge-int",
+        "env-missing",
+        "nul-in-path",
+        "aot",
+        "deep",
+        "lone-cr",
+        "cr-lines",
+    ],
 )
 def test_bad_config_exits_2_with_one_line(
     tmp_path: Path,
