@@ -45,8 +45,10 @@ def json_loads(text: str | bytes) -> Any:
     """Parse a JSON column's text: orjson (about four times the standard library's speed).
 
     Planning and matching read every landed payload of what they cover; parsing is most of
-    that read. What orjson refuses and the standard library reads (integers beyond 64 bits,
-    ``NaN``) falls back to the standard library, so every stored text reads as it did.
+    that read. What orjson refuses and the standard library reads (``NaN``, ``Infinity``)
+    falls back to the standard library. An integer beyond 64 bits, which no vendor sends, is
+    the exception: orjson reads it as a float (inexact beyond 2**53) where the standard
+    library gives the integer; the stored text keeps it exactly.
     """
     try:
         return orjson.loads(text)
