@@ -297,6 +297,53 @@ def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_la
 
 
 @respx.mock
+def test_the_reads_right_after_a_burst_list_only_what_is_newer() -> None:
+    """Within a minute of the window's first second, a read lists only what is newer than the
+    seconds landed whole, not the burst again; the first read after that lists the whole
+    window again, and lands an event that joined the burst's second late."""
+    since = 1_700_000_000
+    now = [since + 10]
+    events = [("evt_1", 0), ("evt_4", 8)]
+
+    def listed(request: httpx.Request) -> httpx.Response:
+        gte = int(request.url.params["created[gte]"])
+        data = [
+            {
+                "id": event_id,
+                "object": "event",
+                "type": "customer.updated",
+                "created": since + second,
+                "data": {"object": _customer(f"cus_{event_id}")},
+            }
+            for event_id, second in sorted(events, key=lambda e: -e[1])  # newest first
+            if since + second >= gte
+        ]
+        return httpx.Response(
+            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
+        )
+
+    route = respx.get(f"{API}/v1/events").mock(side_effect=listed)
+    connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
+    try:
+        burst = {"mode": "events", "since": since - 24, "seen": [[since, "evt_1"]]}
+        cursor = Cursor(state={**burst, "newest": since})
+        pages = list(connector.read("customers", cursor))
+        assert route.calls.last.request.url.params["created[gte]"] == str(since + 1)
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_4"]
+        cursor = pages[-1].cursor
+        assert cursor.state["since"] == since - 24
+        assert cursor.state["newest"] == since + 8
+        events.append(("evt_2", 0))  # joins the burst's second late
+        now[0] = since + 40
+        pages = list(connector.read("customers", cursor))
+        assert route.calls.last.request.url.params["created[gte]"] == str(since - 24)
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_2"]
+        assert pages[-1].cursor.state["since"] == since + 10
+    finally:
+        connector.close()
+
+
+@respx.mock
 def test_a_long_reads_pages_keep_the_ids_of_their_newest_seconds_and_resume_exactly() -> None:
     """A read of a long backlog lands in pages of 100 objects; a page's cursor keeps the ids of
     its own last second only (not every id landed so far), and a read resumed from it after

@@ -318,26 +318,40 @@ class StripeStreamReader:
         items.reverse()
         return items
 
-    def _start(self, cursor: Cursor) -> int:
-        """The first second an incremental read lists: the cursor's ``since``."""
-        return int(cursor.state["since"])
+    def _start(self, cursor: Cursor, started: int) -> tuple[int, bool]:
+        """Where an incremental read begun at ``started`` lists from, and whether it settles
+        the cursor's window.
+
+        Once the window's first second (``since``) is more than twice ``_SETTLED`` old, the
+        read lists the whole window again (skipping what was landed, by id) and then moves
+        ``since`` on: what joined its seconds late is read then. Before that, a read lists
+        only what is newer than every second landed whole (``newest``): the reads that follow
+        a burst within a minute do not list it again each, and a late event waits at most a
+        minute and a read. A cursor written before ``newest`` was kept settles.
+        """
+        state = cursor.state
+        since = int(state["since"])
+        if "newest" not in state or started - since > 2 * _SETTLED:
+            return since, True
+        return max(int(state["newest"]) + 1, since), False
 
     def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
         started = int(self.clock())
-        params = {"created": {"gte": self._start(cursor)}, **_event_filter(spec.event_types)}
+        start, settling = self._start(cursor, started)
+        params = {"created": {"gte": start}, **_event_filter(spec.event_types)}
         events = self._collect("/v1/events", params)
         entries = [
             (event["data"]["object"], int(event["created"]), _is_tombstone(event), event["id"])
             for event in events
         ]
-        yield from self._emit(spec, cursor, entries, started)
+        yield from self._emit(spec, cursor, entries, started, settling=settling)
 
     def _created(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
         started = int(self.clock())
-        start = self._start(cursor)
+        start, settling = self._start(cursor, started)
         objects = self._collect(spec.path, {"created": {"gte": start}, **dict(spec.list_params)})
         entries = [(obj, int(obj["created"]), False, obj["id"]) for obj in objects]
-        yield from self._emit(spec, cursor, entries, started)
+        yield from self._emit(spec, cursor, entries, started, settling=settling)
 
     def _emit(
         self,
@@ -345,14 +359,17 @@ class StripeStreamReader:
         cursor: Cursor,
         entries: list[tuple[JSON, int, bool, str]],
         started: int,
+        *,
+        settling: bool,
     ) -> Iterator[Page]:
-        """Land a read's ``entries`` (oldest first, from the cursor's ``since``) in pages.
+        """Land a read's ``entries`` (oldest first) in pages.
 
         Entries landed before (``seen``) are skipped. Each page's cursor adds its entries to
-        ``seen``; the last one moves ``since`` to ``_SETTLED`` seconds before the read
-        began (``started``), every second before that being complete now, and keeps of
-        ``seen`` only what is from there on. A page before the last moves ``since`` no
-        further than its own last second.
+        ``seen`` and moves ``newest`` to the last second it landed whole, never the second the
+        read began in (``started``: more may happen in it). A read that settles the window
+        moves ``since`` on its last page to ``_SETTLED`` seconds before it began, every second
+        before that being complete now, and keeps of ``seen`` only what is from there on; a
+        page before the last moves ``since`` no further than its own last second.
         """
         since = int(cursor.state["since"])
         seen = _seen(cursor.state.get("seen"), since)
@@ -360,7 +377,7 @@ class StripeStreamReader:
         pending = set(cursor.state.get(key) or ())
         fresh = [entry for entry in entries if entry[3] not in seen]
         rechecked = self._recheck_pending(spec, pending)
-        settled = max(since, started - _SETTLED)
+        settled = max(since, started - _SETTLED) if settling else since
         newest = int(cursor.state.get("newest", since))
         chunks = list(self._chunks(fresh)) or [([], [])]
         for index, (chunk, snapshots) in enumerate(chunks):
@@ -369,11 +386,14 @@ class StripeStreamReader:
             records = [r for r in rechecked if r.id not in fresher] + records
             rechecked = []
             seen.update({entry_id: created for _, created, _, entry_id in chunk})
-            newest = max([newest, *(created for _, created, _, _ in chunk)])
+            last = index == len(chunks) - 1
+            if chunk:
+                # The page's last second may go on in the next page: whole only on the last.
+                whole = chunk[-1][1] if last else chunk[-1][1] - 1
+                newest = max(newest, min(whole, started - 1))
             # A crash after this page resumes from here: the seconds before this page's last
             # are landed, and those before ``settled`` complete, so a long read's pages keep
             # only the ids of its newest seconds (not every id it landed so far).
-            last = index == len(chunks) - 1
             start = settled if last else max(since, min(chunk[-1][1] if chunk else since, settled))
             state: dict[str, Any] = {
                 "mode": cursor.state["mode"],
