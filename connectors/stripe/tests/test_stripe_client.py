@@ -38,6 +38,27 @@ def _customer(cid: str = "cus_1") -> dict[str, Any]:
     return {"id": cid, "object": "customer", "created": 1_700_000_000, "metadata": {}}
 
 
+def _event_list(
+    since: int, events: list[tuple[str, int]], gte: int | None = None
+) -> httpx.Response:
+    """Stripe's answer to a list of ``customer.updated`` events: ``(id, second after since)``,
+    newest first, those from ``gte`` on."""
+    data = [
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "customer.updated",
+            "created": since + second,
+            "data": {"object": _customer(f"cus_{event_id}")},
+        }
+        for event_id, second in sorted(events, key=lambda e: -e[1])
+        if gte is None or since + second >= gte
+    ]
+    return httpx.Response(
+        200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
+    )
+
+
 @pytest.fixture
 def delays() -> list[float]:
     """Sleeps the retry policy asked for."""
@@ -258,19 +279,7 @@ def test_an_event_that_joins_its_second_late_is_read_by_the_next_read_however_la
     now = [since + 6]
 
     def events_of(*events: tuple[str, int]) -> httpx.Response:
-        data = [
-            {
-                "id": event_id,
-                "object": "event",
-                "type": "customer.updated",
-                "created": since + second,
-                "data": {"object": _customer(f"cus_{event_id}")},
-            }
-            for event_id, second in sorted(events, key=lambda e: -e[1])  # newest first
-        ]
-        return httpx.Response(
-            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
-        )
+        return _event_list(since, list(events))
 
     route = respx.get(f"{API}/v1/events")
     connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
@@ -306,21 +315,7 @@ def test_the_reads_right_after_a_burst_list_only_what_is_newer() -> None:
     events = [("evt_1", 0), ("evt_4", 8)]
 
     def listed(request: httpx.Request) -> httpx.Response:
-        gte = int(request.url.params["created[gte]"])
-        data = [
-            {
-                "id": event_id,
-                "object": "event",
-                "type": "customer.updated",
-                "created": since + second,
-                "data": {"object": _customer(f"cus_{event_id}")},
-            }
-            for event_id, second in sorted(events, key=lambda e: -e[1])  # newest first
-            if since + second >= gte
-        ]
-        return httpx.Response(
-            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
-        )
+        return _event_list(since, events, int(request.url.params["created[gte]"]))
 
     route = respx.get(f"{API}/v1/events").mock(side_effect=listed)
     connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
@@ -352,21 +347,7 @@ def test_a_long_reads_pages_keep_the_ids_of_their_newest_seconds_and_resume_exac
     events = [(f"evt_{n:03d}", 0 if n < 150 else 1) for n in range(250)]
 
     def listed(request: httpx.Request) -> httpx.Response:
-        gte = int(request.url.params["created[gte]"])
-        data = [
-            {
-                "id": event_id,
-                "object": "event",
-                "type": "customer.updated",
-                "created": since + second,
-                "data": {"object": _customer(f"cus_{event_id}")},
-            }
-            for event_id, second in reversed(events)  # newest first, as Stripe lists
-            if since + second >= gte
-        ]
-        return httpx.Response(
-            200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
-        )
+        return _event_list(since, events, int(request.url.params["created[gte]"]))
 
     respx.get(f"{API}/v1/events").mock(side_effect=listed)
     connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: since + 3_600)
