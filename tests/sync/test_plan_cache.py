@@ -612,6 +612,55 @@ def test_billing_that_moves_no_hub_value_does_not_plan_its_customer_again(
     assert _of(paid, acme) == _of(full, acme)
 
 
+def test_a_new_invoice_plans_its_customer_for_the_hub_values_alone_once_writes_landed(
+    store: Store, mappings: MappingSet
+) -> None:
+    """A new invoice moves its customer's hub values (open balance, last invoice date) and
+    nothing else. Once the records its last plan wrote other fields to hold them, the customer
+    is planned for its hub values alone, with the writes a plan reading everything gives.
+    While such a write is still on its way, the whole customer is planned: its write goes
+    out again with the new values rather than be superseded by one without it."""
+    _land_world(store, mappings)
+    store.land("stripe", [_invoice(1, 1_200)], now=NOW)
+    kept = MappedRecords()
+    plan(store, mappings, now=NOW, mapped=kept)
+    plan(store, mappings, now=NOW, mapped=kept)  # the QuickBooks create it queued is open now
+    acme = _acme(store)
+
+    def billed(number: int, at: datetime) -> PlanReport:
+        store.land("stripe", [_invoice(number, 900)], now=at)
+        full = plan(store, mappings, now=at, dry_run=True)
+        report = plan(store, mappings, now=at, mapped=kept)
+        assert report.customers == 1
+        assert _of(report, acme) == _of(full, acme)
+        return report
+
+    # The Stripe customer's name (Salesforce's) has not landed there yet.
+    waiting = billed(2, NOW + timedelta(minutes=1))
+    assert waiting.hubs_only == 0
+    assert _stripe_name_writes(waiting) == ["Acme Analytics Inc"]
+    balance = _written(waiting, "salesforce", ACCOUNT)["Open_Balance__c"]
+    # Both writes land back as written.
+    moved = "2026-03-01T12:05:00.000+0000"
+    stripe = _landed_back(
+        _stripe_customer("ACME Analytics"), _written(waiting, "stripe", "cus_acme")
+    )
+    account = _landed_back(
+        _account(ACCOUNT, "Acme Analytics Inc"),
+        _written(waiting, "salesforce", ACCOUNT),
+        LastModifiedDate=moved,
+        SystemModstamp=moved,
+    )
+    store.land("stripe", [stripe], now=LATER)
+    store.land("salesforce", [account], now=LATER)
+    echoed = plan(store, mappings, now=LATER, mapped=kept)
+    assert (echoed.echoes, echoed.customers, echoed.ops) == (2, 0, [])
+    alone = billed(3, LATER + timedelta(minutes=1))
+    assert alone.hubs_only == 1
+    assert [op.target for op in alone.ops] == ["salesforce"]
+    assert _written(alone, "salesforce", ACCOUNT)["Open_Balance__c"] != balance
+
+
 def test_a_plan_takes_the_parties_matching_just_mapped(
     store: Store, mappings: MappingSet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

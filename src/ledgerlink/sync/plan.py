@@ -265,6 +265,9 @@ class PlanReport:
             since their last stored plan, that day (kept records only, see :func:`plan`).
         rebilled: of ``unchanged``, customers whose billing records changed but not the values
             the hub computes from them (open balance, MRR, dates...): nothing else to write.
+        hubs_only: of ``customers``, those whose billing records alone changed, and the hub
+            values with them, planned for those values only: their last plan held nothing
+            else back and what else it wrote has landed (kept records only, see :func:`plan`).
         echoes: linked records that landed back holding what the hub wrote to them and
             nothing else new (kept records only): their customers were not planned for them.
         ops: the writes wanted (each with its field changes).
@@ -280,6 +283,7 @@ class PlanReport:
     customers: int = 0
     unchanged: int = 0
     rebilled: int = 0
+    hubs_only: int = 0
     echoes: int = 0
     ops: list[PlannedOp] = field(default_factory=list)
     conflicts: list[PlanConflict] = field(default_factory=list)
@@ -300,6 +304,7 @@ class PlanReport:
             "customers": self.customers,
             "unchanged": self.unchanged,
             "rebilled": self.rebilled,
+            "hubs_only": self.hubs_only,
             "echoes": self.echoes,
             "writes": len(self.ops),
             "by_target": self.by_target(),
@@ -1133,6 +1138,13 @@ class _Planner:
         """The hub values the current customer's plan used, by the currency asked (None: the
         customer's own)."""
         self._computed_for: tuple[str | None, dict[str | None, HubValues]] = (None, {})
+        self.settled = True
+        """Whether the current customer's plan held or kept from its records none of the
+        fields but the hub values' (and those written with them): each is as its source has
+        it or written (see :meth:`customer`)."""
+        self.awaiting: list[tuple[str, str, str]] = []
+        """The current customer's records this plan wrote such fields to."""
+        self._hub_groups: dict[int, frozenset[str]] = {}
         self.echoes: _Echoes | None = None
         self.mrr: KeptMrr | None = None
         """The MRR measured by earlier plans (a long-running planner's)."""
@@ -1149,12 +1161,24 @@ class _Planner:
 
     # -- per customer ------------------------------------------------------------------
 
-    def customer(self, customer_id: str) -> None:
+    def customer(self, customer_id: str, *, hubs_only: bool = False) -> None:
+        """Plan one customer's writes; ``hubs_only``: of its records' fields, only those
+        that take hub values and the ones written with them (:func:`_group`).
+
+        A plan for the hub values alone is what a whole plan gives when the customer's
+        golden record, linked records, creates and agreed values are what its last plan
+        read, that plan was :attr:`settled` and the records it wrote other fields to hold
+        them now (:meth:`echoed`): every other field is then as its source has it, so the
+        whole plan would write, hold or agree on nothing more (a new invoice moves a
+        customer's hub values and nothing else).
+        """
         self.hubs = {}
+        self.settled, self.awaiting = True, []
         records = self.world.records.get(customer_id, [])
         if not records:
             return
         self.report.customers += 1
+        self.report.hubs_only += hubs_only
         self._primaries.clear()
         hub = self._hub(customer_id, records)
         agreed = dict(self.world.baselines.get(customer_id, {}))
@@ -1173,6 +1197,7 @@ class _Planner:
                         if record.id == primary
                         else self._shared(customer_id, hub, record, records),
                         agreed=agreed,
+                        hubs_only=hubs_only,
                     )
             elif created is None:
                 self._create(
@@ -1341,6 +1366,28 @@ class _Planner:
         if self.echoes is not None and self._stays_first(record, records):
             self.expected[key] = self.echoes.after(record, ((w.path, w.value) for w, _c in writes))
 
+    def echoed(self, customer_id: str, keys: Iterable[tuple[str, str, str]]) -> bool:
+        """Whether each of the customer's records ``keys`` holds now, in the fields plans
+        read, what its last plan wrote over what it read (:class:`_Echoes`)."""
+        echoes = self.echoes
+        wanted = set(keys)
+        if not wanted:
+            return True
+        if echoes is None:
+            return False
+        found = 0
+        for record in self.world.records.get(customer_id, ()):
+            key = (record.system, record.object, record.id)
+            if key not in wanted:
+                continue
+            expected = echoes.expected.get(key)
+            if expected is None or expected != echoes.fingerprint(
+                record.system, record.object, record.payload
+            ):
+                return False
+            found += 1
+        return found == len(wanted)
+
     def _stays_first(self, record: _Record, records: Sequence[_Record]) -> bool:
         """Whether ``record`` comes first of its kind (the ledger's copies or the others) among
         the customer's records of its system as a source (:func:`_source_rank`): landing again
@@ -1375,10 +1422,14 @@ class _Planner:
         hub: Mapping[str, Any],
         *,
         creating: bool,
+        hubs_only: bool = False,
     ) -> list[_Wanted]:
         kinds = self._address_kinds(mapping)
+        groups = self._hub_groups_of(mapping) if hubs_only else None
         wanted: list[_Wanted] = []
         for path, expression in mapping.writes.items():
+            if groups is not None and _group(path) not in groups:
+                continue
             if expression.startswith("hub."):
                 # Only the customer's primary record of a system takes the hub's ids (the
                 # others get :func:`_shared` values): ids such as Stripe_Customer_Id__c are
@@ -1402,6 +1453,32 @@ class _Planner:
             wanted.append(_Wanted(path, value, source, expression, rule))
         return wanted
 
+    def _hub_groups_of(self, mapping: ObjectMapping) -> frozenset[str]:
+        """The write groups (:func:`_group`) of ``mapping`` that hold a hub value."""
+        groups = self._hub_groups.get(id(mapping))
+        if groups is None:
+            groups = self._hub_groups[id(mapping)] = frozenset(
+                _group(path)
+                for path, expression in mapping.writes.items()
+                if expression.startswith("hub.")
+            )
+        return groups
+
+    def _note_settled(
+        self,
+        key: tuple[str, str, str],
+        mapping: ObjectMapping,
+        kept: set[str],
+        written: set[str],
+    ) -> None:
+        """Tell :attr:`settled` and :attr:`awaiting` what one record's update held or kept
+        back (``kept``) and wrote (``written``), by write group."""
+        hub_groups = self._hub_groups_of(mapping)
+        if not kept <= hub_groups:
+            self.settled = False
+        if not written <= hub_groups:
+            self.awaiting.append(key)
+
     def _update(
         self,
         customer_id: str,
@@ -1411,14 +1488,18 @@ class _Planner:
         records: Sequence[_Record],
         hub: Mapping[str, Any],
         agreed: dict[str, Any],
+        hubs_only: bool = False,
     ) -> None:
         key = (record.system, record.object, record.id)
         self.considered.add(key)
         target_kinds = self._address_kinds(mapping)
-        wanted = self._wanted(customer_id, mapping, records, hub, creating=False)
+        wanted = self._wanted(
+            customer_id, mapping, records, hub, creating=False, hubs_only=hubs_only
+        )
         groups: dict[str, list[tuple[_Wanted, Any]]] = defaultdict(list)
         changed: set[str] = set()
         held: set[str] = set()
+        kept: set[str] = set()
         conflicts: list[PlanConflict] = []
         for want in wanted:
             base_key = f"{record.ref}|{want.path}"
@@ -1433,6 +1514,7 @@ class _Planner:
             if self._name_taken(customer_id, record, want) or self._id_held(
                 customer_id, record, want
             ):
+                kept.add(_group(want.path))
                 continue
             if _same(want.value, current):
                 agreed[base_key] = want.value
@@ -1449,6 +1531,7 @@ class _Planner:
                 )
             changed.add(_group(want.path))
         self._record_conflicts(key, conflicts)
+        self._note_settled(key, mapping, kept | held, changed - held)
         writes: list[tuple[_Wanted, Any]] = [
             pair for group in sorted(changed - held) for pair in groups[group]
         ]
@@ -1888,6 +1971,7 @@ def _plan_changed(
             continue
         made_from = inputs.of(customer_id)
         before = mapped.planned.get(customer_id)
+        hubs_only = False
         if customer_id not in world.freed and before is not None:
             if before.values == made_from.values and before.billing == made_from.billing:
                 planner.report.unchanged += 1
@@ -1895,14 +1979,22 @@ def _plan_changed(
             if before.values == made_from.values and planner.same_hubs(customer_id, before.hubs):
                 # Only billing records moved, not what the hub makes of them.
                 made_from.hubs = before.hubs
+                made_from.settled, made_from.awaiting = before.settled, before.awaiting
                 planned[customer_id] = made_from
                 planner.report.unchanged += 1
                 planner.report.rebilled += 1
                 continue
+            # Only billing records moved, and the hub values with them.
+            hubs_only = (
+                before.values == made_from.values
+                and before.settled
+                and planner.echoed(customer_id, before.awaiting)
+            )
         planned[customer_id] = made_from
         replanned.append(customer_id)
-        planner.customer(customer_id)
+        planner.customer(customer_id, hubs_only=hubs_only)
         made_from.hubs = planner.hubs
+        made_from.settled, made_from.awaiting = planner.settled, tuple(planner.awaiting)
     return planned, replanned
 
 
@@ -1933,6 +2025,13 @@ class _Made:
     entities: tuple[object, ...]
     hubs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
     """The hub values the plan used (:attr:`_Planner.hubs`)."""
+    settled: bool = False
+    """Whether that plan held or kept from its records none of the fields but the hub
+    values' (:attr:`_Planner.settled`)."""
+    awaiting: tuple[tuple[str, str, str], ...] = ()
+    """The records that plan wrote such fields to (:attr:`_Planner.awaiting`): once they
+    hold what it wrote, the next plan of the same inputs but billing may plan the hub
+    values alone."""
 
 
 class _Inputs:
