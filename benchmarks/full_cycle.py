@@ -798,7 +798,8 @@ def run_cycle_until_quiet(
             profiles.add(f"{name} pass {len(passes)}", profiler)
         stages = (
             " ".join(f"{stage} {figures.stages[stage].seconds:.1f}s" for stage in STAGES)
-            + f" [plan: customers {report.plan.seconds:.1f}s ({report.plan.customers} planned)"
+            + f" [plan: customers {report.plan.seconds:.1f}s ({report.plan.customers} planned"
+            + f", {report.plan.hubs_only} for hub values alone)"
             + f", ledger {report.ledger.seconds:.1f}s"
             + (
                 f", ledger follow-up {sum(f.seconds for f in report.ledger_follow_ups):.1f}s "
