@@ -1139,9 +1139,10 @@ class _Planner:
         customer's own)."""
         self._computed_for: tuple[str | None, dict[str | None, HubValues]] = (None, {})
         self.settled = True
-        """Whether the current customer's plan held or kept from its records none of the
-        fields but the hub values' (and those written with them): each is as its source has
-        it or written (see :meth:`customer`)."""
+        """Whether the current customer's plan held none of the fields but the hub values'
+        (and those written with them) for review, nor kept one from a record because another
+        record holds its value: each is as its source has it, written, or kept for what the
+        customer's own records are (see :meth:`customer`)."""
         self.awaiting: list[tuple[str, str, str]] = []
         """The current customer's records this plan wrote such fields to."""
         self._hub_groups: dict[int, frozenset[str]] = {}
@@ -1468,13 +1469,13 @@ class _Planner:
         self,
         key: tuple[str, str, str],
         mapping: ObjectMapping,
-        kept: set[str],
+        held: set[str],
         written: set[str],
     ) -> None:
-        """Tell :attr:`settled` and :attr:`awaiting` what one record's update held or kept
-        back (``kept``) and wrote (``written``), by write group."""
+        """Tell :attr:`settled` and :attr:`awaiting` what one record's update held for
+        review (``held``) and wrote (``written``), by write group."""
         hub_groups = self._hub_groups_of(mapping)
-        if not kept <= hub_groups:
+        if not held <= hub_groups:
             self.settled = False
         if not written <= hub_groups:
             self.awaiting.append(key)
@@ -1499,7 +1500,6 @@ class _Planner:
         groups: dict[str, list[tuple[_Wanted, Any]]] = defaultdict(list)
         changed: set[str] = set()
         held: set[str] = set()
-        kept: set[str] = set()
         conflicts: list[PlanConflict] = []
         for want in wanted:
             base_key = f"{record.ref}|{want.path}"
@@ -1514,7 +1514,6 @@ class _Planner:
             if self._name_taken(customer_id, record, want) or self._id_held(
                 customer_id, record, want
             ):
-                kept.add(_group(want.path))
                 continue
             if _same(want.value, current):
                 agreed[base_key] = want.value
@@ -1531,7 +1530,7 @@ class _Planner:
                 )
             changed.add(_group(want.path))
         self._record_conflicts(key, conflicts)
-        self._note_settled(key, mapping, kept | held, changed - held)
+        self._note_settled(key, mapping, held, changed - held)
         writes: list[tuple[_Wanted, Any]] = [
             pair for group in sorted(changed - held) for pair in groups[group]
         ]
@@ -1588,6 +1587,7 @@ class _Planner:
             return False
         kind = (record.system, record.object)
         self.blocked[customer_id][kind, f"{_ID_KEY}{want.path}={value}"] = min(holders or ())
+        self.settled = False  # up to another record
         self.report.notes.append(
             f"{customer_id}: {record.ref} is not sent {want.path} {value!r}: "
             f"{record.system} record {others[0]} holds it"
@@ -1616,6 +1616,7 @@ class _Planner:
         holder = self.world.names.get(kind, {}).get(key)
         if holder is None or holder == record.id:
             return False
+        self.settled = False  # up to another record, unlike the customer's own primary
         if holder and (kind, key) not in self.reserved:  # a landed holder, not this plan's
             self.blocked[customer_id][kind, key] = holder
         self.report.notes.append(
