@@ -409,6 +409,51 @@ def _landed_again(record: Record, report: PlanReport, **vendor: Any) -> Record:
     return Record(record.object, record.id, {**payload, **vendor})
 
 
+def test_a_currency_copy_keeping_its_name_leaves_new_invoices_to_the_hub_values_alone(
+    store: Store, mappings: MappingSet
+) -> None:
+    """The ledger's JPY customer keeps its name because the customer's own QuickBooks
+    customer is its primary there, which follows from the customer's own records: once the
+    plan's other writes landed back, a new invoice plans the customer's hub values alone,
+    the writes a full read plans."""
+    _land_with_a_currency_copy(store, mappings, copy_done=True)
+    kept = MappedRecords()
+    at = NOW + timedelta(minutes=10)
+    first = plan(store, mappings, now=at, mapped=kept)
+    later = at + timedelta(minutes=1)
+    own = _quickbooks_customer("5204", "Horizon Farms AG")
+    copy = _quickbooks_customer("11021", "Horizon Farms AG (JPY)")
+    store.land("quickbooks", [_landed_again(r, first) for r in (own, copy)], now=later)
+    stripe = _landed_again(_stripe_customer("cus_horizon", FIRST), first)
+    store.land("stripe", [stripe], now=later)
+    assert plan(store, mappings, now=later, mapped=kept).customers == 0
+    invoice = {
+        "id": "in_horizon_1",
+        "object": "invoice",
+        "customer": "cus_horizon",
+        "currency": "eur",
+        "status": "open",
+        "total": 12_000,
+        "amount_due": 12_000,
+        "amount_paid": 0,
+        "amount_remaining": 12_000,
+        "created": 1_772_366_400,
+    }
+    billed = later + timedelta(minutes=1)
+    store.land("stripe", [Record("invoices", "in_horizon_1", invoice)], now=billed)
+    full = plan(store, mappings, now=billed, dry_run=True)
+    report = plan(store, mappings, now=billed, mapped=kept)
+    assert (report.customers, report.hubs_only) == (1, 1)
+
+    def writes(planned: PlanReport) -> list[tuple[str, str, list[tuple[str, Any]]]]:
+        return sorted(
+            (op.target, str(op.remote_id), sorted(op.payload.items())) for op in planned.ops
+        )
+
+    assert writes(report) == writes(full)
+    assert any(op.target == "salesforce" for op in report.ops)
+
+
 def test_a_newer_landing_of_the_older_account_plans_its_customer_again(
     store: Store, mappings: MappingSet
 ) -> None:
