@@ -634,17 +634,16 @@ class _Echoes:
         """Whether ``record``, landed again, holds what the last plan of it read or wrote in
         every field a plan reads (the expectation stays for its next landing; any other
         landing uses it up)."""
-        expected = self.expected.get(key)
-        payload = None if record is None else record.payload
-        if (
-            expected is not None
-            and record is not None
-            and payload is not None
-            and self.fingerprint(record.system, record.object, payload) == expected
-        ):
+        if record is not None and record.payload is not None and self.holds(key, record.payload):
             return True
         self.expected.pop(key, None)
         return False
+
+    def holds(self, key: tuple[str, str, str], payload: Mapping[str, Any]) -> bool:
+        """Whether the record ``key`` with this raw payload holds what its last plan read or
+        wrote, in every field a plan reads (the expectation is left as it is)."""
+        expected = self.expected.get(key)
+        return expected is not None and self.fingerprint(key[0], key[1], payload) == expected
 
 
 def _comparable(value: Any) -> Any:
@@ -1381,10 +1380,7 @@ class _Planner:
             key = (record.system, record.object, record.id)
             if key not in wanted:
                 continue
-            expected = echoes.expected.get(key)
-            if expected is None or expected != echoes.fingerprint(
-                record.system, record.object, record.payload
-            ):
+            if not echoes.holds(key, record.payload):
                 return False
             found += 1
         return found == len(wanted)
@@ -2027,8 +2023,8 @@ class _Made:
     hubs: dict[str | None, dict[str, Any]] = field(default_factory=dict)
     """The hub values the plan used (:attr:`_Planner.hubs`)."""
     settled: bool = False
-    """Whether that plan held or kept from its records none of the fields but the hub
-    values' (:attr:`_Planner.settled`)."""
+    """Whether that plan held none of the fields but the hub values' for review, nor kept
+    one from a record because another record holds its value (:attr:`_Planner.settled`)."""
     awaiting: tuple[tuple[str, str, str], ...] = ()
     """The records that plan wrote such fields to (:attr:`_Planner.awaiting`): once they
     hold what it wrote, the next plan of the same inputs but billing may plan the hub
