@@ -39,10 +39,10 @@ def _customer(cid: str = "cus_1") -> dict[str, Any]:
 
 
 def _event_list(
-    since: int, events: list[tuple[str, int]], gte: int | None = None
+    since: int, events: list[tuple[str, int]], gte: int | None = None, lt: int | None = None
 ) -> httpx.Response:
     """Stripe's answer to a list of ``customer.updated`` events: ``(id, second after since)``,
-    newest first, those from ``gte`` on."""
+    newest first, those from ``gte`` on and before ``lt``."""
     data = [
         {
             "id": event_id,
@@ -52,7 +52,7 @@ def _event_list(
             "data": {"object": _customer(f"cus_{event_id}")},
         }
         for event_id, second in sorted(events, key=lambda e: -e[1])
-        if gte is None or since + second >= gte
+        if (gte is None or since + second >= gte) and (lt is None or since + second < lt)
     ]
     return httpx.Response(
         200, json={"object": "list", "data": data, "has_more": False, "url": "/v1/events"}
@@ -332,6 +332,49 @@ def test_the_reads_right_after_a_burst_list_only_what_is_newer() -> None:
         now[0] = since + 40
         pages = list(connector.read("customers", cursor))
         assert route.calls.last.request.url.params["created[gte]"] == str(since - 24)
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_2"]
+        assert pages[-1].cursor.state["since"] == since + 10
+    finally:
+        connector.close()
+
+
+@respx.mock
+def test_a_read_settling_the_window_right_after_a_burst_leaves_the_burst_to_the_next() -> None:
+    """A read that settles the window a few seconds after a burst lists the seconds it settles
+    and what is newer than the burst, not the burst's seconds: no read begun 30 s after them
+    has listed them yet, so they stay in the window. The next read that settles lists them
+    once, and lands an event that joined the burst's second late."""
+    since = 1_700_000_000
+    now = [since + 5]
+    events = [("evt_0", -50), ("evt_1", 0), ("evt_3", 3)]
+
+    def listed(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        lt = params.get("created[lt]")
+        return _event_list(
+            since, events, int(params["created[gte]"]), None if lt is None else int(lt)
+        )
+
+    route = respx.get(f"{API}/v1/events").mock(side_effect=listed)
+    connector = StripeConnector(StripeSettings(api_key=KEY), clock=lambda: now[0])
+    try:
+        window = {"since": since - 70, "seen": [[since - 50, "evt_0"], [since, "evt_1"]]}
+        cursor = Cursor(state={"mode": "events", **window, "newest": since})
+        events += [("evt_late", -40), ("evt_2", 0)]  # each joins its second late
+        pages = list(connector.read("customers", cursor))
+        asked = [dict(call.request.url.params) for call in route.calls]
+        assert [(a["created[gte]"], a.get("created[lt]")) for a in asked] == [
+            (str(since - 70), str(since - 25)),
+            (str(since + 1), None),
+        ]
+        assert [r.id for p in pages for r in p.records] == ["cus_evt_late", "cus_evt_3"]
+        cursor = pages[-1].cursor
+        assert cursor.state["since"] == since - 25
+        assert [since, "evt_1"] in cursor.state["seen"]
+        now[0] = since + 40
+        pages = list(connector.read("customers", cursor))
+        assert route.calls.last.request.url.params["created[gte]"] == str(since - 25)
+        assert "created[lt]" not in route.calls.last.request.url.params
         assert [r.id for p in pages for r in p.records] == ["cus_evt_2"]
         assert pages[-1].cursor.state["since"] == since + 10
     finally:

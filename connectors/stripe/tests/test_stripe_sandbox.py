@@ -262,7 +262,14 @@ def _created_bounded(http: httpx.Client, bounds: dict[str, int]) -> list[dict[st
         after = body["data"][-1]["id"]
 
 
-_BOUNDS = ({"gte": 200}, {"gt": 200}, {"gte": 150, "lte": 300}, {"lt": 200})
+_BOUNDS = (
+    {"gte": 200},
+    {"gt": 200},
+    {"gte": 150, "lte": 300},
+    {"lt": 200},
+    {"lte": 200},
+    {"gte": 200, "lt": 400},
+)
 
 
 def _in(created: int, bounds: dict[str, int]) -> bool:
@@ -291,6 +298,8 @@ def test_events_created_bounds_give_exactly_the_events_in_them() -> None:
         repr({"gt": 200}): ["C4", "C3"],
         repr({"gte": 150, "lte": 300}): ["C3", "C2", "C1"],
         repr({"lt": 200}): ["C0"],
+        repr({"lte": 200}): ["C2", "C1", "C0"],
+        repr({"gte": 200, "lt": 400}): ["C3", "C2", "C1"],
     }
 
 

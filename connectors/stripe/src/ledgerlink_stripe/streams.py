@@ -12,9 +12,8 @@ Read modes, kept in ``Cursor.state`` so a crash resumes where the last stored pa
             little after a read listed that second), so a read starts at the first second
             that no read begun ``_SETTLED`` seconds after it has listed yet, and skips the
             events of the window it landed already (by id): an event that joins its second
-            late is read by the next read, however late that comes, and a burst of events
-            in one second is listed again only by the reads of the next ``_SETTLED``
-            seconds.
+            late is read by the next read that settles the window, however late that comes,
+            and a burst of events in one second is listed again once, by that read.
 ``created`` balance transactions have no events: ``created[gte]`` on their own list instead.
 
 A charge that succeeded but has no ``balance_transaction`` yet is not landed: its id waits in
@@ -318,28 +317,44 @@ class StripeStreamReader:
         items.reverse()
         return items
 
-    def _start(self, cursor: Cursor, started: int) -> tuple[int, bool]:
-        """Where an incremental read begun at ``started`` lists from, and whether it settles
-        the cursor's window.
+    def _start(self, cursor: Cursor, started: int) -> tuple[list[JSON], bool]:
+        """The ``created`` ranges an incremental read begun at ``started`` lists (oldest
+        first), and whether it settles the cursor's window.
 
         Once the window's first second (``since``) is more than twice ``_SETTLED`` old, the
-        read lists the whole window again (skipping what was landed, by id) and then moves
-        ``since`` on: what joined its seconds late is read then. Before that, a read lists
-        only what is newer than every second landed whole (``newest``): the reads that follow
-        a burst within a minute do not list it again each, and a late event waits at most a
-        minute and a read. A cursor written before ``newest`` was kept settles.
+        read lists the window again (skipping what was landed, by id) and then moves
+        ``since`` on to ``_SETTLED`` seconds before it began: what joined those seconds late
+        is read then. Before that, a read lists only what is newer than every second landed
+        whole (``newest``): the reads that follow a burst within a minute do not list it again
+        each, and a late event waits at most a minute and a read. A settling read does not
+        list the seconds it cannot settle either (from ``_SETTLED`` seconds before it began to
+        ``newest``, landed whole): they stay in the window for the read that settles them, so
+        a burst is listed again once, not also by a read that came a few seconds after it. A
+        cursor written before ``newest`` was kept settles, listing everything from ``since``.
         """
         state = cursor.state
         since = int(state["since"])
-        if "newest" not in state or started - since > 2 * _SETTLED:
-            return since, True
-        return max(int(state["newest"]) + 1, since), False
+        if "newest" not in state:
+            return [{"gte": since}], True
+        newer = max(int(state["newest"]) + 1, since)
+        if started - since <= 2 * _SETTLED:
+            return [{"gte": newer}], False
+        settled = started - _SETTLED
+        if newer <= settled:
+            return [{"gte": since}], True
+        return [{"gte": since, "lt": settled}, {"gte": newer}], True
+
+    def _listed(self, path: str, ranges: list[JSON], params: JSON) -> list[JSON]:
+        """Every item of ``path`` created within ``ranges`` (see :meth:`_start`), oldest
+        first."""
+        return [
+            item for bounds in ranges for item in self._collect(path, {"created": bounds, **params})
+        ]
 
     def _events(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
         started = int(self.clock())
-        start, settling = self._start(cursor, started)
-        params = {"created": {"gte": start}, **_event_filter(spec.event_types)}
-        events = self._collect("/v1/events", params)
+        ranges, settling = self._start(cursor, started)
+        events = self._listed("/v1/events", ranges, _event_filter(spec.event_types))
         entries = [
             (event["data"]["object"], int(event["created"]), _is_tombstone(event), event["id"])
             for event in events
@@ -348,8 +363,8 @@ class StripeStreamReader:
 
     def _created(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
         started = int(self.clock())
-        start, settling = self._start(cursor, started)
-        objects = self._collect(spec.path, {"created": {"gte": start}, **dict(spec.list_params)})
+        ranges, settling = self._start(cursor, started)
+        objects = self._listed(spec.path, ranges, dict(spec.list_params))
         entries = [(obj, int(obj["created"]), False, obj["id"]) for obj in objects]
         yield from self._emit(spec, cursor, entries, started, settling=settling)
 

@@ -387,11 +387,12 @@ class _Api:
         picked: list[int] = []
         has_more = False
         first = events.first_created_at(_lower_bound(bounds))
+        end = events.end_before(_upper_bound(bounds))
         if params.get("ending_before"):
             start = events.position(params["ending_before"])
             if start is None:
                 raise missing("event", params["ending_before"], "ending_before")
-            for position in candidates(max(start + 1, first), len(events), newest_first=False):
+            for position in candidates(max(start + 1, first), end, newest_first=False):
                 if wanted(position):
                     if len(picked) == limit:
                         has_more = True
@@ -399,12 +400,12 @@ class _Api:
                     picked.append(position)
             picked.reverse()
         else:
-            stop = len(events)
+            stop = end
             if params.get("starting_after"):
                 found = events.position(params["starting_after"])
                 if found is None:
                     raise missing("event", params["starting_after"], "starting_after")
-                stop = found
+                stop = min(found, end)
             for position in candidates(first, stop, newest_first=True):
                 if wanted(position):
                     if len(picked) == limit:
@@ -600,6 +601,13 @@ def _lower_bound(bounds: JSON) -> int | None:
     """The smallest ``created`` that ``bounds`` lets through, when it has a lower bound."""
     lower = [int(bounds[op]) + (op == "gt") for op in ("gt", "gte", "eq") if op in bounds]
     return max(lower) if lower else None
+
+
+def _upper_bound(bounds: JSON) -> int | None:
+    """The smallest ``created`` above what ``bounds`` lets through, when it has an upper
+    bound."""
+    upper = [int(bounds[op]) + (op in ("lte", "eq")) for op in ("lt", "lte", "eq") if op in bounds]
+    return min(upper) if upper else None
 
 
 def _in_bounds(value: int, bounds: JSON) -> bool:

@@ -127,6 +127,13 @@ class EventLog:
             return 0
         return bisect.bisect_left(self._created, lower)
 
+    def end_before(self, upper: int | None) -> int:
+        """The position after the last that can hold an event created before ``upper``: a
+        binary search while the log is in ``created`` order, else the log's end."""
+        if upper is None or not self._ordered:
+            return len(self._created)
+        return bisect.bisect_left(self._created, upper)
+
     def prune(self, horizon: int) -> None:
         """Forget the oldest events while they were created before ``horizon``."""
         drop = 0
