@@ -9,6 +9,7 @@ import pytest
 
 from ledgerlink.domain.entities import (
     Interval,
+    InvoiceStatus,
     Payment,
     PaymentStatus,
     SourceRef,
@@ -19,7 +20,7 @@ from ledgerlink.domain.entities import (
 from ledgerlink.domain.money import Money
 from ledgerlink.sync import _hub
 from ledgerlink.sync._hub import Billing, KeptMrr, hub_values
-from ledgerlink.sync._landed import PaymentFacts
+from ledgerlink.sync._landed import InvoiceFacts, PaymentFacts
 
 NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 PARTY = SourceRef(system="quickbooks", object="Customer", id="58")
@@ -109,3 +110,32 @@ def test_a_kept_mrr_is_measured_again_when_a_subscription_or_the_month_moves(
     # The same subscription in the next month: measured again.
     assert _mrr_of(kept, upgraded, datetime(2026, 4, 1, tzinfo=UTC)) == 90
     assert measured == ["2026-03", "2026-03", "2026-04"]
+
+
+def _invoice(system: str, invoice_id: str, status: InvoiceStatus, remaining: int) -> InvoiceFacts:
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    obj = "Invoice" if system == "quickbooks" else "invoice"
+    party = (
+        PARTY if system == "quickbooks" else SourceRef(system="stripe", object="customer", id="c")
+    )
+    source = SourceRef(system=system, object=obj, id=invoice_id)
+    return InvoiceFacts(source, party, status, at, at, Money(remaining, "USD"))
+
+
+def _open_balance(*invoices: InvoiceFacts) -> object:
+    billing = Billing(invoices=list(invoices))
+    computed = hub_values("c-1", {}, billing, has_billing_record=True, currency="USD", now=NOW)
+    return computed.values["open_balance"]
+
+
+def test_a_paid_up_customer_owes_nothing_before_its_invoices_reach_the_ledger_as_after() -> None:
+    """The open balance of a customer whose Stripe invoices are all paid is 0 before the
+    ledger's copies land as after: the Account is not written once more when they land."""
+    paid = _invoice("stripe", "in_1", InvoiceStatus.PAID, 0)
+    copied = _invoice("quickbooks", "7", InvoiceStatus.PAID, 0)
+    assert _open_balance(paid) == 0
+    assert _open_balance(paid, copied) == 0
+    owing = _invoice("stripe", "in_2", InvoiceStatus.OPEN, 1_250)
+    assert _open_balance(paid, owing) == 12.5
+    assert _open_balance(_invoice("stripe", "in_3", InvoiceStatus.DRAFT, 900)) is None
+    assert _open_balance() is None

@@ -14,7 +14,8 @@ Each is computed from what landed and was mapped, per golden customer:
   payment, QuickBooks' way of applying a credit to an invoice, is not one).
 * ``open_balance``: what the customer owes in the ledger (the unpaid balance of its QuickBooks
   invoices); a customer without ledger invoices gets the remaining amount of its open Stripe
-  invoices. A currency in which nothing is owed does not count as one of several.
+  invoices (0 when its invoices are all paid, as the ledger will say once they reach it). A
+  currency in which nothing is owed does not count as one of several.
 * ``mrr`` and ``arr``: the customer's MRR of the current month as ``ledgerlink report mrr``
   counts it (:func:`ledgerlink.revenue.measure_mrr`), and 12 x MRR.
 
@@ -60,6 +61,7 @@ LEDGER_SYSTEMS = ("quickbooks",)
 _ISSUED = {InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE}
 _PAST_DUE = {SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID}
 _ACTIVE = {SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING}
+_OPEN_OR_PAID = {InvoiceStatus.OPEN, InvoiceStatus.PAID}
 
 
 @dataclass
@@ -128,7 +130,10 @@ def _add(totals: dict[str, Money], amount: Money) -> None:
 
 def _open_balance(invoices: Sequence[Invoice | InvoiceFacts]) -> dict[str, Money]:
     ledger = [i for i in invoices if i.source.system in LEDGER_SYSTEMS]
-    chosen = ledger or [i for i in invoices if i.status is InvoiceStatus.OPEN]
+    # Without the ledger's: the open invoices' remaining amounts, and the paid ones' (nothing)
+    # for their currency, so a paid-up customer owes 0 before its invoices reach the ledger as
+    # after (not nothing, then 0 once the ledger's paid copies land: a second write).
+    chosen = ledger or [i for i in invoices if i.status in _OPEN_OR_PAID]
     totals: dict[str, Money] = {}
     for invoice in chosen:
         if invoice.status in (InvoiceStatus.VOID, InvoiceStatus.DRAFT):
