@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledgerlink import log
 from ledgerlink.cli.app import main
 from ledgerlink.config import ConfigError, load_config
 from ledgerlink.mapping import MappingError, check_mappings, default_mappings_dir, load_mappings
@@ -141,17 +142,32 @@ def test_known_parser_traps_give_problems(content: bytes) -> None:
 
 
 def _load_config_bytes(content: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "ledgerlink.toml"
-        path.write_bytes(content)
-        error: ConfigError | None = None
-        try:
-            load_config(path, required=True)
-        except ConfigError as exc:
-            error = exc
-        if error is not None:
-            assert str(error).startswith((str(path), "environment"))
-            assert error.reason.strip()
+    with log._secrets_lock:
+        before = set(log._secrets)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "ledgerlink.toml"
+            path.write_bytes(content)
+            error: ConfigError | None = None
+            try:
+                load_config(path, required=True)
+            except ConfigError as exc:
+                error = exc
+            if error is not None:
+                assert str(error).startswith((str(path), "environment"))
+                assert error.reason.strip()
+                with log._secrets_lock:
+                    given_here = [s for s in log._secrets - before if len(s) >= 8]
+                shown = f"{error} {error!r}"
+                assert not [s for s in given_here if s in shown], (
+                    "a secret of the file in its error"
+                )
+    finally:
+        # A secret this example's file held (a mutation can turn ``env:NAME`` into a literal,
+        # part of the variable's name) is checked above against its own error; left registered,
+        # the run's secret scan would find it in a later example's error naming that variable.
+        with log._secrets_lock:
+            log._secrets.intersection_update(before)
 
 
 @settings(
@@ -216,3 +232,24 @@ def test_bad_config_exits_2_with_one_line(
     assert "configuration error" in err
     assert str(path.name) in err
     assert "Traceback" not in err
+
+
+def test_a_literal_secret_of_one_file_is_not_taken_for_a_leak_in_the_next_files_error() -> None:
+    """A mutation can turn ``env:LEDGERLINK_TEST_CANARY_STRIPE_API_KEY`` into the literal key
+    ``ARY_STRIPE_API_KEY``, which the loader registers as a secret; the next file's error that
+    names a variable ending so must not count as that secret leaking (the run's secret scan
+    fails on it otherwise), while the literal's own file is still checked."""
+    literal = GOOD_CONFIG.replace(b"env:LEDGERLINK_TEST_CAN", b"")
+    _load_config_bytes(literal)
+    assert "ARY_STRIPE_API_KEY" not in log._secrets
+    missing = GOOD_CONFIG.replace(b"STRIPE_API_KEY", b"STRIPE_API_KEY_NOT_SET")
+    with pytest.raises(ConfigError, match="ARY_STRIPE_API_KEY_NOT_SET"):
+        _load_config_from(missing)
+    _load_config_bytes(missing)
+
+
+def _load_config_from(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ledgerlink.toml"
+        path.write_bytes(content)
+        load_config(path, required=True)
