@@ -583,6 +583,10 @@ class PassFigures:
     pulled_changed: int = 0
     gc_seconds: float = 0.0
     gc_full: int = 0
+    customer_seconds: float = 0.0
+    """The customer planner's time (its follow-up after the push included)."""
+    customers_planned: int = 0
+    """Golden customers the customer planner planned (and its follow-up)."""
 
 
 class GcClock:
@@ -761,6 +765,10 @@ def run_pass(
     figures.sent = sum(p.sent for p in report.pushes)
     figures.stages["push"].written = sum(p.done for p in report.pushes)
     figures.stages["push"].read = figures.sent
+    for plan_report in (report.plan, report.customer_follow_up):
+        if plan_report is not None:
+            figures.customer_seconds += plan_report.seconds
+            figures.customers_planned += plan_report.customers
     return figures, report
 
 
@@ -951,6 +959,52 @@ def _table(cycles: dict[str, list[PassFigures]]) -> str:
     return "\n".join(lines)
 
 
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def _at_first_rates(cycles: dict[str, list[PassFigures]]) -> str:
+    """What each later cycle would take at cycle 1's own rates, beside what it took.
+
+    Each stage's time in cycle 1 per unit it handled, times the units the later cycle
+    handled: records landed (pull), parties matched (match), golden customers planned (the
+    customer planner) and writes queued (the rest of the plan: quotes, ledger), rows sent
+    (push). A change of 1% of the records moves more than 1% of the customers (a new
+    invoice moves its customer's balance and dates), so this is the later cycle's cost
+    as the work it does sets it; what it takes beyond is what a pass costs whatever it
+    handles and the per-record cost of reading changes incrementally.
+    """
+    names = list(cycles)
+    first = cycles[names[0]]
+    totals = _total(first)
+    customers_s = sum(p.customer_seconds for p in first)
+    customers_n = sum(p.customers_planned for p in first)
+    lines = []
+    for name in names[1:]:
+        later = cycles[name]
+        stages = _total(later)
+        terms = {
+            "pull": totals["pull"].seconds * _share(stages["pull"].read, totals["pull"].read),
+            "match": totals["match"].seconds * _share(stages["match"].read, totals["match"].read),
+            "customers": customers_s * _share(sum(p.customers_planned for p in later), customers_n),
+            "rest of plan": (totals["plan"].seconds - customers_s)
+            * _share(stages["plan"].written, totals["plan"].written),
+            "push": totals["push"].seconds * _share(stages["push"].read, totals["push"].read),
+        }
+        expected = sum(terms.values())
+        whole = sum(totals[s].seconds for s in STAGES)
+        took = sum(stages[s].seconds for s in STAGES)
+        customers = sum(p.customers_planned for p in later)
+        lines.append(
+            f"{name} at {names[0]}'s rates: {expected:.1f} s, {_ratio(expected, whole)} of "
+            f"{names[0]} ("
+            + ", ".join(f"{k} {v:.2f}s" for k, v in terms.items())
+            + f"; customers planned {customers:,} of {customers_n:,}, "
+            f"{_ratio(customers, customers_n)}); it took {took:.1f} s, {_ratio(took, whole)}"
+        )
+    return "\n".join(lines)
+
+
 def _row(name: str, stage: str, passes: int, figures: StageFigures) -> str:
     return (
         f"| {name} | {stage} | {passes} | {figures.seconds:,.1f} | "
@@ -1081,6 +1135,7 @@ def main() -> int:
                     cycles[name] = until_quiet(name, args.profile_cycle != "1")
                 print()
                 print(_table(cycles))
+                print(_at_first_rates(cycles))
                 rusage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 print(
                     f"\npeak RSS: ledgerlink process {rusage:,.0f} MiB, vendor process "
