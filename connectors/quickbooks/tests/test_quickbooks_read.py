@@ -144,6 +144,62 @@ def test_after_a_capped_answer_cdc_starts_again_from_that_answer(make_connector,
     assert [path.rsplit("/", 1)[-1] for _, path in sandbox.faults.requests] == ["cdc"]
 
 
+def _create_items(conn, sandbox, count):
+    """Create ``count`` service items through ``conn``."""
+    income = next(
+        r["Id"]
+        for r in sandbox.company.table("Account").by_id()
+        if r.get("AccountType") == "Income"
+    )
+    ops = [
+        WriteOp(
+            f"item-{i}",
+            "Item",
+            WriteAction.CREATE,
+            {"Name": f"Cap Item {i}", "Type": "Service", "IncomeAccountRef": {"value": income}},
+        )
+        for i in range(count)
+    ]
+    assert all(r.ok for r in conn.write(ops))
+
+
+def test_when_the_connections_own_writes_fill_an_answer_cdc_is_asked_in_groups(
+    make_connector, sandbox, read_all
+):
+    """The echoes of a push of 1,000 documents or more would fill one CDC answer: the
+    connection asks for its entities in groups under the cap instead, so every stream reads
+    its changes from CDC, a bookkeeper's deletion among them, without a capped answer and a
+    query per stream; the next cycle asks once again."""
+    conn = make_connector()
+    cursors = {}
+    for stream in ("Customer", "Item", "Invoice"):
+        _, cursors[stream] = read_all(conn, stream, Cursor())
+    _create_customers(conn, 600)
+    _create_items(conn, sandbox, 600)
+    invoice = sandbox.company.read("Invoice", "5")
+    sandbox.company.delete("Invoice", {"Id": "5", "SyncToken": invoice["SyncToken"]})
+    sandbox.advance(dt.timedelta(minutes=1))
+    sandbox.faults.reset_counts()
+    landed = {}
+    for stream in ("Customer", "Item", "Invoice"):
+        pages, cursors[stream] = read_all(conn, stream, cursors[stream])
+        landed[stream] = [r for p in pages for r in p.records]
+    assert len({r.id for r in landed["Customer"]}) == 600
+    assert {r.payload["DisplayName"] for r in landed["Customer"]} == {
+        f"Cap Customer {i}" for i in range(600)
+    }
+    assert {r.payload["Name"] for r in landed["Item"]} == {f"Cap Item {i}" for i in range(600)}
+    assert [(r.id, r.deleted) for r in landed["Invoice"]] == [("5", True)]
+    assert [path.rsplit("/", 1)[-1] for _, path in sandbox.faults.requests] == ["cdc", "cdc"]
+    sandbox.advance(dt.timedelta(minutes=1))
+    sandbox.edit("Customer", "8", Notes="one change")
+    conn._cdc_cache = None
+    sandbox.faults.reset_counts()
+    pages, _ = read_all(conn, "Customer", cursors["Customer"])
+    assert _ids(pages) == ["8"]
+    assert [path.rsplit("/", 1)[-1] for _, path in sandbox.faults.requests] == ["cdc"]
+
+
 def test_boundary_second_records_are_not_lost_or_repeated(make_connector, sandbox, read_all):
     """Records sharing the boundary second are landed once even across page breaks."""
     conn = make_connector(page_size=3)

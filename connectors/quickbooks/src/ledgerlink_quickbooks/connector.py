@@ -12,6 +12,10 @@ Reading a stream (see :meth:`QuickBooksConnector.read`):
   records become pages, deleted
   objects tombstones. The cursor keeps ``since`` (server time of the CDC answer, minus one
   second since QuickBooks stamps whole seconds) plus the usual boundary value and ids.
+* When the connection's own writes since ``since`` alone would fill one answer (the echoes
+  of a push of 1,000 documents or more), the CDC entities are asked in groups, each under the
+  cap by those writes, so that every group's answer is whole (its deletions included) instead
+  of one capped answer and a query per stream.
 * When ``since`` is older than the 30-day CDC window, or an answer hits the 1,000-object cap,
   the stream falls back to LastUpdatedTime queries from its cursor (tombstones in a capped
   answer are still emitted), then returns to CDC.
@@ -64,6 +68,9 @@ __all__ = ["CDC_MAX_OBJECTS", "CDC_WINDOW", "QuickBooksConnector", "to_cursor_va
 JSON = dict[str, Any]
 CDC_WINDOW = dt.timedelta(days=30)
 CDC_MAX_OBJECTS = 1000
+_CDC_NAMES = {entity.lower(): entity for entity in CDC_ENTITIES}
+_OWN_WRITES_KEPT = dt.timedelta(hours=1)
+"""How long the connection remembers its own writes, to foresee a CDC answer they fill."""
 _CDC_SAFETY = dt.timedelta(hours=1)
 _LOOKBACK = dt.timedelta(seconds=1)
 _NAME_LISTS = frozenset({"Customer", "Item", "Account"})
@@ -97,7 +104,9 @@ class _CdcAnswer:
     server_time: dt.datetime
     fetched: float
     rows: Mapping[str, Sequence[JSON]]
-    capped: bool
+    capped: frozenset[str]
+    """The entities whose answer hit the 1,000-object cap (their streams fall back to
+    queries)."""
 
 
 class QuickBooksConnector:
@@ -166,6 +175,10 @@ class QuickBooksConnector:
         self._cdc_cache: _CdcAnswer | None = None
         self._load_start: tuple[str, float] | None = None
         self._cdc_lock = threading.Lock()
+        self._written: dict[str, dict[int, int]] = {}
+        """CDC entity -> second of QuickBooks' ``LastUpdatedTime`` -> this connection's writes
+        stamped then, for :data:`_OWN_WRITES_KEPT`: how many changes a CDC answer will hold (an
+        object written twice counts twice: more groups than needed, never a capped answer)."""
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -249,7 +262,7 @@ class QuickBooksConnector:
             since = _parse_time(str(cursor.state["since"]))
             if self._clock() - since < CDC_WINDOW - _CDC_SAFETY:
                 answer = self._cdc(since)
-                if answer is not None and not answer.capped:
+                if answer is not None and spec.name not in answer.capped:
                     yield self._cdc_page(spec.name, cursor, answer)
                     return
                 if answer is not None:
@@ -311,10 +324,52 @@ class QuickBooksConnector:
         ``cdc_reuse_seconds``.
         """
         try:
-            yield from write_ops(self, ops)
+            for op, result in zip(ops, write_ops(self, ops), strict=False):
+                self._note_written(op, result)
+                yield result
         finally:
             with self._cdc_lock:
                 self._cdc_cache = None
+
+    def _note_written(self, op: WriteOp, result: WriteResult) -> None:
+        """Remember when QuickBooks stamped an object this connection wrote (see
+        :meth:`_cdc_groups`); forget what is older than :data:`_OWN_WRITES_KEPT`."""
+        meta = (result.response or {}).get("MetaData") if result.ok else None
+        stamped = meta.get("LastUpdatedTime") if isinstance(meta, Mapping) else None
+        entity = _CDC_NAMES.get(op.object.lower())
+        if entity is None or not result.remote_id or not stamped:
+            return
+        second = int(_parse_time(str(stamped)).timestamp())
+        with self._cdc_lock:
+            mine = self._written.setdefault(entity, {})  # seconds in the order they came
+            mine[second] = mine.get(second, 0) + 1
+            horizon = second - int(_OWN_WRITES_KEPT.total_seconds())
+            while mine:
+                oldest = next(iter(mine))
+                if oldest >= horizon:
+                    break
+                del mine[oldest]
+
+    def _cdc_groups(self, since: dt.datetime) -> list[list[str]]:
+        """The CDC entities, in groups to ask one ``/cdc`` call each: one group, unless this
+        connection's own writes since ``since`` would fill an answer by themselves; then groups
+        each holding fewer of them than the cap (an entity with that many alone)."""
+        start = int(since.timestamp())
+        own = {
+            entity: sum(n for second, n in self._written.get(entity, {}).items() if second >= start)
+            for entity in CDC_ENTITIES
+        }
+        if sum(own.values()) < CDC_MAX_OBJECTS:
+            return [list(CDC_ENTITIES)]
+        groups: list[list[str]] = [[]]
+        held = 0
+        for entity in CDC_ENTITIES:
+            if groups[-1] and held + own[entity] >= CDC_MAX_OBJECTS:
+                groups.append([])
+                held = 0
+            groups[-1].append(entity)
+            held += own[entity]
+        return groups
 
     def check(self) -> CheckReport:
         """Check the refresh token and access to the company."""
@@ -444,30 +499,39 @@ class QuickBooksConnector:
                 and self._monotonic() - cached.fetched <= self.settings.cdc_reuse_seconds
             ):
                 return cached
-            try:
-                body = self.get_json(
-                    "cdc",
-                    entities=",".join(CDC_ENTITIES),
-                    changedSince=since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                )
-            except RecordError:
-                # changedSince refused (outside the window by the server's clock): fall back.
-                return None
             rows: dict[str, list[JSON]] = {}
-            total = 0
-            for block in body.get("CDCResponse") or []:
-                for response in block.get("QueryResponse") or []:
-                    for key, value in response.items():
-                        if isinstance(value, list):
-                            rows.setdefault(key, []).extend(value)
-                            total += len(value)
-            server_time = _parse_time(str(body["time"]))
+            capped: set[str] = set()
+            times: list[dt.datetime] = []
+            groups = self._cdc_groups(since)
+            if len(groups) > 1:
+                self._log.info("quickbooks.cdc_grouped", groups=len(groups))
+            for group in groups:
+                try:
+                    body = self.get_json(
+                        "cdc",
+                        entities=",".join(group),
+                        changedSince=since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    )
+                except RecordError:
+                    # changedSince refused (outside the window by the server's clock): fall back.
+                    return None
+                total = 0
+                for block in body.get("CDCResponse") or []:
+                    for response in block.get("QueryResponse") or []:
+                        for key, value in response.items():
+                            if isinstance(value, list):
+                                rows.setdefault(key, []).extend(value)
+                                total += len(value)
+                if total >= CDC_MAX_OBJECTS:
+                    capped.update(group)
+                times.append(_parse_time(str(body["time"])))
             answer = _CdcAnswer(
                 since=since,
-                server_time=server_time,
+                # The earliest answer's: every group's answer covers the changes until then.
+                server_time=min(times),
                 fetched=self._monotonic(),
                 rows=rows,
-                capped=total >= CDC_MAX_OBJECTS,
+                capped=frozenset(capped),
             )
             self._cdc_cache = answer
             return answer
