@@ -983,10 +983,11 @@ def _at_first_rates(cycles: dict[str, list[PassFigures]]) -> str:
     for name in names[1:]:
         later = cycles[name]
         stages = _total(later)
+        customers = sum(p.customers_planned for p in later)
         terms = {
             "pull": totals["pull"].seconds * _share(stages["pull"].read, totals["pull"].read),
             "match": totals["match"].seconds * _share(stages["match"].read, totals["match"].read),
-            "customers": customers_s * _share(sum(p.customers_planned for p in later), customers_n),
+            "customers": customers_s * _share(customers, customers_n),
             "rest of plan": (totals["plan"].seconds - customers_s)
             * _share(stages["plan"].written, totals["plan"].written),
             "push": totals["push"].seconds * _share(stages["push"].read, totals["push"].read),
@@ -994,7 +995,6 @@ def _at_first_rates(cycles: dict[str, list[PassFigures]]) -> str:
         expected = sum(terms.values())
         whole = sum(totals[s].seconds for s in STAGES)
         took = sum(stages[s].seconds for s in STAGES)
-        customers = sum(p.customers_planned for p in later)
         lines.append(
             f"{name} at {names[0]}'s rates: {expected:.1f} s, {_ratio(expected, whole)} of "
             f"{names[0]} ("
